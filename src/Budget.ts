@@ -1,0 +1,230 @@
+/**
+ * The `Budget` service: one token + USD budget shared by every fiber that
+ * has it, its layers, and the reservations it hands out.
+ *
+ * @since 0.1.0
+ */
+import { Config, Context, Effect, Layer, Option } from "effect"
+import type { Scope } from "effect"
+import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+import * as MemoryStore from "./internal/memoryStore.ts"
+import type { BudgetStore } from "./internal/store.ts"
+import { capError, usageError, usdToNanos } from "./Usage.ts"
+import type { Usage } from "./Usage.ts"
+
+/**
+ * How a settled reservation ended. `Committed` charged `tokens` and `usd`;
+ * the overage fields tell how much of that charge went past a cap (charged
+ * anyway: usage that happened is never dropped). `Released` charged nothing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settlement {
+  readonly _tag: "Committed" | "Released"
+  readonly tokens: number
+  readonly usd: number
+  readonly tokensOverage: number
+  readonly usdOverage: number
+}
+
+/**
+ * A hold on part of a budget, taken before an LLM call and settled after it.
+ * The first settlement wins: a later `commit` or `release` charges nothing
+ * and returns it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Reservation {
+  /** Tokens held. */
+  readonly tokens: number
+  /** Dollars held. */
+  readonly usd: number
+  /**
+   * Releases the hold and charges the actual usage; an axis left out charges
+   * the amount held. Never refused: an actual beyond the hold is charged
+   * even past a cap, and reported as overage.
+   */
+  readonly commit: (actual?: Usage) => Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable>
+  /** Gives the hold back without charging anything. */
+  readonly release: Effect.Effect<Settlement, BudgetUnavailable>
+}
+
+/**
+ * A budget's counters at one moment. An unbounded axis has an `Infinity`
+ * cap and remaining; remaining never reads below 0.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Snapshot {
+  readonly name: string
+  readonly tokensUsed: number
+  readonly usdUsed: number
+  readonly tokensReserved: number
+  readonly usdReserved: number
+  readonly tokenCap: number
+  readonly usdCap: number
+  readonly tokensRemaining: number
+  readonly usdRemaining: number
+}
+
+/**
+ * What `reserve` does when the hold does not fit: fail at once with
+ * `BudgetExceeded` (the default), or wait in line until it fits.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReserveOptions {
+  readonly onExceeded?: "fail" | "wait" | undefined
+}
+
+/**
+ * A budget's name and caps. A cap left out leaves its axis unbounded.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BudgetOptions {
+  /** Names the budget in errors and snapshots; defaults to `"budget"`. */
+  readonly name?: string | undefined
+  readonly tokenCap?: number | undefined
+  readonly usdCap?: number | undefined
+}
+
+/**
+ * A shared token + USD budget. Every operation checks and applies atomically;
+ * the fleet never spends past a cap.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   yield* budget.record({ tokens: 1200, usd: 0.0036 })
+ *   return yield* budget.snapshot
+ * }).pipe(Effect.provide(Budget.layer({ tokenCap: 1_000_000, usdCap: 10 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Budget extends Context.Service<Budget, {
+  readonly name: string
+  /** Charges usage that already happened, or fails with `BudgetExceeded`. */
+  readonly record: (usage: Usage) => Effect.Effect<void, BudgetExceeded | InvalidUsage | BudgetUnavailable>
+  /** Holds `usage` until the scope closes; a hold not committed by then is released. */
+  readonly reserve: (
+    usage: Usage,
+    options?: ReserveOptions
+  ) => Effect.Effect<Reservation, BudgetExceeded | InvalidUsage | BudgetUnavailable, Scope.Scope>
+  /** Holds `usage` while `use` runs, then releases whatever `use` left unsettled. */
+  readonly withReservation: <A, E, R>(
+    usage: Usage,
+    use: (reservation: Reservation) => Effect.Effect<A, E, R>,
+    options?: ReserveOptions
+  ) => Effect.Effect<A, E | BudgetExceeded | InvalidUsage | BudgetUnavailable, R>
+  readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
+  /** Zeroes used and reserved; holds taken before are stale. */
+  readonly reset: Effect.Effect<void, BudgetUnavailable>
+}>()("effect-token-budget/Budget") {
+  /**
+   * Makes an in-memory budget, shared by whoever holds the returned service.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly make = (options: BudgetOptions): Effect.Effect<Budget["Service"], InvalidUsage> =>
+    Effect.suspend(() => {
+      const invalid = capError("tokenCap", options.tokenCap) ?? capError("usdCap", options.usdCap)
+      if (invalid !== undefined) return Effect.fail(invalid)
+      const name = options.name ?? "budget"
+      return Effect.succeed(fromStore(
+        name,
+        MemoryStore.make({
+          name,
+          tokenCap: options.tokenCap ?? Infinity,
+          nanoCap: options.usdCap === undefined ? Infinity : usdToNanos(options.usdCap)
+        })
+      ))
+    })
+
+  /**
+   * An in-memory budget for this process.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layer = (options: BudgetOptions): Layer.Layer<Budget, InvalidUsage> =>
+    Layer.effect(Budget, Budget.make(options))
+
+  /**
+   * An in-memory budget whose name and caps come from `Config`. By default
+   * they are read from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and
+   * `BUDGET_USD_CAP`, each optional.
+   *
+   * @example
+   * ```ts
+   * import { Budget } from "effect-token-budget"
+   * import { Config } from "effect"
+   *
+   * // from the environment: BUDGET_TOKEN_CAP=1000000 BUDGET_USD_CAP=10
+   * const FromEnv = Budget.layerConfig()
+   *
+   * // or from keys of your own
+   * const Custom = Budget.layerConfig({
+   *   name: Config.succeed("evals"),
+   *   usdCap: Config.Number("EVALS_USD_CAP")
+   * })
+   * ```
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerConfig = (
+    config: Config.Wrap<BudgetOptions> = defaultConfig
+  ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> =>
+    Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+}
+
+const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>
+  config.pipe(Config.option, Config.map(Option.getOrUndefined))
+
+const defaultConfig: Config.Wrap<BudgetOptions> = {
+  name: Config.String("BUDGET_NAME").pipe(Config.withDefault("budget")),
+  tokenCap: optional(Config.Number("BUDGET_TOKEN_CAP")),
+  usdCap: optional(Config.Number("BUDGET_USD_CAP"))
+}
+
+// A release that cannot reach its store is not the caller's failure: a
+// remote store's lease expires instead (see the Redis store).
+const releaseHold = (reservation: Reservation) => Effect.ignore(reservation.release)
+
+// The service over any store: validation and scoping live here, once, so
+// every store keeps the same contract.
+const fromStore = (name: string, store: BudgetStore): Budget["Service"] => {
+  const acquire = (
+    usage: Usage,
+    options: ReserveOptions | undefined
+  ): Effect.Effect<Reservation, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
+    const invalid = usageError(usage, "usage")
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), options?.onExceeded === "wait")
+  }
+  return Budget.of({
+    name,
+    record: (usage) => {
+      const invalid = usageError(usage, "usage")
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
+    },
+    reserve: (usage, options) => Effect.acquireRelease(acquire(usage, options), releaseHold),
+    withReservation: (usage, use, options) => Effect.acquireUseRelease(acquire(usage, options), use, releaseHold),
+    snapshot: store.snapshot,
+    reset: store.reset
+  })
+}

@@ -1,0 +1,88 @@
+/**
+ * The typed errors of a budget: a refused request, bad input, and a store
+ * that could not be reached.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/**
+ * Which side of a budget a figure belongs to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Axis = "tokens" | "usd"
+
+const Axis = Schema.Literals(["tokens", "usd"])
+
+const describe = (axis: Axis, amount: number): string =>
+  axis === "tokens" ? `${amount} tokens` : `$${amount}`
+
+/**
+ * A request refused because it would take a budget past its cap on one axis:
+ * `attempted` (used + reserved + requested) is greater than `cap`. Nothing
+ * was charged or held.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * const guarded = Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   yield* budget.record({ tokens: 500 })
+ * }).pipe(Effect.catchTag("BudgetExceeded", (e) => Effect.logWarning(e.message)))
+ * ```
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
+  budget: Schema.String,
+  axis: Axis,
+  requested: Schema.Number,
+  attempted: Schema.Number,
+  cap: Schema.Number
+}) {
+  override get message(): string {
+    return `Budget "${this.budget}" refused ${describe(this.axis, this.requested)}: ` +
+      `used + reserved + requested would be ${describe(this.axis, this.attempted)}, ` +
+      `over its cap of ${describe(this.axis, this.cap)}`
+  }
+}
+
+/**
+ * An amount or a cap that is not a usable number: negative, NaN, infinite,
+ * fractional tokens, or too large to count exactly. Nothing was changed.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidUsage extends Schema.TaggedError<InvalidUsage>()("InvalidUsage", {
+  field: Schema.String,
+  value: Schema.Unknown,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid ${this.field}: ${this.reason}, got ${String(this.value)}`
+  }
+}
+
+/**
+ * A remote store (Redis, say) could not answer; `cause` says why. The
+ * operation may be retried.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BudgetUnavailable extends Schema.TaggedError<BudgetUnavailable>()("BudgetUnavailable", {
+  budget: Schema.String,
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `Budget "${this.budget}" is unavailable: ${
+      this.cause instanceof Error ? this.cause.message : String(this.cause)
+    }`
+  }
+}

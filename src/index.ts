@@ -1,0 +1,11 @@
+/**
+ * A shared token + USD budget for concurrent LLM work, as an Effect service.
+ *
+ * @since 0.1.0
+ */
+export { Budget } from "./Budget.ts"
+export type { BudgetOptions, Reservation, ReserveOptions, Settlement, Snapshot } from "./Budget.ts"
+export { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+export type { Axis } from "./BudgetError.ts"
+export { maxUsd, nanosPerUsd, usdFromNanos, usdToNanos } from "./Usage.ts"
+export type { Usage } from "./Usage.ts"
