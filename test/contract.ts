@@ -1,0 +1,571 @@
+/**
+ * The contract every store keeps: semantics 1-8 of DESIGN.md. One function
+ * over a way to make a budget, run against each store.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref } from "effect"
+import type { Scope } from "effect"
+import { TestClock } from "effect/testing"
+import { Budget, type BudgetOptions } from "../src/index.ts"
+
+type Service = Budget["Service"]
+
+export interface StoreUnderTest {
+  readonly name: string
+  /** A fresh, empty budget; a remote store scopes its connection and keys. */
+  readonly make: (options: BudgetOptions) => Effect.Effect<Service, unknown, Scope.Scope>
+}
+
+/** Lets forked fibers run until they block: waits and wake-ups go through the scheduler. */
+export const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+const flipExit = <A, E>(exit: Exit.Exit<A, E>): E => {
+  assert.isTrue(Exit.isFailure(exit), "expected a failure")
+  const failure = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : Option.none()
+  assert.isTrue(Option.isSome(failure), "expected a typed failure")
+  return (failure as Option.Some<E>).value
+}
+
+export const contract = (store: StoreUnderTest) =>
+  describe(`contract on ${store.name}`, () => {
+    const make = store.make
+
+    describe("1. never past the cap", () => {
+      it.effect("record charges up to the cap and refuses past it, changing nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ name: "team", tokenCap: 100, usdCap: 1 })
+          yield* budget.record({ tokens: 60, usd: 0.5 })
+          yield* budget.record({ tokens: 40, usd: 0.5 })
+          const error = yield* Effect.flip(budget.record({ tokens: 1 }))
+          assert(error._tag === "BudgetExceeded")
+          assert.deepStrictEqual(
+            { budget: error.budget, axis: error.axis, requested: error.requested, attempted: error.attempted },
+            { budget: "team", axis: "tokens", requested: 1, attempted: 101 }
+          )
+          const snap = yield* budget.snapshot
+          assert.strictEqual(snap.tokensUsed, 100)
+          assert.strictEqual(snap.usdUsed, 1)
+        }))
+
+      it.effect("reserve counts holds against the cap", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* budget.reserve({ tokens: 70 })
+          yield* budget.record({ tokens: 20 })
+          const error = yield* Effect.flip(budget.reserve({ tokens: 11 }))
+          assert.strictEqual(error._tag, "BudgetExceeded")
+          assert.strictEqual(error._tag === "BudgetExceeded" && error.attempted, 101)
+          yield* budget.reserve({ tokens: 10 })
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved, snap.tokensRemaining], [20, 80, 0])
+        }))
+
+      it.effect("one breached axis refuses the whole request", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 1000, usdCap: 0.01 })
+          const error = yield* Effect.flip(budget.reserve({ tokens: 10, usd: 0.02 }))
+          assert.strictEqual(error._tag === "BudgetExceeded" && error.axis, "usd")
+          assert.strictEqual(error._tag === "BudgetExceeded" && error.cap, 0.01)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
+        }))
+
+      it.effect("an unbounded axis reads Infinity and never refuses", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ usdCap: 1 })
+          yield* budget.record({ tokens: Number.MAX_SAFE_INTEGER - 1 })
+          const snap = yield* budget.snapshot
+          assert.strictEqual(snap.tokenCap, Infinity)
+          assert.strictEqual(snap.tokensRemaining, Infinity)
+          assert.strictEqual(snap.usdRemaining, 1)
+        }))
+
+      it.effect("10,000 fibers racing for 1,000 slots: exactly 1,000 win", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 1000, usdCap: 1 })
+          const outcomes = yield* Effect.forEach(
+            Array.from({ length: 10_000 }, (_, i) => i),
+            (i) =>
+              (i % 2 === 0
+                ? budget.record({ tokens: 1, usd: 0.001 })
+                : Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 1, usd: 0.001 }), (r) => r.commit()))).pipe(
+                  Effect.as(true),
+                  Effect.catchTag("BudgetExceeded", () => Effect.succeed(false))
+                ),
+            { concurrency: "unbounded" }
+          )
+          assert.strictEqual(outcomes.filter(Boolean).length, 1000)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokensReserved], [1000, 1, 0])
+        }))
+    })
+
+    describe("2. reservations are scoped resources", () => {
+      it.effect("closing the scope without a commit releases the hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* Effect.scoped(budget.reserve({ tokens: 50 }))
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 0)
+        }))
+
+      it.effect("a failing call releases its hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          const exit = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+            yield* budget.reserve({ tokens: 50, usd: 0.5 })
+            return yield* Effect.fail("provider down")
+          })))
+          assert.isTrue(Exit.isFailure(exit))
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, 0])
+        }))
+
+      it.effect("a defect releases its hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* Effect.exit(Effect.scoped(Effect.andThen(budget.reserve({ tokens: 50 }), Effect.die("boom"))))
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 0)
+        }))
+
+      it.effect("an interrupted call releases its hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const held = yield* Deferred.make<void>()
+          const fiber = yield* Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+            yield* budget.reserve({ tokens: 50 })
+            yield* Deferred.succeed(held, undefined)
+            return yield* Effect.never
+          })))
+          yield* Deferred.await(held)
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 50)
+          yield* Fiber.interrupt(fiber)
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 0)
+        }))
+
+      it.effect("withReservation releases on success, failure and interruption", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* budget.withReservation({ tokens: 10 }, () => Effect.void)
+          yield* Effect.exit(budget.withReservation({ tokens: 10 }, () => Effect.fail("no")))
+          const fiber = yield* Effect.forkChild(budget.withReservation({ tokens: 10 }, () => Effect.never))
+          yield* settle
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 10)
+          yield* Fiber.interrupt(fiber)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [0, 0])
+        }))
+
+      it.effect("withReservation returns what use returns and keeps its commit", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const answer = yield* budget.withReservation(
+            { tokens: 30 },
+            (r) => Effect.as(r.commit({ tokens: 25 }), "answer")
+          )
+          assert.strictEqual(answer, "answer")
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [0, 25])
+        }))
+    })
+
+    describe("3. commit settles truthfully", () => {
+      it.effect("commit charges the actual and frees the rest of the hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          const settlement = yield* Effect.scoped(
+            Effect.flatMap(budget.reserve({ tokens: 50, usd: 0.5 }), (r) => r.commit({ tokens: 20, usd: 0.1 }))
+          )
+          assert.deepStrictEqual(settlement, {
+            _tag: "Committed",
+            tokens: 20,
+            usd: 0.1,
+            tokensOverage: 0,
+            usdOverage: 0
+          })
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokensReserved, snap.usdReserved], [20, 0.1, 0, 0])
+        }))
+
+      it.effect("commit() with an axis left out charges the amount held", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          yield* Effect.scoped(
+            Effect.flatMap(budget.reserve({ tokens: 50, usd: 0.5 }), (r) => r.commit({ usd: 0.2 }))
+          )
+          yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 5, usd: 0.1 }), (r) => r.commit()))
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed], [55, 0.3])
+        }))
+
+      it.effect("an actual beyond the hold is charged in full, past the cap, and reported", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          yield* budget.record({ tokens: 50 })
+          const settlement = yield* Effect.scoped(
+            Effect.flatMap(budget.reserve({ tokens: 30, usd: 0.5 }), (r) => r.commit({ tokens: 70, usd: 1.25 }))
+          )
+          // 20 tokens of room were free beside the hold of 30: 70 - 30 - 20 = 20 over.
+          assert.deepStrictEqual(
+            [settlement.tokens, settlement.tokensOverage, settlement.usd, settlement.usdOverage],
+            [70, 20, 1.25, 0.25]
+          )
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed], [120, 1.25])
+          assert.deepStrictEqual([snap.tokensRemaining, snap.usdRemaining], [0, 0])
+          // the budget now refuses new work, even an empty request on the spent axis
+          const error = yield* Effect.flip(budget.record({ tokens: 0 }))
+          assert.strictEqual(error._tag, "BudgetExceeded")
+        }))
+
+      it.effect("an excess that fits in free room is no overage", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const settlement = yield* Effect.scoped(
+            Effect.flatMap(budget.reserve({ tokens: 10 }), (r) => r.commit({ tokens: 90 }))
+          )
+          assert.strictEqual(settlement.tokensOverage, 0)
+        }))
+    })
+
+    describe("4. settling is idempotent", () => {
+      it.effect("a second commit returns the first settlement and charges nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const [first, second, released] = yield* Effect.scoped(Effect.gen(function*() {
+            const r = yield* budget.reserve({ tokens: 40 })
+            const first = yield* r.commit({ tokens: 30 })
+            const second = yield* r.commit({ tokens: 35 })
+            const released = yield* r.release
+            return [first, second, released] as const
+          }))
+          assert.deepStrictEqual(second, first)
+          assert.deepStrictEqual(released, first)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
+        }))
+
+      it.effect("release after release is a no-op, and a later commit charges nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const other = yield* budget.reserve({ tokens: 10 })
+          yield* Effect.scoped(Effect.gen(function*() {
+            const r = yield* budget.reserve({ tokens: 40 })
+            const first = yield* r.release
+            assert.strictEqual(first._tag, "Released")
+            yield* r.release
+            assert.strictEqual((yield* r.commit({ tokens: 40 }))._tag, "Released")
+          }))
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, other.tokens])
+        }))
+    })
+
+    describe("5. reset", () => {
+      it.effect("zeroes used and reserved", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          yield* budget.record({ tokens: 60, usd: 0.6 })
+          yield* budget.reserve({ tokens: 20, usd: 0.2 })
+          yield* budget.reset
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual(
+            [snap.tokensUsed, snap.usdUsed, snap.tokensReserved, snap.usdReserved, snap.tokensRemaining],
+            [0, 0, 0, 0, 100]
+          )
+        }))
+
+      it.effect("releasing a stale hold is a no-op", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const stale = yield* budget.reserve({ tokens: 40 })
+          yield* budget.reset
+          yield* budget.reserve({ tokens: 30 })
+          yield* stale.release
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 30)
+        }))
+
+      it.effect("committing a stale hold charges the actual against the new window", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const stale = yield* budget.reserve({ tokens: 40 })
+          yield* budget.reset
+          yield* budget.reserve({ tokens: 80 })
+          const settlement = yield* stale.commit({ tokens: 35 })
+          // nothing of the new window was held for it: 20 free, 15 over
+          assert.deepStrictEqual([settlement.tokens, settlement.tokensOverage], [35, 15])
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [35, 80])
+        }))
+    })
+
+    describe("6. exact money", () => {
+      it.effect("10 - 0.0036 reads 9.9964", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ usdCap: 10 })
+          yield* budget.record({ usd: 0.0036 })
+          const snap = yield* budget.snapshot
+          assert.strictEqual(snap.usdRemaining, 9.9964)
+          assert.strictEqual(snap.usdUsed, 0.0036)
+        }))
+
+      it.effect("a million charges of 0.000001 read exactly 1", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ usdCap: 1 })
+          for (let i = 0; i < 1_000_000; i++) yield* budget.record({ usd: 0.000001 })
+          const snap = yield* budget.snapshot
+          assert.strictEqual(snap.usdUsed, 1)
+          assert.strictEqual(snap.usdRemaining, 0)
+          const error = yield* Effect.flip(budget.record({ usd: 0.000000001 }))
+          assert.strictEqual(error._tag, "BudgetExceeded")
+        }))
+
+      it.effect("0.1 + 0.2 is 0.3, and amounts round to the nearest nano-dollar", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ usdCap: 1 })
+          yield* budget.record({ usd: 0.1 })
+          yield* budget.record({ usd: 0.2 })
+          yield* budget.record({ usd: 0.0000000014 }) // 1.4 nano-dollars: 1
+          yield* budget.record({ usd: 0.0000000004 }) // 0.4 nano-dollars: 0
+          assert.strictEqual((yield* budget.snapshot).usdUsed, 0.300000001)
+        }))
+
+      it.effect("caps of 9,000,000 USD count to the nano-dollar", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ usdCap: 9_000_000 })
+          yield* budget.record({ usd: 8_999_999 })
+          yield* budget.record({ usd: 0.999999999 })
+          yield* budget.record({ usd: 0.000000001 })
+          const snap = yield* budget.snapshot
+          assert.strictEqual(snap.usdUsed, 9_000_000)
+          const error = yield* Effect.flip(budget.record({ usd: 0.000000001 }))
+          assert.strictEqual(error._tag, "BudgetExceeded")
+        }))
+    })
+
+    describe("7. bad input", () => {
+      const bad: ReadonlyArray<readonly [string, object]> = [
+        ["negative tokens", { tokens: -1 }],
+        ["fractional tokens", { tokens: 1.5 }],
+        ["NaN tokens", { tokens: NaN }],
+        ["infinite tokens", { tokens: Infinity }],
+        ["unsafe tokens", { tokens: 2 ** 53 }],
+        ["tokens as a string", { tokens: "12" }],
+        ["negative usd", { usd: -0.01 }],
+        ["NaN usd", { usd: NaN }],
+        ["infinite usd", { usd: Infinity }],
+        ["usd past 9,007,199", { usd: 1e7 }]
+      ]
+      for (const [label, usage] of bad) {
+        it.effect(`${label}: InvalidUsage from record, reserve, withReservation and commit, nothing changed`, () =>
+          Effect.gen(function*() {
+            const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+            const before = yield* budget.snapshot
+            const errors = [
+              yield* Effect.flip(budget.record(usage)),
+              yield* Effect.flip(Effect.scoped(budget.reserve(usage))),
+              yield* Effect.flip(budget.withReservation(usage, () => Effect.void)),
+              flipExit(
+                yield* Effect.exit(
+                  Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 1 }), (r) => r.commit(usage)))
+                )
+              )
+            ]
+            for (const error of errors) {
+              assert.strictEqual(error._tag, "InvalidUsage")
+              assert.include(error.message, "Invalid")
+            }
+            assert.deepStrictEqual(yield* budget.snapshot, before)
+          }))
+      }
+
+      it.effect("bad caps fail with InvalidUsage naming the cap", () =>
+        Effect.gen(function*() {
+          for (const options of [{ tokenCap: -1 }, { tokenCap: 0.5 }, { usdCap: -1 }, { usdCap: NaN }]) {
+            const error = yield* Effect.flip(make(options))
+            assert.strictEqual((error as { _tag: string })._tag, "InvalidUsage")
+            assert.include((error as Error).message, Object.keys(options)[0])
+          }
+        }))
+    })
+
+    describe("8. waiting instead of failing", () => {
+      it.effect("a waiter gets its hold when a release makes room", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const holder = yield* budget.reserve({ tokens: 80 })
+          const waiter = yield* Effect.forkChild(
+            Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 50 }, { onExceeded: "wait" }), (r) => r.commit()))
+          )
+          yield* settle
+          assert.isUndefined(waiter.pollUnsafe())
+          yield* holder.release
+          const settlement = yield* Fiber.join(waiter)
+          assert.strictEqual(settlement.tokens, 50)
+          assert.strictEqual((yield* budget.snapshot).tokensUsed, 50)
+        }))
+
+      it.effect("a commit that frees room and a reset both wake waiters", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const holder = yield* budget.reserve({ tokens: 100 })
+          const first = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 60 }, { onExceeded: "wait" })))
+          yield* settle
+          yield* holder.commit({ tokens: 40 })
+          yield* Fiber.join(first)
+          const second = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 80 }, { onExceeded: "wait" })))
+          yield* settle
+          assert.isUndefined(second.pollUnsafe())
+          yield* budget.reset
+          yield* Fiber.join(second)
+        }))
+
+      it.effect("first come, first served: a large request is not starved by small ones", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const order = yield* Ref.make<ReadonlyArray<string>>([])
+          const holder = yield* budget.reserve({ tokens: 50 })
+          const waitFor = (label: string, tokens: number) =>
+            Effect.forkChild(Effect.scoped(Effect.gen(function*() {
+              const r = yield* budget.reserve({ tokens }, { onExceeded: "wait" })
+              yield* Ref.update(order, (o) => [...o, label])
+              return r
+            })).pipe(Effect.asVoid))
+          const large = yield* waitFor("large", 100)
+          yield* settle
+          // 10 would fit now, but the large request came first
+          const small = yield* waitFor("small", 10)
+          yield* settle
+          assert.deepStrictEqual(yield* Ref.get(order), [])
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 50)
+          yield* holder.release
+          yield* Fiber.join(large)
+          yield* Fiber.join(small)
+          assert.deepStrictEqual(yield* Ref.get(order), ["large", "small"])
+        }))
+
+      it.effect("waiters are served in arrival order", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 10 })
+          const holder = yield* budget.reserve({ tokens: 10 })
+          const order: Array<number> = []
+          const fibers = []
+          for (let i = 0; i < 20; i++) {
+            fibers.push(yield* Effect.forkChild(budget.withReservation(
+              { tokens: 1 + (i % 7) },
+              (r) => Effect.andThen(Effect.sync(() => order.push(i)), r.commit({ tokens: 0 })),
+              { onExceeded: "wait" }
+            )))
+            yield* Effect.yieldNow
+          }
+          yield* settle
+          yield* holder.release
+          yield* Fiber.joinAll(fibers)
+          assert.deepStrictEqual(order, Array.from({ length: 20 }, (_, i) => i))
+        }))
+
+      it.effect("a request larger than the cap fails at once", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100, usdCap: 1 })
+          const tokens = yield* Effect.flip(Effect.scoped(budget.reserve({ tokens: 101 }, { onExceeded: "wait" })))
+          const usd = yield* Effect.flip(Effect.scoped(budget.reserve({ usd: 1.01 }, { onExceeded: "wait" })))
+          assert.deepStrictEqual([tokens._tag, usd._tag], ["BudgetExceeded", "BudgetExceeded"])
+          assert.strictEqual(usd._tag === "BudgetExceeded" && usd.axis, "usd")
+        }))
+
+      it.effect("a wait bounded by Effect.timeout gives up holding nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* budget.reserve({ tokens: 100 })
+          const fiber = yield* Effect.forkChild(
+            Effect.scoped(budget.reserve({ tokens: 10 }, { onExceeded: "wait" })).pipe(Effect.timeout("1 second"))
+          )
+          yield* settle
+          yield* TestClock.adjust("1 second")
+          const exit = yield* Fiber.await(fiber)
+          assert.isTrue(Exit.isFailure(exit))
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 100)
+        }))
+
+      it.effect("an interrupted waiter holds nothing and lets the next one in", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const holder = yield* budget.reserve({ tokens: 100 })
+          const first = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 100 }, { onExceeded: "wait" })))
+          yield* settle
+          const second = yield* Effect.forkChild(
+            Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 30 }, { onExceeded: "wait" }), (r) => r.commit()))
+          )
+          yield* settle
+          yield* holder.commit({ tokens: 60 })
+          yield* settle
+          assert.isUndefined(second.pollUnsafe(), "the second waits behind the first")
+          yield* Fiber.interrupt(first)
+          yield* Fiber.join(second)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [90, 0])
+        }))
+
+      it.effect("a waiter interrupted just after its wake-up leaks nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const holder = yield* budget.reserve({ tokens: 100 })
+          const first = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 70 }, { onExceeded: "wait" })))
+          const second = yield* Effect.forkChild(
+            Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 100 }, { onExceeded: "wait" }), (r) => r.commit()))
+          )
+          yield* settle
+          // wake the first and interrupt it before it can run
+          yield* Effect.andThen(holder.release, Fiber.interrupt(first))
+          yield* Fiber.join(second)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [100, 0])
+        }))
+
+      it.effect("10,000 waiters drain through a cap that fits one at a time", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 1 })
+          const holder = yield* budget.reserve({ tokens: 1 })
+          const fibers = yield* Effect.forEach(
+            Array.from({ length: 10_000 }),
+            () =>
+              Effect.forkChild(budget.withReservation({ tokens: 1 }, (r) => r.commit({ tokens: 0 }), {
+                onExceeded: "wait"
+              })),
+            { concurrency: 1 }
+          )
+          yield* settle
+          yield* holder.release
+          yield* Fiber.joinAll(fibers)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, 0])
+        }))
+    })
+
+    describe("interruption at every step of a reservation's life", () => {
+      // A call that reserves, works, commits, then works on inside its scope;
+      // interrupted after `steps` scheduler turns, wherever that lands.
+      it.effect("interrupting after any number of turns leaks no hold and charges at most once", () =>
+        Effect.gen(function*() {
+          for (let steps = 0; steps < 40; steps++) {
+            const budget = yield* make({ tokenCap: 1000, usdCap: 10 })
+            const holder = yield* budget.reserve({ tokens: 950 })
+            const call = Effect.scoped(Effect.gen(function*() {
+              const r = yield* budget.reserve({ tokens: 100, usd: 1 }, { onExceeded: steps % 2 === 0 ? "wait" : "fail" })
+              for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+              yield* r.commit({ tokens: 80, usd: 0.5 })
+              for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+            }))
+            const fiber = yield* Effect.forkChild(Effect.exit(call))
+            yield* holder.release
+            for (let i = 0; i < steps; i++) yield* Effect.yieldNow
+            yield* Fiber.interrupt(fiber)
+            const snap = yield* budget.snapshot
+            assert.strictEqual(snap.tokensReserved, 0, `after ${steps} turns`)
+            assert.isTrue(snap.tokensUsed === 0 || snap.tokensUsed === 80, `charged once after ${steps} turns`)
+            assert.strictEqual(snap.usdUsed, snap.tokensUsed === 0 ? 0 : 0.5)
+          }
+        }))
+    })
+  })
