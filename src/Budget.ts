@@ -200,17 +200,13 @@ const defaultConfig: Config.Wrap<BudgetOptions> = {
   usdCap: optional(Config.Number("BUDGET_USD_CAP"))
 }
 
-// A release that cannot reach its store is not the caller's failure: a
-// remote store's lease expires instead (see the Redis store).
-const releaseHold = (reservation: Reservation) => Effect.ignore(reservation.release)
-
 // The service over any store: validation and scoping live here, once, so
 // every store keeps the same contract.
-const fromStore = (name: string, store: BudgetStore): Budget["Service"] => {
+const fromStore = <R extends Reservation>(name: string, store: BudgetStore<R>): Budget["Service"] => {
   const acquire = (
     usage: Usage,
     options: ReserveOptions | undefined
-  ): Effect.Effect<Reservation, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
+  ): Effect.Effect<R, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
     const invalid = usageError(usage, "usage")
     if (invalid !== undefined) return Effect.fail(invalid)
     return store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), options?.onExceeded === "wait")
@@ -222,8 +218,9 @@ const fromStore = (name: string, store: BudgetStore): Budget["Service"] => {
       if (invalid !== undefined) return Effect.fail(invalid)
       return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
     },
-    reserve: (usage, options) => Effect.acquireRelease(acquire(usage, options), releaseHold),
-    withReservation: (usage, use, options) => Effect.acquireUseRelease(acquire(usage, options), use, releaseHold),
+    reserve: (usage, options) => Effect.acquireRelease(acquire(usage, options), store.releaseOnClose),
+    withReservation: (usage, use, options) =>
+      Effect.acquireUseRelease(acquire(usage, options), use, store.releaseOnClose),
     snapshot: store.snapshot,
     reset: store.reset
   })

@@ -1,4 +1,8 @@
 import { Budget } from "../src/index.ts"
 import { contract } from "./contract.ts"
+import { properties } from "./properties.ts"
 
-contract({ name: "the memory store", make: Budget.make })
+const memory = { name: "the memory store", make: Budget.make }
+
+contract(memory)
+properties(memory)

@@ -13,6 +13,11 @@ export interface MemoryOptions {
   readonly nanoCap: number
 }
 
+/** A hold in memory: giving it back cannot fail. */
+interface MemoryReservation extends Reservation {
+  readonly release: Effect.Effect<Settlement>
+}
+
 const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
 
 /**
@@ -21,7 +26,7 @@ const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverag
  * runtime never splits, so no lock or transaction is needed (docs/design.md
  * has the figures behind that choice).
  */
-export const make = (options: MemoryOptions): BudgetStore => {
+export const make = (options: MemoryOptions): BudgetStore<MemoryReservation> => {
   const { name, nanoCap, tokenCap } = options
   let tokensUsed = 0
   let nanosUsed = 0
@@ -64,7 +69,7 @@ export const make = (options: MemoryOptions): BudgetStore => {
     if (line.leave(waiter)) wakeHead()
   }
 
-  class MemoryReservation implements Reservation {
+  class Hold implements MemoryReservation {
     readonly usd: number
     private settlement: Settlement | undefined = undefined
     constructor(
@@ -121,10 +126,10 @@ export const make = (options: MemoryOptions): BudgetStore => {
     }
   }
 
-  const hold = (tokens: number, nanos: number): MemoryReservation => {
+  const hold = (tokens: number, nanos: number): Hold => {
     tokensReserved += tokens
     nanosReserved += nanos
-    return new MemoryReservation(tokens, nanos, generation)
+    return new Hold(tokens, nanos, generation)
   }
 
   const record = (tokens: number, nanos: number) =>
@@ -141,7 +146,7 @@ export const make = (options: MemoryOptions): BudgetStore => {
   // Joins the line unless it is empty and the hold fits; only the wait itself
   // is interruptible, so a hold taken here always reaches the caller.
   const reserveWaiting = (tokens: number, nanos: number) =>
-    Effect.withFiber((fiber): Effect.Effect<Reservation, BudgetExceeded> => {
+    Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
       if (tokens > tokenCap || nanos > nanoCap) {
         return Effect.fail(
           tokens > tokenCap
@@ -167,7 +172,7 @@ export const make = (options: MemoryOptions): BudgetStore => {
         waiter.resume = () => fiber.currentDispatcher.scheduleTask(() => resume(Effect.void), 0)
         return Effect.sync(() => leave(waiter))
       }))
-      const loop: Effect.Effect<Reservation> = Effect.flatMap(turn, () => {
+      const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
         if (line.head === waiter && fits(tokens, nanos)) {
           line.leave(waiter)
           const reservation = hold(tokens, nanos)
@@ -202,6 +207,7 @@ export const make = (options: MemoryOptions): BudgetStore => {
   return {
     record,
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
+    releaseOnClose: (reservation) => reservation.release,
     snapshot,
     reset
   }

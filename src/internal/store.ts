@@ -11,13 +11,15 @@ import type { BudgetExceeded, BudgetUnavailable } from "../BudgetError.ts"
  * it may make only its waiting interruptible, so a hold it takes always
  * reaches the caller, who registers its release.
  */
-export interface BudgetStore {
+export interface BudgetStore<R extends Reservation = Reservation> {
   readonly record: (tokens: number, nanos: number) => Effect.Effect<void, BudgetExceeded | BudgetUnavailable>
   readonly reserve: (
     tokens: number,
     nanos: number,
     wait: boolean
-  ) => Effect.Effect<Reservation, BudgetExceeded | BudgetUnavailable>
+  ) => Effect.Effect<R, BudgetExceeded | BudgetUnavailable>
+  /** How a closing scope gives a hold back: it cannot fail the scope. */
+  readonly releaseOnClose: (reservation: R) => Effect.Effect<unknown>
   readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
   readonly reset: Effect.Effect<void, BudgetUnavailable>
 }

@@ -1,0 +1,33 @@
+/**
+ * `npm run bench`: one process, one table. Every figure is also a ratio to a
+ * floor measured in the same run, since machines are noisy and only the
+ * ratios carry from one to another.
+ */
+import { Effect } from "effect"
+import { budgetCases } from "./budget.ts"
+import { contentionCases } from "./contention.ts"
+import { drainCases } from "./drain.ts"
+import { floors } from "./floors.ts"
+import { peerCases } from "./peers.ts"
+import { run } from "./runner.ts"
+import { render } from "./table.ts"
+
+const plan = { warmup: 2, rounds: 15 }
+
+const program = Effect.gen(function*() {
+  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases])
+  const rows = yield* run(groups.flat(), plan)
+  console.log(render(rows))
+  console.log(`\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds, ratio the median per-round ratio to "vs".`)
+  const over = rows.filter((row) => {
+    const target = row.case.versus?.target
+    return target !== undefined && row.ratio !== undefined && row.ratio > target
+  })
+  if (over.length > 0) console.log(`over target: ${over.map((row) => row.case.name).join(", ")}`)
+  const failed = rows.filter((row) => row.failure !== undefined)
+  for (const row of failed) console.log(`failed: ${row.case.name}: ${row.failure}`)
+  // Over a target is a finding; a case that cannot run is a broken bench.
+  if (failed.length > 0) process.exitCode = 1
+})
+
+Effect.runPromise(program)
