@@ -35,13 +35,13 @@ export interface Usage {
 export const nanosPerUsd = 1_000_000_000
 
 /**
- * The largest dollar amount counted exactly (about 9,007,199 USD): the
- * largest safe integer, in nano-dollars.
+ * The largest dollar amount an input or a cap may be: 9,007,199 USD, the
+ * whole dollars below the largest safe integer counted in nano-dollars.
  *
  * @since 0.1.0
  * @category models
  */
-export const maxUsd = Number.MAX_SAFE_INTEGER / nanosPerUsd
+export const maxUsd = 9_007_199
 
 /**
  * Dollars to whole nano-dollars, rounded to the nearest.
@@ -59,8 +59,10 @@ export const maxUsd = Number.MAX_SAFE_INTEGER / nanosPerUsd
 export const usdToNanos = (usd: number): number => Math.round(usd * nanosPerUsd)
 
 /**
- * Whole nano-dollars to dollars. Exact: the result is the double nearest the
- * decimal amount, so `usdFromNanos(9_996_400_000)` reads `9.9964`.
+ * Whole nano-dollars to dollars: the double nearest the decimal amount, so
+ * `usdFromNanos(9_996_400_000)` reads `9.9964`. Every nano-dollar reads back
+ * distinctly up to $4,194,304 (2^22); above that a double is coarser than a
+ * nano-dollar, though the counters behind it stay exact.
  *
  * @since 0.1.0
  * @category constructors

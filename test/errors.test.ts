@@ -1,0 +1,52 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Budget, BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../src/index.ts"
+
+describe("error messages name the budget, the axis or field, and the numbers", () => {
+  it.effect("BudgetExceeded on tokens", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "tenant-a", tokenCap: 1000 })
+      yield* budget.record({ tokens: 900 })
+      const error = yield* Effect.flip(budget.record({ tokens: 200 }))
+      assert.strictEqual(
+        error.message,
+        `Budget "tenant-a" refused 200 tokens: used + reserved + requested would be 1100 tokens, over its cap of 1000 tokens`
+      )
+    }))
+
+  it.effect("BudgetExceeded on dollars reads exact amounts", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "evals", usdCap: 10 })
+      yield* budget.record({ usd: 9.9964 })
+      const error = yield* Effect.flip(budget.record({ usd: 0.0037 }))
+      assert.strictEqual(
+        error.message,
+        `Budget "evals" refused $0.0037: used + reserved + requested would be $10.0001, over its cap of $10`
+      )
+    }))
+
+  it("InvalidUsage says which field, what it must be, and what it got", () => {
+    const error = new InvalidUsage({ field: "usage.tokens", value: -3, reason: "must be a whole number from 0 to 9007199254740991" })
+    assert.strictEqual(error.message, "Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got -3")
+    assert.strictEqual(error._tag, "InvalidUsage")
+  })
+
+  it.effect("InvalidUsage from a commit names the actual", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ tokenCap: 10 })
+      const r = yield* budget.reserve({ tokens: 5 })
+      const error = yield* Effect.flip(r.commit({ usd: NaN }))
+      assert.strictEqual(error.message, "Invalid actual.usd: must be a number from 0 to 9007199, got NaN")
+    }))
+
+  it("BudgetUnavailable carries its cause", () => {
+    const error = new BudgetUnavailable({ budget: "shared", cause: new Error("connection refused") })
+    assert.strictEqual(error.message, `Budget "shared" is unavailable: connection refused`)
+  })
+
+  it("errors are tagged for catchTag", () => {
+    const error = new BudgetExceeded({ budget: "b", axis: "usd", requested: 1, attempted: 2, cap: 1 })
+    assert.strictEqual(error._tag, "BudgetExceeded")
+    assert.instanceOf(error, Error)
+  })
+})
