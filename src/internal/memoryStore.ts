@@ -39,7 +39,7 @@ export const make = (options: MemoryOptions): BudgetStore<MemoryReservation> => 
   const fits = (tokens: number, nanos: number): boolean =>
     tokensUsed + tokensReserved + tokens <= tokenCap && nanosUsed + nanosReserved + nanos <= nanoCap
 
-  // Callers check `fits` first; this says which axis refused.
+  // For a request that does not fit: says which axis refused it.
   const exceeded = (tokens: number, nanos: number): BudgetExceeded => {
     const attempted = tokensUsed + tokensReserved + tokens
     return attempted > tokenCap
@@ -147,19 +147,8 @@ export const make = (options: MemoryOptions): BudgetStore<MemoryReservation> => 
   // is interruptible, so a hold taken here always reaches the caller.
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
-      if (tokens > tokenCap || nanos > nanoCap) {
-        return Effect.fail(
-          tokens > tokenCap
-            ? new BudgetExceeded({ budget: name, axis: "tokens", requested: tokens, attempted: tokens, cap: tokenCap })
-            : new BudgetExceeded({
-              budget: name,
-              axis: "usd",
-              requested: usdFromNanos(nanos),
-              attempted: usdFromNanos(nanos),
-              cap: usdFromNanos(nanoCap)
-            })
-        )
-      }
+      // Larger than the cap: no release or reset could ever make room.
+      if (tokens > tokenCap || nanos > nanoCap) return Effect.fail(exceeded(tokens, nanos))
       if (line.head === undefined && fits(tokens, nanos)) return Effect.succeed(hold(tokens, nanos))
       const waiter = line.join(tokens, nanos)
       const turn = Effect.interruptible(Effect.callback<void>((resume) => {
