@@ -11,6 +11,8 @@ import type { Case } from "./case.ts"
 import { timeOnce } from "./harness.ts"
 import { estimate } from "./workload.ts"
 
+const collectGarbage: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {})
+
 const stuckAfter = "5 seconds"
 const stuck = (waiters: number) =>
   `${waiters} waiters still asleep ${stuckAfter} after the holder's release: it did not wake the line`
@@ -37,6 +39,9 @@ const drain = (waiters: number) =>
     // Untimed: let every waiter start and join the line.
     while (queued < waiters) yield* Effect.yieldNow
     yield* Effect.yieldNow
+    // Start each sample from a collected heap (`npm run bench` exposes gc),
+    // so garbage left by earlier cases is not billed to this one.
+    collectGarbage()
     // A lost wake-up would leave the line asleep for good: fail, not hang.
     const drained = Fiber.join(line).pipe(
       Effect.timeoutOrElse({ duration: stuckAfter, orElse: () => Effect.fail(new Error(stuck(waiters))) })
