@@ -5,6 +5,7 @@
  * `acquireUseRelease`.
  */
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import { Budget, maxUsd } from "../src/index.ts"
 import type { Case } from "./case.ts"
 import { names as floor } from "./floors.ts"
@@ -23,7 +24,7 @@ export const names = {
   bracket: "withReservation + commit"
 } as const
 
-export const budgetCases: Effect.Effect<ReadonlyArray<Case>> = Effect.gen(function*() {
+export const budgetCases: Effect.Effect<ReadonlyArray<Case>, never, Scope.Scope> = Effect.gen(function*() {
   const budget = yield* Effect.orDie(roomyBudget)
   return [
     {

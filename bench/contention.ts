@@ -6,6 +6,7 @@
  * retry.
  */
 import { Effect } from "effect"
+import type { Scope } from "effect"
 import type { Budget } from "../src/index.ts"
 import { roomyBudget } from "./budget.ts"
 import type { Case } from "./case.ts"
@@ -24,7 +25,7 @@ export const names = {
 const cycle = (budget: Budget["Service"]) =>
   Effect.scoped(Effect.flatMap(budget.reserve(estimate), (r) => r.commit(actual)))
 
-export const contentionCases: Effect.Effect<ReadonlyArray<Case>> = Effect.gen(function*() {
+export const contentionCases: Effect.Effect<ReadonlyArray<Case>, never, Scope.Scope> = Effect.gen(function*() {
   const budget = yield* Effect.orDie(roomyBudget)
   // Each fiber runs past the runtime's 2,048-op slice, so they yield to one
   // another mid-cycle, some while holding a reservation.

@@ -3,7 +3,7 @@
  * floor measured in the same run, since machines are noisy and only the
  * ratios carry from one to another.
  */
-import { Effect } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import { budgetCases } from "./budget.ts"
 import { contentionCases } from "./contention.ts"
 import { drainCases } from "./drain.ts"
@@ -15,8 +15,14 @@ import { render } from "./table.ts"
 const plan = { warmup: 2, rounds: 15 }
 
 const program = Effect.gen(function*() {
-  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases])
+  // The budgets live in a scope of their own: cases run with no Scope in
+  // their context, as the floors' do, so neither pays for a deeper one.
+  const budgets = yield* Scope.make()
+  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases]).pipe(
+    Scope.provide(budgets)
+  )
   const rows = yield* run(groups.flat(), plan)
+  yield* Scope.close(budgets, Exit.void)
   console.log(render(rows))
   console.log(`\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds, ratio the median per-round ratio to "vs".`)
   const over = rows.filter((row) => {

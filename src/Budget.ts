@@ -4,12 +4,16 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Effect, Layer, Option } from "effect"
-import type { Scope } from "effect"
-import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+import { Config, Context, Effect, Layer, Option, Scope } from "effect"
+import type { Stream } from "effect"
+import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
+import { InvalidUsage } from "./BudgetError.ts"
+import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memoryStore.ts"
+import { settingsOf } from "./internal/options.ts"
 import type { BudgetStore } from "./internal/store.ts"
-import { capError, usageError, usdToNanos } from "./Usage.ts"
+import type { Window } from "./internal/window.ts"
+import { usageError, usdToNanos } from "./Usage.ts"
 import type { Usage } from "./Usage.ts"
 
 /**
@@ -53,13 +57,16 @@ export interface Reservation {
 
 /**
  * A budget's counters at one moment. An unbounded axis has an `Infinity`
- * cap and remaining; remaining never reads below 0.
+ * cap and remaining; remaining never reads below 0. A budget's counters
+ * include everything charged to the budgets below it.
  *
  * @since 0.1.0
  * @category models
  */
 export interface Snapshot {
   readonly name: string
+  /** The budget's place in its tree: `org/tenant-a/agent-7`. */
+  readonly path: string
   readonly tokensUsed: number
   readonly usdUsed: number
   readonly tokensReserved: number
@@ -68,6 +75,8 @@ export interface Snapshot {
   readonly usdCap: number
   readonly tokensRemaining: number
   readonly usdRemaining: number
+  /** When the current window ends, in epoch milliseconds; undefined without a window. */
+  readonly windowEndsAt: number | undefined
 }
 
 /**
@@ -81,17 +90,72 @@ export interface ReserveOptions {
   readonly onExceeded?: "fail" | "wait" | undefined
 }
 
+export type { Window } from "./internal/window.ts"
+
 /**
- * A budget's name and caps. A cap left out leaves its axis unbounded.
+ * A budget's name, caps, window, alert thresholds and metrics. A cap left
+ * out leaves its axis unbounded.
  *
  * @since 0.1.0
  * @category models
  */
 export interface BudgetOptions {
-  /** Names the budget in errors and snapshots; defaults to `"budget"`. */
+  /** Names the budget in paths, errors and snapshots; a root defaults to `"budget"`. */
   readonly name?: string | undefined
   readonly tokenCap?: number | undefined
   readonly usdCap?: number | undefined
+  /**
+   * Start afresh every `Duration` (aligned to the Unix epoch: `"1 day"` ends
+   * at midnight UTC) or whenever a `Cron` schedule fires. Driven by `Clock`.
+   */
+  readonly window?: Window | undefined
+  /**
+   * Fractions of a cap whose crossing by spending is an event, once per
+   * window each; defaults to `[0.5, 0.8, 0.95]`.
+   */
+  readonly thresholds?: ReadonlyArray<number> | undefined
+  /** Whether to report the budget's `Metric`s; defaults to `true`. */
+  readonly metrics?: boolean | undefined
+}
+
+/**
+ * What a budget can do, whichever store keeps it: the shape of the `Budget`
+ * service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BudgetService {
+  readonly name: string
+  /** The budget's place in its tree: `org/tenant-a/agent-7`. */
+  readonly path: string
+  /** Charges usage that already happened, or fails with `BudgetExceeded`. */
+  readonly record: (usage: Usage) => Effect.Effect<void, BudgetExceeded | InvalidUsage | BudgetUnavailable>
+  /** Holds `usage` until the scope closes; a hold not committed by then is released. */
+  readonly reserve: (
+    usage: Usage,
+    options?: ReserveOptions
+  ) => Effect.Effect<Reservation, BudgetExceeded | InvalidUsage | BudgetUnavailable, Scope.Scope>
+  /** Holds `usage` while `use` runs, then releases whatever `use` left unsettled. */
+  readonly withReservation: <A, E, R>(
+    usage: Usage,
+    use: (reservation: Reservation) => Effect.Effect<A, E, R>,
+    options?: ReserveOptions
+  ) => Effect.Effect<A, E | BudgetExceeded | InvalidUsage | BudgetUnavailable, R>
+  readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
+  /** Zeroes used and reserved; holds taken before are stale. Its ancestors keep what they counted. */
+  readonly reset: Effect.Effect<void, BudgetUnavailable>
+  /**
+   * The child budget of that name, kept while the scope lasts: every charge
+   * to it also counts against this budget and its ancestors. The same name
+   * reaches the same counters, with the options given last.
+   */
+  readonly child: (
+    name: string,
+    options?: Omit<BudgetOptions, "name">
+  ) => Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Scope.Scope>
+  /** What happens to this budget and every budget below it, from the moment of subscribing. */
+  readonly events: Stream.Stream<BudgetEvent>
 }
 
 /**
@@ -113,44 +177,19 @@ export interface BudgetOptions {
  * @since 0.1.0
  * @category services
  */
-export class Budget extends Context.Service<Budget, {
-  readonly name: string
-  /** Charges usage that already happened, or fails with `BudgetExceeded`. */
-  readonly record: (usage: Usage) => Effect.Effect<void, BudgetExceeded | InvalidUsage | BudgetUnavailable>
-  /** Holds `usage` until the scope closes; a hold not committed by then is released. */
-  readonly reserve: (
-    usage: Usage,
-    options?: ReserveOptions
-  ) => Effect.Effect<Reservation, BudgetExceeded | InvalidUsage | BudgetUnavailable, Scope.Scope>
-  /** Holds `usage` while `use` runs, then releases whatever `use` left unsettled. */
-  readonly withReservation: <A, E, R>(
-    usage: Usage,
-    use: (reservation: Reservation) => Effect.Effect<A, E, R>,
-    options?: ReserveOptions
-  ) => Effect.Effect<A, E | BudgetExceeded | InvalidUsage | BudgetUnavailable, R>
-  readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
-  /** Zeroes used and reserved; holds taken before are stale. */
-  readonly reset: Effect.Effect<void, BudgetUnavailable>
-}>()("effect-token-budget/Budget") {
+export class Budget extends Context.Service<Budget, BudgetService>()("effect-token-budget/Budget") {
   /**
-   * Makes an in-memory budget, shared by whoever holds the returned service.
+   * Makes an in-memory budget, shared by whoever holds the returned service,
+   * for as long as the scope lasts.
    *
    * @since 0.1.0
    * @category constructors
    */
-  static readonly make = (options: BudgetOptions): Effect.Effect<Budget["Service"], InvalidUsage> =>
+  static readonly make = (options: BudgetOptions): Effect.Effect<BudgetService, InvalidUsage, Scope.Scope> =>
     Effect.suspend(() => {
-      const invalid = capError("tokenCap", options.tokenCap) ?? capError("usdCap", options.usdCap)
-      if (invalid !== undefined) return Effect.fail(invalid)
-      const name = options.name ?? "budget"
-      return Effect.succeed(fromStore(
-        name,
-        MemoryStore.make({
-          name,
-          tokenCap: options.tokenCap ?? Infinity,
-          nanoCap: options.usdCap === undefined ? Infinity : usdToNanos(options.usdCap)
-        })
-      ))
+      const settings = settingsOf(options, "budget")
+      if (settings instanceof InvalidUsage) return Effect.fail(settings)
+      return Effect.map(MemoryStore.make(settings), fromStore)
     })
 
   /**
@@ -189,6 +228,31 @@ export class Budget extends Context.Service<Budget, {
     config: Config.Wrap<BudgetOptions> = defaultConfig
   ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> =>
     Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+
+  /**
+   * A child of the `Budget` in context: every charge to it also counts
+   * against its parent and the parent's ancestors, at once or not at all. A
+   * refusal names the budget that refused. The same name under the same
+   * parent reaches the same counters, so per-tenant and per-agent budgets
+   * outlive any one request.
+   *
+   * @example
+   * ```ts
+   * import { Budget } from "effect-token-budget"
+   * import { Layer } from "effect"
+   *
+   * const Org = Budget.layer({ name: "org", usdCap: 1000, window: "30 days" })
+   * const TenantA = Budget.layerChild("tenant-a", { usdCap: 50, window: "1 day" }).pipe(Layer.provide(Org))
+   * ```
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerChild = (
+    name: string,
+    options: Omit<BudgetOptions, "name"> = {}
+  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Budget> =>
+    Layer.effect(Budget, Effect.flatMap(Budget, (parent) => parent.child(name, options)))
 }
 
 const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>
@@ -202,7 +266,7 @@ const defaultConfig: Config.Wrap<BudgetOptions> = {
 
 // The service over any store: validation and scoping live here, once, so
 // every store keeps the same contract.
-const fromStore = <R extends Reservation>(name: string, store: BudgetStore<R>): Budget["Service"] => {
+const fromStore = <R extends Reservation>(store: BudgetStore<R>): BudgetService => {
   const acquire = (
     usage: Usage,
     options: ReserveOptions | undefined
@@ -212,16 +276,30 @@ const fromStore = <R extends Reservation>(name: string, store: BudgetStore<R>): 
     return store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), options?.onExceeded === "wait")
   }
   return Budget.of({
-    name,
+    name: store.path.slice(store.path.lastIndexOf("/") + 1),
+    path: store.path,
     record: (usage) => {
       const invalid = usageError(usage, "usage")
       if (invalid !== undefined) return Effect.fail(invalid)
       return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
     },
-    reserve: (usage, options) => Effect.acquireRelease(acquire(usage, options), store.releaseOnClose),
+    // `Effect.acquireRelease`, less its `provideContext` around the release,
+    // which a release that needs no service would only pay for: the hold is
+    // taken and its release registered in one uninterruptible region.
+    reserve: (usage, options) =>
+      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
+        Effect.tap(acquire(usage, options), (reservation) =>
+          Scope.addFinalizer(scope, store.releaseOnClose(reservation))))),
     withReservation: (usage, use, options) =>
       Effect.acquireUseRelease(acquire(usage, options), use, store.releaseOnClose),
     snapshot: store.snapshot,
-    reset: store.reset
+    reset: store.reset,
+    child: (name, options = {}) =>
+      Effect.suspend((): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Scope.Scope> => {
+        const settings = settingsOf({ ...options, name }, name)
+        if (settings instanceof InvalidUsage) return Effect.fail(settings)
+        return Effect.map(store.child(settings), fromStore)
+      }),
+    events: store.events
   })
 }

@@ -1,72 +1,179 @@
-import { Effect } from "effect"
-import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
+import { Clock, Effect, PubSub } from "effect"
+import type { Fiber, Scope } from "effect"
+import type { Reservation, Settlement } from "../Budget.ts"
+import type { BudgetEvent } from "../BudgetEvent.ts"
 import { BudgetExceeded } from "../BudgetError.ts"
 import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
+import { EventHub } from "./eventHub.ts"
+import { crossThresholds, emit, fits, isEmpty, makeNode, type Node, reconfigure, restart, snapshotOf } from "./node.ts"
+import type { Tree } from "./node.ts"
+import type { BudgetSettings } from "./options.ts"
 import type { BudgetStore } from "./store.ts"
-import { type Waiter, WaitQueue } from "./waitQueue.ts"
+import type { Waiter } from "./waitQueue.ts"
 
-/** Caps already validated; an unbounded axis is `Infinity`. */
-export interface MemoryOptions {
-  readonly name: string
-  readonly tokenCap: number
-  readonly nanoCap: number
-}
+/*
+ * Budgets in this process: a tree of counters, private to the store. Every
+ * check-and-apply below is one synchronous step, which the fiber runtime
+ * never splits, so no lock or transaction is needed (docs/design.md has the
+ * figures behind that choice). A charge on a budget applies to it and every
+ * ancestor in the same step, or to none.
+ */
 
 /** A hold in memory: giving it back cannot fail. */
 interface MemoryReservation extends Reservation {
   readonly release: Effect.Effect<Settlement>
 }
 
+type MemoryStore = BudgetStore<MemoryReservation>
+
 const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
 
+const timeOf = (fiber: Fiber.Fiber<unknown, unknown>): number => fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
+
+/** Starts afresh every budget of `chain` whose window has ended. */
+const roll = (chain: ReadonlyArray<Node>, now: number): void => {
+  for (let i = 0; i < chain.length; i++) {
+    const node = chain[i]!
+    if (now >= node.windowEnd) {
+      restart(node, now)
+      wake(node)
+    }
+  }
+}
+
+/** The first budget of `chain` that `tokens` and `nanos` do not fit. */
+const refuser = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): Node | undefined => {
+  for (let i = 0; i < chain.length; i++) {
+    if (!fits(chain[i]!, tokens, nanos)) return chain[i]
+  }
+  return undefined
+}
+
+const exceeded = (node: Node, tokens: number, nanos: number): BudgetExceeded => {
+  node.exceeded++
+  const attempted = node.tokensUsed + node.tokensReserved + tokens
+  const error = attempted > node.tokenCap
+    ? new BudgetExceeded({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: node.tokenCap })
+    : new BudgetExceeded({
+      budget: node.path,
+      axis: "usd",
+      requested: usdFromNanos(nanos),
+      attempted: usdFromNanos(node.nanosUsed + node.nanosReserved + nanos),
+      cap: usdFromNanos(node.nanoCap)
+    })
+  emit(node, () => ({
+    _tag: "Exceeded",
+    budget: error.budget,
+    axis: error.axis,
+    requested: error.requested,
+    attempted: error.attempted,
+    cap: error.cap
+  }))
+  return error
+}
+
+// --- waiting ----------------------------------------------------------------
+//
+// Each budget has a line of the requests waiting on it, in order of arrival.
+// A waiting request sits in the line of the first budget of its chain that
+// holds it back: one whose cap it does not fit, or whose line has an earlier
+// request in it. Only a line's head is ever woken, and only once room for it
+// appears on its whole chain; it wakes the next as it leaves. Draining N
+// waiters so costs O(N) in all, with no storm of fibers re-checking a cap
+// that fits one of them.
+
+interface MemoryWaiter extends Waiter {
+  readonly origin: Node
+}
+
+/** The first budget of the waiter's chain that holds it back, if any. */
+const holdsBack = (waiter: MemoryWaiter): Node | undefined => {
+  const chain = waiter.origin.chain
+  for (let i = 0; i < chain.length; i++) {
+    const node = chain[i]!
+    const head = node.line.head
+    if (head !== undefined && head !== waiter && head.seq < waiter.seq) return node
+    if (!fits(node, waiter.tokens, waiter.nanos)) return node
+  }
+  return undefined
+}
+
+const lineOf = (node: Node, waiter: Waiter): void => {
+  if (waiter.line === node.line) return
+  waiter.line?.leave(waiter)
+  node.line.join(waiter)
+}
+
 /**
- * A budget in this process. The counters are plain numbers private to the
- * store: every check-and-apply below is one synchronous step, which the fiber
- * runtime never splits, so no lock or transaction is needed (docs/design.md
- * has the figures behind that choice).
+ * Wakes the head of `node`'s line if room for it has appeared on its whole
+ * chain. A head held back elsewhere now moves to that budget's line, and the
+ * next head here is considered.
  */
-export const make = (options: MemoryOptions): BudgetStore<MemoryReservation> => {
-  const { name, nanoCap, tokenCap } = options
-  let tokensUsed = 0
-  let nanosUsed = 0
-  let tokensReserved = 0
-  let nanosReserved = 0
-  // A reset starts a new generation; holds of an older one are stale.
-  let generation = 0
-  const line = new WaitQueue()
-
-  const fits = (tokens: number, nanos: number): boolean =>
-    tokensUsed + tokensReserved + tokens <= tokenCap && nanosUsed + nanosReserved + nanos <= nanoCap
-
-  // For a request that does not fit: says which axis refused it.
-  const exceeded = (tokens: number, nanos: number): BudgetExceeded => {
-    const attempted = tokensUsed + tokensReserved + tokens
-    return attempted > tokenCap
-      ? new BudgetExceeded({ budget: name, axis: "tokens", requested: tokens, attempted, cap: tokenCap })
-      : new BudgetExceeded({
-        budget: name,
-        axis: "usd",
-        requested: usdFromNanos(nanos),
-        attempted: usdFromNanos(nanosUsed + nanosReserved + nanos),
-        cap: usdFromNanos(nanoCap)
-      })
+const wake = (node: Node): void => {
+  for (;;) {
+    const head = node.line.head as MemoryWaiter | undefined
+    if (head === undefined || head.woken) return
+    const blocker = holdsBack(head)
+    if (blocker === node) return
+    if (blocker === undefined) {
+      head.woken = true
+      const resume = head.resume
+      head.resume = undefined
+      resume?.()
+      return
+    }
+    lineOf(blocker, head)
   }
+}
 
-  // Wakes the first waiter if room for it has appeared. Only the head is
-  // woken, and it wakes the next when it leaves, so draining N waiters costs
-  // O(N) in all: no storm of fibers re-checking a cap that fits one of them.
-  const wakeHead = (): void => {
-    const head = line.head
-    if (head === undefined || head.woken || !fits(head.tokens, head.nanos)) return
-    head.woken = true
-    const resume = head.resume
-    head.resume = undefined
-    resume?.()
+const wakeChain = (chain: ReadonlyArray<Node>): void => {
+  for (let i = 0; i < chain.length; i++) {
+    if (chain[i]!.line.head !== undefined) wake(chain[i]!)
   }
+}
 
-  const leave = (waiter: Waiter): void => {
-    if (line.leave(waiter)) wakeHead()
+/** A waiter leaving for good: the line it leaves may now serve its next head. */
+const leave = (waiter: Waiter, node: Node | undefined): void => {
+  if (waiter.line === undefined || node === undefined) return
+  waiter.line.leave(waiter)
+  wake(node)
+}
+
+// --- one tree ---------------------------------------------------------------
+
+/** The store of a new budget tree; its root is described by `settings`. */
+export const make = (settings: BudgetSettings): Effect.Effect<MemoryStore, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pubsub = yield* PubSub.unbounded<BudgetEvent>()
+    const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set() }
+    const now = yield* Clock.currentTimeMillis
+    const context = yield* Effect.context<never>()
+    const root = makeNode(settings, undefined, tree, now, context)
+    root.users++
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(Effect.sync(() => unregisterAll(root)), PubSub.shutdown(pubsub))
+    )
+    return storeOf(root)
+  })
+
+const unregisterAll = (node: Node): void => {
+  node.unregister()
+  for (const child of node.children.values()) unregisterAll(child)
+}
+
+/** The store for one budget of a tree. */
+const storeOf = (origin: Node): MemoryStore => {
+  const chain = origin.chain
+  const timed = origin.timed
+  const hub = origin.tree.hub
+
+  /** The id of the line a nodeless waiter sits in, found through the chain. */
+  const nodeOfLine = (waiter: Waiter): Node | undefined => {
+    for (let i = 0; i < chain.length; i++) {
+      if (chain[i]!.line === waiter.line) return chain[i]
+    }
+    return undefined
   }
 
   class Hold implements MemoryReservation {
@@ -75,129 +182,263 @@ export const make = (options: MemoryOptions): BudgetStore<MemoryReservation> => 
     constructor(
       readonly tokens: number,
       readonly nanos: number,
-      readonly generation: number
+      /** The generation of each budget of the chain when the hold was taken. */
+      readonly generations: ReadonlyArray<number>
     ) {
       this.usd = usdFromNanos(nanos)
     }
 
     commit(actual?: Usage) {
-      if (actual === undefined) return Effect.sync(() => this.settle(this.tokens, this.nanos))
+      if (actual === undefined) return this.settling(this.tokens, this.nanos)
       const invalid = usageError(actual, "actual")
       if (invalid !== undefined) return Effect.fail(invalid)
-      const tokens = actual.tokens ?? this.tokens
-      const nanos = actual.usd === undefined ? this.nanos : usdToNanos(actual.usd)
-      return Effect.sync(() => this.settle(tokens, nanos))
+      return this.settling(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
     }
 
     get release() {
-      return Effect.sync(() => {
-        if (this.settlement !== undefined) return this.settlement
-        this.settlement = released
-        if (this.generation === generation) {
-          tokensReserved -= this.tokens
-          nanosReserved -= this.nanos
-          wakeHead()
-        }
-        return released
-      })
+      return timed
+        ? Effect.withFiber((fiber) => Effect.succeed(this.giveBack(timeOf(fiber))))
+        : Effect.sync(() => this.giveBack(0))
     }
 
-    private settle(tokens: number, nanos: number): Settlement {
+    // Only a chain with a window needs the time, and reading it costs a step.
+    private settling(tokens: number, nanos: number) {
+      return timed
+        ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, timeOf(fiber))))
+        : Effect.sync(() => this.settle(tokens, nanos, 0))
+    }
+
+    private giveBack(now: number): Settlement {
       if (this.settlement !== undefined) return this.settlement
-      const current = this.generation === generation
-      const heldTokens = current ? this.tokens : 0
-      const heldNanos = current ? this.nanos : 0
-      // The overage is the part beyond the hold that no free room covered.
-      const tokensOverage = Math.max(0, tokens - heldTokens - Math.max(0, tokenCap - tokensUsed - tokensReserved))
-      const nanosOverage = Math.max(0, nanos - heldNanos - Math.max(0, nanoCap - nanosUsed - nanosReserved))
-      tokensReserved -= heldTokens
-      nanosReserved -= heldNanos
-      tokensUsed += tokens
-      nanosUsed += nanos
-      this.settlement = {
+      this.settlement = released
+      if (timed) roll(chain, now)
+      for (let i = 0; i < chain.length; i++) {
+        const node = chain[i]!
+        node.released++
+        if (this.generations[i] !== node.generation) continue
+        node.tokensReserved -= this.tokens
+        node.nanosReserved -= this.nanos
+        if (node.line.head !== undefined) wake(node)
+      }
+      if (hub.listening) hub.publish({ _tag: "Released", budget: origin.path, tokens: this.tokens, usd: this.usd })
+      return released
+    }
+
+    private settle(tokens: number, nanos: number, now: number): Settlement {
+      if (this.settlement !== undefined) return this.settlement
+      if (timed) roll(chain, now)
+      // The overage is the part beyond the hold that no free room covered,
+      // at the budget of the chain where that part is largest.
+      let tokensOverage = 0
+      let nanosOverage = 0
+      for (let i = 0; i < chain.length; i++) {
+        const node = chain[i]!
+        const current = this.generations[i] === node.generation
+        const heldTokens = current ? this.tokens : 0
+        const heldNanos = current ? this.nanos : 0
+        tokensOverage = Math.max(
+          tokensOverage,
+          tokens - heldTokens - Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved)
+        )
+        nanosOverage = Math.max(
+          nanosOverage,
+          nanos - heldNanos - Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved)
+        )
+        node.tokensReserved -= heldTokens
+        node.nanosReserved -= heldNanos
+        node.tokensUsed += tokens
+        node.nanosUsed += nanos
+        node.committed++
+        crossThresholds(node)
+      }
+      const settlement: Settlement = {
         _tag: "Committed",
         tokens,
         usd: usdFromNanos(nanos),
         tokensOverage,
         usdOverage: usdFromNanos(nanosOverage)
       }
-      wakeHead()
-      return this.settlement
+      this.settlement = settlement
+      wakeChain(chain)
+      if (hub.listening) hub.publish({ ...settlement, budget: origin.path })
+      return settlement
     }
   }
 
   const hold = (tokens: number, nanos: number): Hold => {
-    tokensReserved += tokens
-    nanosReserved += nanos
-    return new Hold(tokens, nanos, generation)
+    const generations = new Array<number>(chain.length)
+    for (let i = 0; i < chain.length; i++) {
+      const node = chain[i]!
+      node.tokensReserved += tokens
+      node.nanosReserved += nanos
+      node.reserved++
+      generations[i] = node.generation
+    }
+    if (hub.listening) hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
+    return new Hold(tokens, nanos, generations)
   }
 
   const record = (tokens: number, nanos: number) =>
-    Effect.suspend(() => {
-      if (!fits(tokens, nanos)) return Effect.fail(exceeded(tokens, nanos))
-      tokensUsed += tokens
-      nanosUsed += nanos
+    Effect.withFiber((fiber) => {
+      if (timed) roll(chain, timeOf(fiber))
+      const refusing = refuser(chain, tokens, nanos)
+      if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos))
+      for (let i = 0; i < chain.length; i++) {
+        const node = chain[i]!
+        node.tokensUsed += tokens
+        node.nanosUsed += nanos
+        node.recorded++
+        crossThresholds(node)
+      }
+      if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
       return Effect.void
     })
 
   const reserveNow = (tokens: number, nanos: number) =>
-    Effect.suspend(() => fits(tokens, nanos) ? Effect.succeed(hold(tokens, nanos)) : Effect.fail(exceeded(tokens, nanos)))
+    Effect.withFiber((fiber) => {
+      if (timed) roll(chain, timeOf(fiber))
+      const refusing = refuser(chain, tokens, nanos)
+      return refusing === undefined ? Effect.succeed(hold(tokens, nanos)) : Effect.fail(exceeded(refusing, tokens, nanos))
+    })
 
-  // Joins the line unless it is empty and the hold fits; only the wait itself
+  // Joins a line unless nothing holds the request back; only the wait itself
   // is interruptible, so a hold taken here always reaches the caller.
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
-      // Larger than the cap: no release or reset could ever make room.
-      if (tokens > tokenCap || nanos > nanoCap) return Effect.fail(exceeded(tokens, nanos))
-      if (line.head === undefined && fits(tokens, nanos)) return Effect.succeed(hold(tokens, nanos))
-      const waiter = line.join(tokens, nanos)
-      const turn = Effect.interruptible(Effect.callback<void>((resume) => {
-        if (waiter.woken || (line.head === waiter && fits(tokens, nanos))) {
-          resume(Effect.void)
-          return
-        }
+      if (timed) roll(chain, timeOf(fiber))
+      // Larger than a cap: no release or reset could ever make room.
+      for (let i = 0; i < chain.length; i++) {
+        const node = chain[i]!
+        if (tokens > node.tokenCap || nanos > node.nanoCap) return Effect.fail(exceeded(node, tokens, nanos))
+      }
+      const waiter: MemoryWaiter = {
+        seq: origin.tree.seq++,
+        origin,
+        tokens,
+        nanos,
+        woken: false,
+        resume: undefined,
+        prev: undefined,
+        next: undefined,
+        line: undefined
+      }
+      const first = holdsBack(waiter)
+      if (first === undefined) return Effect.succeed(hold(tokens, nanos))
+      lineOf(first, waiter)
+      const dispatcher = fiber.currentDispatcher
+      const signal = Effect.interruptible(Effect.callback<void>((resume) => {
+        if (waiter.woken) return resume(Effect.void)
         // Resumed from the scheduler, not inline: a chain of hand-overs
         // would otherwise grow the waker's stack.
-        waiter.resume = () => fiber.currentDispatcher.scheduleTask(() => resume(Effect.void), 0)
-        return Effect.sync(() => leave(waiter))
+        waiter.resume = () => dispatcher.scheduleTask(() => resume(Effect.void), 0)
+        return Effect.sync(() => {
+          waiter.resume = undefined
+        })
       }))
+      // A budget with a window frees its room when the window ends, which
+      // no other fiber announces: a head waiting on it looks again then.
+      const turn = Effect.suspend(() => {
+        const node = nodeOfLine(waiter)
+        if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
+        return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - timeOf(fiber))))
+      })
       const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
-        if (line.head === waiter && fits(tokens, nanos)) {
-          line.leave(waiter)
+        if (timed) roll(chain, timeOf(fiber))
+        const blocker = holdsBack(waiter)
+        if (blocker === undefined) {
+          const from = nodeOfLine(waiter)
+          waiter.line?.leave(waiter)
           const reservation = hold(tokens, nanos)
-          wakeHead()
+          if (from !== undefined) wake(from)
           return Effect.succeed(reservation)
         }
         // Someone took the room between the wake-up and now: wait again.
         waiter.woken = false
+        const from = nodeOfLine(waiter)
+        if (blocker.line !== waiter.line) {
+          lineOf(blocker, waiter)
+          if (from !== undefined) wake(from)
+        }
         return loop
       })
-      return loop
+      return Effect.onInterrupt(loop, () => Effect.sync(() => leave(waiter, nodeOfLine(waiter))))
     })
 
-  const snapshot = Effect.sync((): Snapshot => ({
-    name,
-    tokensUsed,
-    usdUsed: usdFromNanos(nanosUsed),
-    tokensReserved,
-    usdReserved: usdFromNanos(nanosReserved),
-    tokenCap,
-    usdCap: usdFromNanos(nanoCap),
-    tokensRemaining: Math.max(0, tokenCap - tokensUsed - tokensReserved),
-    usdRemaining: usdFromNanos(Math.max(0, nanoCap - nanosUsed - nanosReserved))
-  }))
-
-  const reset = Effect.sync(() => {
-    tokensUsed = nanosUsed = tokensReserved = nanosReserved = 0
-    generation++
-    wakeHead()
-  })
+  const child = (settings: BudgetSettings) =>
+    Effect.withFiber((fiber) => {
+      const now = timeOf(fiber)
+      sweep(origin.tree, now)
+      let node = origin.children.get(settings.name)
+      if (node === undefined) {
+        node = makeNode(settings, origin, origin.tree, now, settings.metrics ? fiber.context : undefined)
+        origin.children.set(settings.name, node)
+      } else {
+        reconfigure(node, settings, now)
+        origin.tree.idle.delete(node)
+        wakeChain(node.chain)
+      }
+      node.users++
+      const used = node
+      return Effect.as(
+        Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            used.users--
+            release(used, now)
+          })
+        ),
+        storeOf(used)
+      )
+    })
 
   return {
+    path: origin.path,
     record,
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
     releaseOnClose: (reservation) => reservation.release,
-    snapshot,
-    reset
+    snapshot: Effect.withFiber((fiber) => {
+      if (timed) roll(chain, timeOf(fiber))
+      return Effect.succeed(snapshotOf(origin))
+    }),
+    reset: Effect.withFiber((fiber) => {
+      restart(origin, timeOf(fiber))
+      wake(origin)
+      return Effect.void
+    }),
+    child,
+    events: origin.tree.hub.events(origin.path)
+  }
+}
+
+// --- the registry of children ---------------------------------------------
+//
+// A child lives while a scope uses it, or while it holds usage: dropping a
+// child with usage would let a later child of the same name spend it again.
+// An unused child with usage waits in `idle` until its window restarts it;
+// each lookup sweeps a few of those.
+
+const evictable = (node: Node): boolean =>
+  node.parent !== undefined && node.users === 0 && node.children.size === 0 && node.line.head === undefined &&
+  isEmpty(node)
+
+/** Drops `node` if nothing keeps it, then its parent if that left it bare. */
+const release = (node: Node, now: number): void => {
+  if (node.parent === undefined || node.users > 0) return
+  roll([node], now)
+  if (!evictable(node)) {
+    node.tree.idle.add(node)
+    return
+  }
+  node.tree.idle.delete(node)
+  node.parent.children.delete(node.name)
+  node.unregister()
+  release(node.parent, now)
+}
+
+const sweep = (tree: Tree, now: number): void => {
+  let budget = 2
+  for (const node of tree.idle) {
+    if (budget-- === 0) return
+    tree.idle.delete(node)
+    release(node, now)
   }
 }

@@ -1,9 +1,12 @@
 /**
- * A first-come-first-served line of requests waiting for room. Intrusive and
- * doubly linked, so joining, leaving from any place and taking the head are
- * all O(1): an interrupted waiter leaves at once instead of lingering.
+ * A line of requests waiting for room at one budget, in order of arrival.
+ * Intrusive and doubly linked: joining at the back, leaving from any place
+ * and reading the head are O(1). A waiter that moves here from another
+ * budget's line takes its place by arrival, walking from the back.
  */
 export interface Waiter {
+  /** Arrival order in the budget tree: lower came first. */
+  readonly seq: number
   readonly tokens: number
   readonly nanos: number
   /** Set once room was seen for it; it re-checks when it runs. */
@@ -12,7 +15,8 @@ export interface Waiter {
   resume: (() => void) | undefined
   prev: Waiter | undefined
   next: Waiter | undefined
-  queued: boolean
+  /** The line it is in, if any. */
+  line: WaitQueue | undefined
 }
 
 export class WaitQueue {
@@ -23,24 +27,23 @@ export class WaitQueue {
     return this.first
   }
 
-  join(tokens: number, nanos: number): Waiter {
-    const waiter: Waiter = { tokens, nanos, woken: false, resume: undefined, prev: this.last, next: undefined, queued: true }
-    if (this.last === undefined) this.first = waiter
-    else this.last.next = waiter
-    this.last = waiter
-    return waiter
+  join(waiter: Waiter): void {
+    let after = this.last
+    while (after !== undefined && after.seq > waiter.seq) after = after.prev
+    waiter.prev = after
+    waiter.next = after === undefined ? this.first : after.next
+    if (waiter.prev === undefined) this.first = waiter
+    else waiter.prev.next = waiter
+    if (waiter.next === undefined) this.last = waiter
+    else waiter.next.prev = waiter
+    waiter.line = this
   }
 
-  /** Removes `waiter` if it is still in line; returns whether it was first. */
-  leave(waiter: Waiter): boolean {
-    if (!waiter.queued) return false
-    waiter.queued = false
-    const wasFirst = waiter === this.first
+  leave(waiter: Waiter): void {
     if (waiter.prev === undefined) this.first = waiter.next
     else waiter.prev.next = waiter.next
     if (waiter.next === undefined) this.last = waiter.prev
     else waiter.next.prev = waiter.prev
-    waiter.prev = waiter.next = undefined
-    return wasFirst
+    waiter.prev = waiter.next = waiter.line = undefined
   }
 }

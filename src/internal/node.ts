@@ -1,0 +1,229 @@
+import { Metric } from "effect"
+import type { Context } from "effect"
+import type { Snapshot } from "../Budget.ts"
+import type { BudgetEvent } from "../BudgetEvent.ts"
+import { usdFromNanos } from "../Usage.ts"
+import type { EventHub } from "./eventHub.ts"
+import type { BudgetSettings } from "./options.ts"
+import { WaitQueue } from "./waitQueue.ts"
+import { windowEnd, type WindowSchedule } from "./window.ts"
+
+/** What every budget of one tree shares. */
+export interface Tree {
+  readonly hub: EventHub
+  /** Arrival order of waiting requests, across the tree. */
+  seq: number
+  /** Children nobody uses that still hold usage: swept on later lookups. */
+  readonly idle: Set<Node>
+}
+
+/**
+ * One budget's counters, private to the memory store. Mutable on purpose:
+ * the store changes them in single synchronous steps, which the fiber
+ * runtime never splits.
+ */
+export interface Node {
+  readonly name: string
+  readonly path: string
+  readonly parent: Node | undefined
+  /** This budget, then its parent, up to the root: what a charge here touches. */
+  readonly chain: ReadonlyArray<Node>
+  /** Whether any budget of `chain` has a window, so operations need the time. */
+  readonly timed: boolean
+  readonly tree: Tree
+  readonly children: Map<string, Node>
+  readonly line: WaitQueue
+  tokenCap: number
+  nanoCap: number
+  window: WindowSchedule | undefined
+  thresholds: ReadonlyArray<number>
+  tokensUsed: number
+  nanosUsed: number
+  tokensReserved: number
+  nanosReserved: number
+  /** Bumped by every reset; holds of an older generation are stale. */
+  generation: number
+  /** Epoch milliseconds; `Infinity` without a window. */
+  windowEnd: number
+  /** Index of the next threshold to cross, per axis. */
+  tokensThreshold: number
+  nanosThreshold: number
+  /** Counts for the metrics. */
+  recorded: number
+  reserved: number
+  committed: number
+  released: number
+  exceeded: number
+  /** Scopes using this budget; an unused, empty child is dropped. */
+  users: number
+  /** Removes this budget's metrics from the registry. */
+  unregister: () => void
+}
+
+export const makeNode = (
+  settings: BudgetSettings,
+  parent: Node | undefined,
+  tree: Tree,
+  now: number,
+  metricsContext: Context.Context<never> | undefined
+): Node => {
+  const path = parent === undefined ? settings.name : `${parent.path}/${settings.name}`
+  const node: Node = {
+    name: settings.name,
+    path,
+    parent,
+    chain: [],
+    timed: settings.window !== undefined || (parent?.timed ?? false),
+    tree,
+    children: new Map(),
+    line: new WaitQueue(),
+    tokenCap: settings.tokenCap,
+    nanoCap: settings.nanoCap,
+    window: settings.window,
+    thresholds: settings.thresholds,
+    tokensUsed: 0,
+    nanosUsed: 0,
+    tokensReserved: 0,
+    nanosReserved: 0,
+    generation: 0,
+    windowEnd: settings.window === undefined ? Infinity : windowEnd(settings.window, now),
+    tokensThreshold: 0,
+    nanosThreshold: 0,
+    recorded: 0,
+    reserved: 0,
+    committed: 0,
+    released: 0,
+    exceeded: 0,
+    users: 0,
+    unregister: noop
+  }
+  ;(node.chain as Array<Node>).push(node, ...(parent?.chain ?? []))
+  if (metricsContext !== undefined) node.unregister = registerMetrics(node, metricsContext)
+  return node
+}
+
+/** A child met again under the same name takes the options it is met with. */
+export const reconfigure = (node: Node, settings: BudgetSettings, now: number): void => {
+  node.tokenCap = settings.tokenCap
+  node.nanoCap = settings.nanoCap
+  node.thresholds = settings.thresholds
+  if (settings.window !== node.window) {
+    node.window = settings.window
+    node.windowEnd = settings.window === undefined ? Infinity : windowEnd(settings.window, now)
+  }
+}
+
+const noop = () => {}
+
+export const fits = (node: Node, tokens: number, nanos: number): boolean =>
+  node.tokensUsed + node.tokensReserved + tokens <= node.tokenCap &&
+  node.nanosUsed + node.nanosReserved + nanos <= node.nanoCap
+
+export const isEmpty = (node: Node): boolean =>
+  node.tokensUsed === 0 && node.nanosUsed === 0 && node.tokensReserved === 0 && node.nanosReserved === 0
+
+/** Zeroes the counters and starts a new generation (and window, if it has one). */
+export const restart = (node: Node, now: number): void => {
+  node.tokensUsed = node.nanosUsed = node.tokensReserved = node.nanosReserved = 0
+  node.tokensThreshold = node.nanosThreshold = 0
+  node.generation++
+  if (node.window !== undefined) node.windowEnd = windowEnd(node.window, now)
+  emit(node, () => ({ _tag: "Reset", budget: node.path, windowEndsAt: windowEndsAt(node) }))
+}
+
+/** Publishes an event built only when someone listens. */
+export const emit = (node: Node, event: () => BudgetEvent): void => {
+  if (node.tree.hub.listening) node.tree.hub.publish(event())
+}
+
+/** Fires each threshold that `used` has newly reached on either axis. */
+export const crossThresholds = (node: Node): void => {
+  const thresholds = node.thresholds
+  while (node.tokensThreshold < thresholds.length && node.tokensUsed >= thresholds[node.tokensThreshold]! * node.tokenCap) {
+    const threshold = thresholds[node.tokensThreshold++]!
+    emit(node, () => ({
+      _tag: "ThresholdCrossed",
+      budget: node.path,
+      axis: "tokens",
+      threshold,
+      used: node.tokensUsed,
+      cap: node.tokenCap
+    }))
+  }
+  while (node.nanosThreshold < thresholds.length && node.nanosUsed >= thresholds[node.nanosThreshold]! * node.nanoCap) {
+    const threshold = thresholds[node.nanosThreshold++]!
+    emit(node, () => ({
+      _tag: "ThresholdCrossed",
+      budget: node.path,
+      axis: "usd",
+      threshold,
+      used: usdFromNanos(node.nanosUsed),
+      cap: usdFromNanos(node.nanoCap)
+    }))
+  }
+}
+
+const windowEndsAt = (node: Node): number | undefined => node.window === undefined ? undefined : node.windowEnd
+
+export const snapshotOf = (node: Node): Snapshot => ({
+  name: node.name,
+  path: node.path,
+  tokensUsed: node.tokensUsed,
+  usdUsed: usdFromNanos(node.nanosUsed),
+  tokensReserved: node.tokensReserved,
+  usdReserved: usdFromNanos(node.nanosReserved),
+  tokenCap: node.tokenCap,
+  usdCap: usdFromNanos(node.nanoCap),
+  tokensRemaining: Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved),
+  usdRemaining: usdFromNanos(Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved)),
+  windowEndsAt: windowEndsAt(node)
+})
+
+// Metrics are read from the counters when exported, so keeping them costs
+// the hot path nothing: no update per operation.
+const gauges = {
+  budget_tokens_used: (node: Node) => node.tokensUsed,
+  budget_usd_used: (node: Node) => usdFromNanos(node.nanosUsed),
+  budget_tokens_reserved: (node: Node) => node.tokensReserved,
+  budget_usd_reserved: (node: Node) => usdFromNanos(node.nanosReserved),
+  budget_tokens_remaining: (node: Node) => Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved),
+  budget_usd_remaining: (node: Node) => usdFromNanos(Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved))
+} as const
+
+const counters = {
+  budget_recorded_total: (node: Node) => node.recorded,
+  budget_reserved_total: (node: Node) => node.reserved,
+  budget_committed_total: (node: Node) => node.committed,
+  budget_released_total: (node: Node) => node.released,
+  budget_exceeded_total: (node: Node) => node.exceeded
+} as const
+
+// An unbounded axis has no remaining to report: Infinity is no number an
+// exporter can carry.
+const bounded = (node: Node, name: string): boolean =>
+  name === "budget_tokens_remaining" ? node.tokenCap !== Infinity :
+  name === "budget_usd_remaining" ? node.nanoCap !== Infinity :
+  true
+
+const registerMetrics = (node: Node, context: Context.Context<never>): () => void => {
+  const attributes = { budget: node.path }
+  const registrations = [
+    ...Object.entries(gauges).filter(([name]) => bounded(node, name)).map(([name, read]) =>
+      Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
+        get: () => ({ value: read(node) }),
+        update: noop,
+        modify: noop
+      })
+    ),
+    ...Object.entries(counters).map(([name, read]) =>
+      Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
+        get: () => ({ count: read(node), incremental: true }),
+        update: noop,
+        modify: noop
+      })
+    )
+  ]
+  return () => {
+    for (const registration of registrations) registration.remove()
+  }
+}

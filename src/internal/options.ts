@@ -1,0 +1,51 @@
+import type { BudgetOptions } from "../Budget.ts"
+import { InvalidUsage } from "../BudgetError.ts"
+import { capError, usdToNanos } from "../Usage.ts"
+import { windowSchedule, type WindowSchedule } from "./window.ts"
+
+/** A budget's options, validated, in the units the stores count in. */
+export interface BudgetSettings {
+  readonly name: string
+  /** `Infinity` when unbounded. */
+  readonly tokenCap: number
+  readonly nanoCap: number
+  readonly window: WindowSchedule | undefined
+  /** Fractions of a cap, ascending, each in (0, 1]. */
+  readonly thresholds: ReadonlyArray<number>
+  readonly metrics: boolean
+}
+
+const defaultThresholds: ReadonlyArray<number> = [0.5, 0.8, 0.95]
+
+const nameError = (name: unknown): InvalidUsage | undefined =>
+  typeof name === "string" && name.length > 0 && !name.includes("/")
+    ? undefined
+    : new InvalidUsage({ field: "name", value: name, reason: "must be a non-empty string without \"/\"" })
+
+const thresholdsError = (thresholds: ReadonlyArray<number>): InvalidUsage | undefined =>
+  Array.isArray(thresholds) && thresholds.every((t) => typeof t === "number" && t > 0 && t <= 1)
+    ? undefined
+    : new InvalidUsage({
+      field: "thresholds",
+      value: thresholds,
+      reason: "must be fractions of a cap, each greater than 0 and at most 1 (0.8 for 80%)"
+    })
+
+/** The settings `options` describe, or why they are invalid. */
+export const settingsOf = (options: BudgetOptions, defaultName: string): BudgetSettings | InvalidUsage => {
+  const name = options.name ?? defaultName
+  const thresholds = options.thresholds ?? defaultThresholds
+  const invalid = nameError(name) ?? capError("tokenCap", options.tokenCap) ?? capError("usdCap", options.usdCap) ??
+    thresholdsError(thresholds)
+  if (invalid !== undefined) return invalid
+  const window = options.window === undefined ? undefined : windowSchedule(options.window)
+  if (window instanceof InvalidUsage) return window
+  return {
+    name,
+    tokenCap: options.tokenCap ?? Infinity,
+    nanoCap: options.usdCap === undefined ? Infinity : usdToNanos(options.usdCap),
+    window,
+    thresholds: [...new Set(thresholds)].sort((a, b) => a - b),
+    metrics: options.metrics ?? true
+  }
+}
