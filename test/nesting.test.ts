@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric } from "effect"
-import { Budget, type BudgetService } from "../src/index.ts"
+import { Budget, type BudgetExceeded, type BudgetService, type BudgetUnavailable, type InvalidUsage } from "../src/index.ts"
 import { TestClock } from "effect/testing"
 import { settle } from "./contract.ts"
 
@@ -126,7 +126,7 @@ describe("nested budgets", () => {
         Array.from({ length: 10_000 }, (_, i) => i),
         (i) => {
           const tenant = tenants[i % 50]!
-          const call = i % 3 === 0
+          const call: Effect.Effect<void, string | BudgetExceeded | InvalidUsage | BudgetUnavailable> = i % 3 === 0
             ? tenant.record({ tokens: 7, usd: 0.007 })
             : Effect.scoped(Effect.gen(function*() {
               const r = yield* tenant.reserve({ tokens: 9, usd: 0.009 })

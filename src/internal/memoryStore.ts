@@ -149,7 +149,7 @@ export const make = (settings: BudgetSettings): Effect.Effect<MemoryStore, never
     const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set() }
     const now = yield* Clock.currentTimeMillis
     const context = yield* Effect.context<never>()
-    const root = makeNode(settings, undefined, tree, now, context)
+    const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
     root.users++
     yield* Effect.addFinalizer(() =>
       Effect.andThen(Effect.sync(() => unregisterAll(root)), PubSub.shutdown(pubsub))

@@ -1,0 +1,154 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Metric, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Budget, type BudgetEvent, type BudgetService } from "../src/index.ts"
+import { settle } from "./contract.ts"
+
+/** Starts collecting `budget`'s events; the returned effect stops and reads them. */
+const listen = (budget: BudgetService) =>
+  Effect.gen(function*() {
+    const seen: Array<BudgetEvent> = []
+    const fiber = yield* Effect.forkChild(Stream.runForEach(budget.events, (event) => Effect.sync(() => seen.push(event))))
+    yield* settle
+    return Effect.as(Effect.andThen(settle, Fiber.interrupt(fiber)), seen)
+  })
+
+const tags = (events: ReadonlyArray<BudgetEvent>) => events.map((e) => `${e._tag} ${e.budget}`)
+
+describe("events", () => {
+  it.effect("every charge, hold, settlement and refusal, in order, with the budget's path", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", tokenCap: 100, thresholds: [] })
+      const agent = yield* org.child("agent")
+      const stop = yield* listen(org)
+      yield* agent.record({ tokens: 10, usd: 0.01 })
+      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
+      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
+      yield* Effect.flip(agent.record({ tokens: 80 }))
+      yield* org.reset
+      const events = yield* stop
+      assert.deepStrictEqual(events, [
+        { _tag: "Recorded", budget: "org/agent", tokens: 10, usd: 0.01 },
+        { _tag: "Reserved", budget: "org/agent", tokens: 20, usd: 0 },
+        { _tag: "Committed", budget: "org/agent", tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
+        { _tag: "Reserved", budget: "org/agent", tokens: 5, usd: 0 },
+        { _tag: "Released", budget: "org/agent", tokens: 5, usd: 0 },
+        { _tag: "Exceeded", budget: "org", axis: "tokens", requested: 80, attempted: 115, cap: 100 },
+        { _tag: "Reset", budget: "org", windowEndsAt: undefined }
+      ])
+    }))
+
+  it.effect("a commit past the cap reports its overage", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "b", tokenCap: 10, thresholds: [] })
+      const stop = yield* listen(budget)
+      yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 10 }), (r) => r.commit({ tokens: 14 })))
+      const committed = (yield* stop).find((e) => e._tag === "Committed")
+      assert.strictEqual(committed?._tag === "Committed" && committed.tokensOverage, 4)
+    }))
+
+  it.effect("a child's events reach its ancestors, not its siblings", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org" })
+      const a = yield* org.child("a")
+      const b = yield* org.child("b")
+      const [onOrg, onA] = [yield* listen(org), yield* listen(a)]
+      yield* a.record({ tokens: 1 })
+      yield* b.record({ tokens: 1 })
+      yield* org.record({ tokens: 1 })
+      assert.deepStrictEqual(tags(yield* onOrg), ["Recorded org/a", "Recorded org/b", "Recorded org"])
+      assert.deepStrictEqual(tags(yield* onA), ["Recorded org/a"])
+    }))
+
+  it.effect("each threshold fires once per window per axis", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(new Date("2026-03-10T00:00:00Z").getTime())
+      const budget = yield* Budget.make({ name: "b", tokenCap: 100, usdCap: 1, window: "1 day" })
+      const stop = yield* listen(budget)
+      yield* budget.record({ tokens: 49 })
+      yield* budget.record({ tokens: 1 }) // 50%
+      yield* budget.record({ tokens: 10 })
+      yield* budget.record({ tokens: 35, usd: 0.96 }) // 95% of tokens jumps past 80% too; 95% of usd
+      yield* budget.record({ tokens: 5 })
+      yield* TestClock.adjust("1 day")
+      yield* budget.record({ tokens: 80 }) // the new window: 50% and 80% again
+      const crossed = (yield* stop).flatMap((e) => e._tag === "ThresholdCrossed" ? [`${e.axis} ${e.threshold} ${e.used}`] : [])
+      assert.deepStrictEqual(crossed, [
+        "tokens 0.5 50",
+        "tokens 0.8 95",
+        "tokens 0.95 95",
+        "usd 0.5 0.96",
+        "usd 0.8 0.96",
+        "usd 0.95 0.96",
+        "tokens 0.5 80",
+        "tokens 0.8 80"
+      ])
+    }))
+
+  it.effect("a window ending is a Reset event with the new window's end", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(new Date("2026-03-10T10:00:00Z").getTime())
+      const budget = yield* Budget.make({ name: "b", window: "1 hour" })
+      const stop = yield* listen(budget)
+      yield* TestClock.adjust("1 hour")
+      yield* budget.record({ tokens: 1 })
+      const reset = (yield* stop)[0]
+      assert.deepStrictEqual(reset, {
+        _tag: "Reset",
+        budget: "b",
+        windowEndsAt: new Date("2026-03-10T12:00:00Z").getTime()
+      })
+    }))
+})
+
+describe("metrics", () => {
+  const series = (budget: string) =>
+    Effect.map(Metric.snapshot, (all) =>
+      Object.fromEntries(
+        all.filter((s) => s.attributes?.["budget"] === budget).map((s) => [
+          s.id,
+          "value" in s.state ? s.state.value : "count" in s.state ? s.state.count : undefined
+        ])
+      ))
+
+  it.effect("gauges and counters per budget, read from its counters", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "metrics-org", tokenCap: 1000, usdCap: 1 })
+      const agent = yield* org.child("agent", { tokenCap: 100 })
+      yield* agent.record({ tokens: 10, usd: 0.1 })
+      yield* agent.reserve({ tokens: 20, usd: 0.2 })
+      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 30 }), (r) => r.commit({ tokens: 25 })))
+      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
+      yield* Effect.flip(agent.record({ tokens: 100 }))
+      assert.deepStrictEqual(yield* series("metrics-org/agent"), {
+        budget_tokens_used: 35,
+        budget_usd_used: 0.1,
+        budget_tokens_reserved: 20,
+        budget_usd_reserved: 0.2,
+        budget_tokens_remaining: 45,
+        budget_recorded_total: 1,
+        budget_reserved_total: 3,
+        budget_committed_total: 1,
+        budget_released_total: 1,
+        budget_exceeded_total: 1
+      })
+      const org_ = yield* series("metrics-org")
+      assert.deepStrictEqual([org_["budget_tokens_used"], org_["budget_usd_remaining"], org_["budget_exceeded_total"]], [
+        35,
+        0.7,
+        0
+      ])
+    }))
+
+  it.effect("metrics: false registers none; a closed budget removes its own", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Effect.gen(function*() {
+        const quiet = yield* Budget.make({ name: "quiet", metrics: false })
+        yield* quiet.record({ tokens: 1 })
+        assert.deepStrictEqual(yield* series("quiet"), {})
+        yield* Budget.make({ name: "loud" })
+        assert.strictEqual((yield* series("loud"))["budget_tokens_used"], 0)
+      }))
+      assert.deepStrictEqual(yield* series("loud"), {})
+    }))
+})
