@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Effect, Layer, Option, Scope } from "effect"
+import { Config, Context, Effect, Layer, Option, References, Scope, Tracer } from "effect"
 import type { Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
@@ -273,7 +273,21 @@ const fromStore = <R extends Reservation>(store: BudgetStore<R>): BudgetService 
   ): Effect.Effect<R, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
     const invalid = usageError(usage, "usage")
     if (invalid !== undefined) return Effect.fail(invalid)
-    return store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), options?.onExceeded === "wait")
+    const wait = options?.onExceeded === "wait"
+    const hold = store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), wait)
+    // A span only inside a traced operation: untraced code pays one check.
+    return Effect.withFiber((fiber) =>
+      Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined && fiber.getRef(References.TracerEnabled)
+        ? Effect.withSpan(hold, "Budget.reserve", {
+          attributes: {
+            "budget.path": store.path,
+            "budget.tokens": usage.tokens ?? 0,
+            "budget.usd": usage.usd ?? 0,
+            "budget.on_exceeded": wait ? "wait" : "fail"
+          }
+        })
+        : hold
+    )
   }
   return Budget.of({
     name: store.path.slice(store.path.lastIndexOf("/") + 1),
