@@ -220,6 +220,39 @@ describe("nested budgets", () => {
       yield* Fiber.interrupt(stuck)
     }))
 
+  it.effect("a waiter let through by its child but held back by an ancestor waits on the ancestor", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", tokenCap: 100 })
+      const a = yield* org.child("a", { tokenCap: 50 })
+      const b = yield* org.child("b")
+      yield* a.record({ tokens: 50 })
+      yield* b.record({ tokens: 50 })
+      const waiter = yield* Effect.forkChild(Effect.scoped(a.reserve({ tokens: 30 }, { onExceeded: "wait" })))
+      yield* settle
+      yield* a.reset // room in a, none in org
+      yield* settle
+      assert.isUndefined(waiter.pollUnsafe())
+      yield* org.reset // now room in org: only its own line can tell the waiter
+      yield* Fiber.join(waiter)
+    }))
+
+  it.effect("an earlier waiter passes a budget whose line holds only later ones", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", tokenCap: 100 })
+      const a = yield* org.child("a", { tokenCap: 10 })
+      const b = yield* org.child("b")
+      yield* a.record({ tokens: 10 })
+      const early = yield* Effect.forkChild(Effect.scoped(a.reserve({ tokens: 5 }, { onExceeded: "wait" })))
+      yield* settle
+      // later, and too large for org's room: it waits in org's line
+      const late = yield* Effect.forkChild(Effect.scoped(b.reserve({ tokens: 95 }, { onExceeded: "wait" })))
+      yield* settle
+      yield* a.reset
+      yield* Fiber.join(early)
+      assert.isUndefined(late.pollUnsafe())
+      yield* Fiber.interrupt(late)
+    }))
+
   it.effect("interrupting a waiter held back at an ancestor releases nothing it did not hold", () =>
     Effect.gen(function*() {
       const org = yield* Budget.make({ name: "org", tokenCap: 100 })
