@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { Budget } from "../src/index.ts"
 import { contract } from "./contract.ts"
-import { properties } from "./properties.ts"
+import { properties, treeProperties } from "./properties.ts"
 
 const memory = { name: "the memory store", make: Budget.make }
 
@@ -20,3 +20,4 @@ contract(memory)
 properties(memory)
 contract(child)
 properties(child)
+treeProperties(memory)

@@ -283,3 +283,160 @@ export const properties = (store: StoreUnderTest, numRuns = 150) =>
         )
       ))
   })
+
+type TreeCommand =
+  | { readonly op: "record"; readonly node: number; readonly tokens: number }
+  | { readonly op: "reserve"; readonly node: number; readonly tokens: number; readonly wait: boolean }
+  | { readonly op: "commit"; readonly pick: number; readonly tokens: number }
+  | { readonly op: "release" | "interrupt"; readonly pick: number }
+  | { readonly op: "reset"; readonly node: number }
+
+const treeCommand: fc.Arbitrary<TreeCommand> = fc.oneof(
+  fc.record({ op: fc.constant("record" as const), node: fc.nat(3), tokens: fc.integer({ min: 0, max: 40 }) }),
+  fc.record({ op: fc.constant("reserve" as const), node: fc.nat(3), tokens: fc.integer({ min: 0, max: 40 }), wait: fc.boolean() }),
+  fc.record({ op: fc.constant("reserve" as const), node: fc.nat(3), tokens: fc.integer({ min: 0, max: 40 }), wait: fc.boolean() }),
+  fc.record({ op: fc.constant("commit" as const), pick, tokens: fc.integer({ min: 0, max: 60 }) }),
+  fc.record({ op: fc.constantFrom("release" as const, "interrupt" as const), pick }),
+  fc.record({ op: fc.constant("reset" as const), node: fc.nat(3) })
+)
+
+/**
+ * A tree of four budgets with caps at three levels: every charge must count
+ * at each level of its chain, every level stay within its cap (plus reported
+ * overage), and no waiter be forgotten.
+ */
+export const treeProperties = (store: StoreUnderTest, numRuns = 100) =>
+  describe(`tree properties on ${store.name}`, () => {
+    it.effect("every level counts exactly, stays within its cap, and no waiter is forgotten", () =>
+      Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(fc.array(treeCommand, { maxLength: 40 }), (commands) =>
+            Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+              const org = yield* store.make({ name: "org", tokenCap: 100 })
+              const a = yield* org.child("a", { tokenCap: 60 })
+              const b = yield* org.child("b")
+              const x = yield* a.child("x", { tokenCap: 30 })
+              const budgets = [org, a, b, x]
+              const caps = [100, 60, Infinity, 30]
+              const chains = [[0], [1, 0], [2, 0], [3, 1, 0]]
+              const used = [0, 0, 0, 0]
+              const resets = [0, 0, 0, 0]
+              const overage = [0, 0, 0, 0]
+              interface Hold {
+                readonly node: number
+                readonly tokens: number
+                readonly fiber: Fiber.Fiber<void, unknown>
+                readonly granted: Deferred.Deferred<Reservation>
+                /** Reset counts of its chain when granted; undefined while waiting. */
+                at: ReadonlyArray<number> | undefined
+                settled: boolean
+              }
+              const holds: Array<Hold> = []
+              const reservedAt = (n: number) =>
+                holds.reduce((sum, h) =>
+                  h.at !== undefined && !h.settled && chains[h.node]!.includes(n) &&
+                    h.at[chains[h.node]!.indexOf(n)] === resets[n]
+                    ? sum + h.tokens
+                    : sum, 0)
+              const check = (label: string) =>
+                Effect.gen(function*() {
+                  yield* quiesce
+                  for (const h of holds) {
+                    if (h.at === undefined && Deferred.isDoneUnsafe(h.granted)) h.at = chains[h.node]!.map((n) => resets[n]!)
+                  }
+                  const taken: Array<number> = []
+                  for (let n = 0; n < 4; n++) {
+                    const snap = yield* budgets[n]!.snapshot
+                    assert.strictEqual(snap.tokensUsed, used[n], `${label}: used at ${budgets[n]!.path}`)
+                    assert.strictEqual(snap.tokensReserved, reservedAt(n), `${label}: reserved at ${budgets[n]!.path}`)
+                    assert.isAtMost(snap.tokensUsed + snap.tokensReserved, caps[n]! + overage[n]!, `${label}: cap at ${budgets[n]!.path}`)
+                    taken.push(snap.tokensUsed + snap.tokensReserved)
+                  }
+                  // A waiter still waiting must have a reason: a level it does not
+                  // fit, or an earlier waiter on a level it shares.
+                  const waiting = holds.filter((h) => h.at === undefined && h.fiber.pollUnsafe() === undefined)
+                  waiting.forEach((h, i) => {
+                    const chain = chains[h.node]!
+                    const blocked = chain.some((n) => taken[n]! + h.tokens > caps[n]!) ||
+                      waiting.slice(0, i).some((earlier) => chains[earlier.node]!.some((n) => chain.includes(n)))
+                    assert.isTrue(blocked, `${label}: a waiter on ${budgets[h.node]!.path} was forgotten`)
+                  })
+                })
+              const live = (n: number, granted: boolean) => {
+                const candidates = holds.filter((h) => (h.at !== undefined) === granted && !h.settled)
+                return candidates.length === 0 ? undefined : candidates[n % candidates.length]
+              }
+
+              for (const c of commands) {
+                switch (c.op) {
+                  case "record": {
+                    const exit = yield* Effect.exit(budgets[c.node]!.record({ tokens: c.tokens }))
+                    if (Exit.isSuccess(exit)) for (const n of chains[c.node]!) used[n]! += c.tokens
+                    break
+                  }
+                  case "reserve": {
+                    const granted = yield* Deferred.make<Reservation>()
+                    const fiber = yield* Effect.forkDetach(Effect.scoped(Effect.gen(function*() {
+                      const r = yield* budgets[c.node]!.reserve({ tokens: c.tokens }, { onExceeded: c.wait ? "wait" : "fail" })
+                      yield* Deferred.succeed(granted, r)
+                      yield* Effect.never
+                    })))
+                    holds.push({ node: c.node, tokens: c.tokens, fiber, granted, at: undefined, settled: false })
+                    break
+                  }
+                  case "commit": {
+                    const h = live(c.pick, true)
+                    if (h === undefined) break
+                    const r = yield* Deferred.await(h.granted)
+                    const s = yield* r.commit({ tokens: c.tokens })
+                    h.settled = true
+                    for (const n of chains[h.node]!) {
+                      used[n]! += c.tokens
+                      overage[n]! += s.tokensOverage
+                    }
+                    break
+                  }
+                  case "release": {
+                    const h = live(c.pick, true)
+                    if (h === undefined) break
+                    yield* Effect.flatMap(Deferred.await(h.granted), (r) => r.release)
+                    h.settled = true
+                    break
+                  }
+                  case "interrupt": {
+                    const h = live(c.pick, c.pick % 2 === 0)
+                    if (h === undefined) break
+                    yield* Fiber.interrupt(h.fiber)
+                    h.settled = true
+                    break
+                  }
+                  case "reset": {
+                    yield* budgets[c.node]!.reset
+                    used[c.node] = 0
+                    overage[c.node] = 0
+                    resets[c.node]!++
+                    break
+                  }
+                }
+                yield* check(c.op)
+              }
+
+              // Free everything: every waiter that fits the caps must then get its hold.
+              for (const h of holds) if (h.at !== undefined) yield* Fiber.interrupt(h.fiber)
+              for (const h of holds) if (h.at !== undefined) h.settled = true
+              const waiting = holds.filter((h) => h.at === undefined && h.fiber.pollUnsafe() === undefined)
+              for (const h of waiting) {
+                yield* Effect.forEach([0, 1, 2, 3], (n) => budgets[n]!.reset)
+                yield* quiesce
+                assert.isTrue(Deferred.isDoneUnsafe(h.granted), "a waiter that fits is served once room appears")
+                yield* Fiber.interrupt(h.fiber)
+              }
+              for (const budget of budgets) {
+                assert.strictEqual((yield* budget.snapshot).tokensReserved, 0, `nothing held at ${budget.path}`)
+              }
+            })))
+          ),
+          { numRuns }
+        )
+      ))
+  })
