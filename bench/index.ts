@@ -8,6 +8,8 @@ import { budgetCases } from "./budget.ts"
 import { contentionCases } from "./contention.ts"
 import { drainCases } from "./drain.ts"
 import { floors } from "./floors.ts"
+import { memoryReport } from "./memory.ts"
+import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
 import { run } from "./runner.ts"
 import { render } from "./table.ts"
@@ -18,12 +20,13 @@ const program = Effect.gen(function*() {
   // The budgets live in a scope of their own: cases run with no Scope in
   // their context, as the floors' do, so neither pays for a deeper one.
   const budgets = yield* Scope.make()
-  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases]).pipe(
+  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases, nestingCases]).pipe(
     Scope.provide(budgets)
   )
   const rows = yield* run(groups.flat(), plan)
   yield* Scope.close(budgets, Exit.void)
   console.log(render(rows))
+  console.log(`\n${yield* memoryReport}`)
   console.log(`\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds, ratio the median per-round ratio to "vs".`)
   const over = rows.filter((row) => {
     const target = row.case.versus?.target
