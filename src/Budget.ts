@@ -314,6 +314,8 @@ const fromStore = <R extends Reservation>(store: BudgetStore<R>): BudgetService 
         if (settings instanceof InvalidUsage) return Effect.fail(settings)
         return Effect.map(store.child(settings), fromStore)
       }),
-    events: store.events
+    get events() {
+      return store.events
+    }
   })
 }

@@ -126,8 +126,6 @@ describe("metrics", () => {
         budget_tokens_reserved: 20,
         budget_usd_reserved: 0.2,
         budget_tokens_remaining: 45,
-        budget_recorded_total: 1,
-        budget_reserved_total: 3,
         budget_committed_total: 1,
         budget_released_total: 1,
         budget_exceeded_total: 1

@@ -162,252 +162,259 @@ const unregisterAll = (node: Node): void => {
   for (const child of node.children.values()) unregisterAll(child)
 }
 
-/** The store for one budget of a tree. */
-const storeOf = (origin: Node): MemoryStore => {
-  const chain = origin.chain
-  const timed = origin.timed
-  const hub = origin.tree.hub
+/** The line `waiter` sits in, as the budget it belongs to. */
+const nodeOfLine = (waiter: MemoryWaiter): Node | undefined => {
+  const chain = waiter.origin.chain
+  for (let i = 0; i < chain.length; i++) {
+    if (chain[i]!.line === waiter.line) return chain[i]
+  }
+  return undefined
+}
 
-  /** The id of the line a nodeless waiter sits in, found through the chain. */
-  const nodeOfLine = (waiter: Waiter): Node | undefined => {
-    for (let i = 0; i < chain.length; i++) {
-      if (chain[i]!.line === waiter.line) return chain[i]
-    }
-    return undefined
+// --- holds --------------------------------------------------------------------
+
+class Hold implements MemoryReservation {
+  readonly usd: number
+  private settlement: Settlement | undefined = undefined
+  constructor(
+    readonly origin: Node,
+    readonly tokens: number,
+    readonly nanos: number,
+    /** The generation of each budget of the chain when the hold was taken. */
+    readonly generations: ReadonlyArray<number>
+  ) {
+    this.usd = usdFromNanos(nanos)
   }
 
-  class Hold implements MemoryReservation {
-    readonly usd: number
-    private settlement: Settlement | undefined = undefined
-    constructor(
-      readonly tokens: number,
-      readonly nanos: number,
-      /** The generation of each budget of the chain when the hold was taken. */
-      readonly generations: ReadonlyArray<number>
-    ) {
-      this.usd = usdFromNanos(nanos)
-    }
-
-    commit(actual?: Usage) {
-      if (actual === undefined) return this.settling(this.tokens, this.nanos)
-      const invalid = usageError(actual, "actual")
-      if (invalid !== undefined) return Effect.fail(invalid)
-      return this.settling(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
-    }
-
-    get release() {
-      return timed
-        ? Effect.withFiber((fiber) => Effect.succeed(this.giveBack(timeOf(fiber))))
-        : Effect.sync(() => this.giveBack(0))
-    }
-
-    // Only a chain with a window needs the time, and reading it costs a step.
-    private settling(tokens: number, nanos: number) {
-      return timed
-        ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, timeOf(fiber))))
-        : Effect.sync(() => this.settle(tokens, nanos, 0))
-    }
-
-    private giveBack(now: number): Settlement {
-      if (this.settlement !== undefined) return this.settlement
-      this.settlement = released
-      if (timed) roll(chain, now)
-      for (let i = 0; i < chain.length; i++) {
-        const node = chain[i]!
-        node.released++
-        if (this.generations[i] !== node.generation) continue
-        node.tokensReserved -= this.tokens
-        node.nanosReserved -= this.nanos
-        if (node.line.head !== undefined) wake(node)
-      }
-      if (hub.listening) hub.publish({ _tag: "Released", budget: origin.path, tokens: this.tokens, usd: this.usd })
-      return released
-    }
-
-    private settle(tokens: number, nanos: number, now: number): Settlement {
-      if (this.settlement !== undefined) return this.settlement
-      if (timed) roll(chain, now)
-      // The overage is the part beyond the hold that no free room covered,
-      // at the budget of the chain where that part is largest.
-      let tokensOverage = 0
-      let nanosOverage = 0
-      for (let i = 0; i < chain.length; i++) {
-        const node = chain[i]!
-        const current = this.generations[i] === node.generation
-        const heldTokens = current ? this.tokens : 0
-        const heldNanos = current ? this.nanos : 0
-        tokensOverage = Math.max(
-          tokensOverage,
-          tokens - heldTokens - Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved)
-        )
-        nanosOverage = Math.max(
-          nanosOverage,
-          nanos - heldNanos - Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved)
-        )
-        node.tokensReserved -= heldTokens
-        node.nanosReserved -= heldNanos
-        node.tokensUsed += tokens
-        node.nanosUsed += nanos
-        node.committed++
-        crossThresholds(node)
-      }
-      const settlement: Settlement = {
-        _tag: "Committed",
-        tokens,
-        usd: usdFromNanos(nanos),
-        tokensOverage,
-        usdOverage: usdFromNanos(nanosOverage)
-      }
-      this.settlement = settlement
-      wakeChain(chain)
-      if (hub.listening) hub.publish({ ...settlement, budget: origin.path })
-      return settlement
-    }
+  commit(actual?: Usage) {
+    if (actual === undefined) return this.settling(this.tokens, this.nanos)
+    const invalid = usageError(actual, "actual")
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return this.settling(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
   }
 
-  const hold = (tokens: number, nanos: number): Hold => {
-    const generations = new Array<number>(chain.length)
+  get release() {
+    return this.origin.timed
+      ? Effect.withFiber((fiber) => Effect.succeed(this.giveBack(timeOf(fiber))))
+      : Effect.sync(() => this.giveBack(0))
+  }
+
+  // Only a chain with a window needs the time, and reading it costs a step.
+  private settling(tokens: number, nanos: number) {
+    return this.origin.timed
+      ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, timeOf(fiber))))
+      : Effect.sync(() => this.settle(tokens, nanos, 0))
+  }
+
+  private giveBack(now: number): Settlement {
+    if (this.settlement !== undefined) return this.settlement
+    this.settlement = released
+    const { chain, timed, tree: { hub } } = this.origin
+    if (timed) roll(chain, now)
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
-      node.tokensReserved += tokens
-      node.nanosReserved += nanos
-      node.reserved++
-      generations[i] = node.generation
+      node.released++
+      if (this.generations[i] !== node.generation) continue
+      node.tokensReserved -= this.tokens
+      node.nanosReserved -= this.nanos
+      if (node.line.head !== undefined) wake(node)
     }
-    if (hub.listening) hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
-    return new Hold(tokens, nanos, generations)
+    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd })
+    return released
   }
 
-  const record = (tokens: number, nanos: number) =>
-    Effect.withFiber((fiber) => {
-      if (timed) roll(chain, timeOf(fiber))
-      const refusing = refuser(chain, tokens, nanos)
-      if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos))
-      for (let i = 0; i < chain.length; i++) {
-        const node = chain[i]!
-        node.tokensUsed += tokens
-        node.nanosUsed += nanos
-        node.recorded++
-        crossThresholds(node)
-      }
-      if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
-      return Effect.void
-    })
-
-  const reserveNow = (tokens: number, nanos: number) =>
-    Effect.withFiber((fiber) => {
-      if (timed) roll(chain, timeOf(fiber))
-      const refusing = refuser(chain, tokens, nanos)
-      return refusing === undefined ? Effect.succeed(hold(tokens, nanos)) : Effect.fail(exceeded(refusing, tokens, nanos))
-    })
-
-  // Joins a line unless nothing holds the request back; only the wait itself
-  // is interruptible, so a hold taken here always reaches the caller.
-  const reserveWaiting = (tokens: number, nanos: number) =>
-    Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
-      if (timed) roll(chain, timeOf(fiber))
-      // Larger than a cap: no release or reset could ever make room.
-      for (let i = 0; i < chain.length; i++) {
-        const node = chain[i]!
-        if (tokens > node.tokenCap || nanos > node.nanoCap) return Effect.fail(exceeded(node, tokens, nanos))
-      }
-      const waiter: MemoryWaiter = {
-        seq: origin.tree.seq++,
-        origin,
-        tokens,
-        nanos,
-        woken: false,
-        resume: undefined,
-        prev: undefined,
-        next: undefined,
-        line: undefined
-      }
-      const first = holdsBack(waiter)
-      if (first === undefined) return Effect.succeed(hold(tokens, nanos))
-      lineOf(first, waiter)
-      const dispatcher = fiber.currentDispatcher
-      const signal = Effect.interruptible(Effect.callback<void>((resume) => {
-        if (waiter.woken) return resume(Effect.void)
-        // Resumed from the scheduler, not inline: a chain of hand-overs
-        // would otherwise grow the waker's stack.
-        waiter.resume = () => dispatcher.scheduleTask(() => resume(Effect.void), 0)
-        return Effect.sync(() => {
-          waiter.resume = undefined
-        })
-      }))
-      // A budget with a window frees its room when the window ends, which
-      // no other fiber announces: a head waiting on it looks again then.
-      const turn = Effect.suspend(() => {
-        const node = nodeOfLine(waiter)
-        if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
-        return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - timeOf(fiber))))
-      })
-      const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
-        if (timed) roll(chain, timeOf(fiber))
-        const blocker = holdsBack(waiter)
-        if (blocker === undefined) {
-          const from = nodeOfLine(waiter)
-          waiter.line?.leave(waiter)
-          const reservation = hold(tokens, nanos)
-          if (from !== undefined) wake(from)
-          return Effect.succeed(reservation)
-        }
-        // Someone took the room between the wake-up and now: wait again.
-        waiter.woken = false
-        const from = nodeOfLine(waiter)
-        if (blocker.line !== waiter.line) {
-          lineOf(blocker, waiter)
-          if (from !== undefined) wake(from)
-        }
-        return loop
-      })
-      return Effect.onInterrupt(loop, () => Effect.sync(() => leave(waiter, nodeOfLine(waiter))))
-    })
-
-  const child = (settings: BudgetSettings) =>
-    Effect.withFiber((fiber) => {
-      const now = timeOf(fiber)
-      sweep(origin.tree, now)
-      let node = origin.children.get(settings.name)
-      if (node === undefined) {
-        node = makeNode(settings, origin, origin.tree, now, settings.metrics ? fiber.context : undefined)
-        origin.children.set(settings.name, node)
-      } else {
-        reconfigure(node, settings, now)
-        origin.tree.idle.delete(node)
-        wakeChain(node.chain)
-      }
-      node.users++
-      const used = node
-      return Effect.as(
-        Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            used.users--
-            release(used, now)
-          })
-        ),
-        storeOf(used)
+  private settle(tokens: number, nanos: number, now: number): Settlement {
+    if (this.settlement !== undefined) return this.settlement
+    const { chain, timed, tree: { hub } } = this.origin
+    if (timed) roll(chain, now)
+    // The overage is the part beyond the hold that no free room covered,
+    // at the budget of the chain where that part is largest.
+    let tokensOverage = 0
+    let nanosOverage = 0
+    for (let i = 0; i < chain.length; i++) {
+      const node = chain[i]!
+      const current = this.generations[i] === node.generation
+      const heldTokens = current ? this.tokens : 0
+      const heldNanos = current ? this.nanos : 0
+      tokensOverage = Math.max(
+        tokensOverage,
+        tokens - heldTokens - Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved)
       )
-    })
-
-  return {
-    path: origin.path,
-    record,
-    reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
-    releaseOnClose: (reservation) => reservation.release,
-    snapshot: Effect.withFiber((fiber) => {
-      if (timed) roll(chain, timeOf(fiber))
-      return Effect.succeed(snapshotOf(origin))
-    }),
-    reset: Effect.withFiber((fiber) => {
-      restart(origin, timeOf(fiber))
-      wake(origin)
-      return Effect.void
-    }),
-    child,
-    events: origin.tree.hub.events(origin.path)
+      nanosOverage = Math.max(
+        nanosOverage,
+        nanos - heldNanos - Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved)
+      )
+      node.tokensReserved -= heldTokens
+      node.nanosReserved -= heldNanos
+      node.tokensUsed += tokens
+      node.nanosUsed += nanos
+      node.committed++
+      crossThresholds(node)
+    }
+    const settlement: Settlement = {
+      _tag: "Committed",
+      tokens,
+      usd: usdFromNanos(nanos),
+      tokensOverage,
+      usdOverage: usdFromNanos(nanosOverage)
+    }
+    this.settlement = settlement
+    wakeChain(chain)
+    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path })
+    return settlement
   }
 }
+
+const hold = (origin: Node, tokens: number, nanos: number): Hold => {
+  const chain = origin.chain
+  const generations = new Array<number>(chain.length)
+  for (let i = 0; i < chain.length; i++) {
+    const node = chain[i]!
+    node.tokensReserved += tokens
+    node.nanosReserved += nanos
+    generations[i] = node.generation
+  }
+  const hub = origin.tree.hub
+  if (hub.listening) hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
+  return new Hold(origin, tokens, nanos, generations)
+}
+
+// --- operations ---------------------------------------------------------------
+
+const record = (origin: Node, tokens: number, nanos: number) =>
+  Effect.withFiber((fiber) => {
+    const chain = origin.chain
+    if (origin.timed) roll(chain, timeOf(fiber))
+    const refusing = refuser(chain, tokens, nanos)
+    if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos))
+    for (let i = 0; i < chain.length; i++) {
+      const node = chain[i]!
+      node.tokensUsed += tokens
+      node.nanosUsed += nanos
+      crossThresholds(node)
+    }
+    const hub = origin.tree.hub
+    if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
+    return Effect.void
+  })
+
+const reserveNow = (origin: Node, tokens: number, nanos: number) =>
+  Effect.withFiber((fiber) => {
+    if (origin.timed) roll(origin.chain, timeOf(fiber))
+    const refusing = refuser(origin.chain, tokens, nanos)
+    return refusing === undefined
+      ? Effect.succeed(hold(origin, tokens, nanos))
+      : Effect.fail(exceeded(refusing, tokens, nanos))
+  })
+
+// Joins a line unless nothing holds the request back; only the wait itself
+// is interruptible, so a hold taken here always reaches the caller.
+const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
+  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
+    const chain = origin.chain
+    const now = () => timeOf(fiber)
+    if (origin.timed) roll(chain, now())
+    // Larger than a cap: no release or reset could ever make room.
+    for (let i = 0; i < chain.length; i++) {
+      const node = chain[i]!
+      if (tokens > node.tokenCap || nanos > node.nanoCap) return Effect.fail(exceeded(node, tokens, nanos))
+    }
+    const waiter: MemoryWaiter = {
+      seq: origin.tree.seq++,
+      origin,
+      tokens,
+      nanos,
+      woken: false,
+      resume: undefined,
+      prev: undefined,
+      next: undefined,
+      line: undefined
+    }
+    const first = holdsBack(waiter)
+    if (first === undefined) return Effect.succeed(hold(origin, tokens, nanos))
+    lineOf(first, waiter)
+    const dispatcher = fiber.currentDispatcher
+    const signal = Effect.interruptible(Effect.callback<void>((resume) => {
+      if (waiter.woken) return resume(Effect.void)
+      // Resumed from the scheduler, not inline: a chain of hand-overs
+      // would otherwise grow the waker's stack.
+      waiter.resume = () => dispatcher.scheduleTask(() => resume(Effect.void), 0)
+      return Effect.sync(() => {
+        waiter.resume = undefined
+      })
+    }))
+    // A budget with a window frees its room when the window ends, which
+    // no other fiber announces: a head waiting on it looks again then.
+    const turn = Effect.suspend(() => {
+      const node = nodeOfLine(waiter)
+      if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
+      return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - now())))
+    })
+    const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
+      if (origin.timed) roll(chain, now())
+      const blocker = holdsBack(waiter)
+      const from = nodeOfLine(waiter)
+      if (blocker === undefined) {
+        waiter.line?.leave(waiter)
+        const reservation = hold(origin, tokens, nanos)
+        if (from !== undefined) wake(from)
+        return Effect.succeed(reservation)
+      }
+      // Someone took the room between the wake-up and now: wait again.
+      waiter.woken = false
+      if (blocker.line !== waiter.line) {
+        lineOf(blocker, waiter)
+        if (from !== undefined) wake(from)
+      }
+      return loop
+    })
+    return Effect.onInterrupt(loop, () => Effect.sync(() => leave(waiter, nodeOfLine(waiter))))
+  })
+
+const child = (parent: Node, settings: BudgetSettings) =>
+  Effect.withFiber((fiber) => {
+    const now = timeOf(fiber)
+    const tree = parent.tree
+    sweep(tree, now)
+    let node = parent.children.get(settings.name)
+    if (node === undefined) {
+      node = makeNode(settings, parent, tree, now, settings.metrics ? fiber.context : undefined)
+      parent.children.set(settings.name, node)
+    } else {
+      reconfigure(node, settings, now)
+      tree.idle.delete(node)
+      wakeChain(node.chain)
+    }
+    node.users++
+    const used = node
+    const done = Effect.withFiber((closing) => {
+      used.users--
+      release(used, timeOf(closing))
+      return Effect.void
+    })
+    return Effect.as(Effect.addFinalizer(() => done), storeOf(used))
+  })
+
+/** The store for one budget of a tree. */
+const storeOf = (origin: Node): MemoryStore => ({
+  path: origin.path,
+  record: (tokens, nanos) => record(origin, tokens, nanos),
+  reserve: (tokens, nanos, wait) => wait ? reserveWaiting(origin, tokens, nanos) : reserveNow(origin, tokens, nanos),
+  releaseOnClose: (reservation) => reservation.release,
+  snapshot: Effect.withFiber((fiber) => {
+    if (origin.timed) roll(origin.chain, timeOf(fiber))
+    return Effect.succeed(snapshotOf(origin))
+  }),
+  reset: Effect.withFiber((fiber) => {
+    restart(origin, timeOf(fiber))
+    wake(origin)
+    return Effect.void
+  }),
+  child: (settings) => child(origin, settings),
+  get events() {
+    return origin.tree.hub.events(origin.path)
+  }
+})
 
 // --- the registry of children ---------------------------------------------
 //

@@ -49,8 +49,6 @@ export interface Node {
   tokensThreshold: number
   nanosThreshold: number
   /** Counts for the metrics. */
-  recorded: number
-  reserved: number
   committed: number
   released: number
   exceeded: number
@@ -89,8 +87,6 @@ export const makeNode = (
     windowEnd: settings.window === undefined ? Infinity : windowEnd(settings.window, now),
     tokensThreshold: 0,
     nanosThreshold: 0,
-    recorded: 0,
-    reserved: 0,
     committed: 0,
     released: 0,
     exceeded: 0,
@@ -191,8 +187,6 @@ const gauges = {
 } as const
 
 const counters = {
-  budget_recorded_total: (node: Node) => node.recorded,
-  budget_reserved_total: (node: Node) => node.reserved,
   budget_committed_total: (node: Node) => node.committed,
   budget_released_total: (node: Node) => node.released,
   budget_exceeded_total: (node: Node) => node.exceeded
