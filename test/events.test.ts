@@ -38,6 +38,24 @@ describe("events", () => {
       ])
     }))
 
+  it.effect("a threshold follows the charge that crossed it, at each level", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", tokenCap: 100, thresholds: [0.5] })
+      const agent = yield* org.child("agent", { tokenCap: 10, thresholds: [0.5] })
+      const stop = yield* listen(org)
+      yield* agent.record({ tokens: 6 })
+      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 4 }), (r) => r.commit({ tokens: 4 })))
+      yield* org.record({ tokens: 45 })
+      assert.deepStrictEqual(tags(yield* stop), [
+        "Recorded org/agent",
+        "ThresholdCrossed org/agent",
+        "Reserved org/agent",
+        "Committed org/agent",
+        "Recorded org",
+        "ThresholdCrossed org"
+      ])
+    }))
+
   it.effect("a commit past the cap reports its overage", () =>
     Effect.gen(function*() {
       const budget = yield* Budget.make({ name: "b", tokenCap: 10, thresholds: [] })

@@ -127,6 +127,11 @@ const wake = (node: Node): void => {
   }
 }
 
+// After the event of the charge itself, so a threshold follows its cause.
+const crossAll = (chain: ReadonlyArray<Node>): void => {
+  for (let i = 0; i < chain.length; i++) crossThresholds(chain[i]!)
+}
+
 const wakeChain = (chain: ReadonlyArray<Node>): void => {
   for (let i = 0; i < chain.length; i++) {
     if (chain[i]!.line.head !== undefined) wake(chain[i]!)
@@ -249,7 +254,6 @@ class Hold implements MemoryReservation {
       node.tokensUsed += tokens
       node.nanosUsed += nanos
       node.committed++
-      crossThresholds(node)
     }
     const settlement: Settlement = {
       _tag: "Committed",
@@ -261,6 +265,7 @@ class Hold implements MemoryReservation {
     this.settlement = settlement
     wakeChain(chain)
     if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path })
+    crossAll(chain)
     return settlement
   }
 }
@@ -291,10 +296,10 @@ const record = (origin: Node, tokens: number, nanos: number) =>
       const node = chain[i]!
       node.tokensUsed += tokens
       node.nanosUsed += nanos
-      crossThresholds(node)
     }
     const hub = origin.tree.hub
     if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
+    crossAll(chain)
     return Effect.void
   })
 
