@@ -4,13 +4,15 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Effect, Layer, Option, References, Scope, Tracer } from "effect"
+import { Config, Context, Duration, Effect, Layer, Option, References, Scope, Tracer } from "effect"
+import type * as Redis from "effect/persistence/Redis"
 import type { Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memoryStore.ts"
 import { settingsOf } from "./internal/options.ts"
+import * as RedisStore from "./internal/redisStore.ts"
 import type { BudgetStore } from "./internal/store.ts"
 import type { Window } from "./internal/window.ts"
 import { usageError, usdToNanos } from "./Usage.ts"
@@ -77,6 +79,20 @@ export interface Snapshot {
   readonly usdRemaining: number
   /** When the current window ends, in epoch milliseconds; undefined without a window. */
   readonly windowEndsAt: number | undefined
+}
+
+/**
+ * Options of a budget kept in Redis: a budget's own, plus where its keys
+ * live and how long a hold outlives a process that stops renewing it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RedisBudgetOptions extends BudgetOptions {
+  /** Prefix of every key; defaults to `"budget:"`. */
+  readonly prefix?: string | undefined
+  /** A hold's lease, renewed three times a lease while its scope is open; defaults to 30 seconds. */
+  readonly leaseTtl?: Duration.Input | undefined
 }
 
 /**
@@ -191,6 +207,50 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
       if (settings instanceof InvalidUsage) return Effect.fail(settings)
       return Effect.map(MemoryStore.make(settings), fromStore)
     })
+
+  /**
+   * Makes a budget kept in Redis, shared by every process that makes one
+   * with the same name and prefix.
+   *
+   * @since 0.1.0
+   * @category constructors
+   */
+  static readonly makeRedis = (
+    options: RedisBudgetOptions
+  ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
+    Effect.suspend(() => {
+      const settings = settingsOf(options, "budget")
+      if (settings instanceof InvalidUsage) return Effect.fail(settings)
+      const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.leaseTtl ?? "30 seconds"))
+      return Effect.map(
+        RedisStore.make(settings, { prefix: options.prefix ?? "budget:", leaseMillis }),
+        fromStore
+      )
+    })
+
+  /**
+   * A budget kept in Redis, through the `Redis` service of
+   * `effect/persistence/Redis` (provide a driver, such as `NodeRedis.layer`
+   * from `@effect/platform-node`). Every operation is one script round trip;
+   * holds are leases, renewed while their scope is open.
+   *
+   * @example
+   * ```ts
+   * import { Budget } from "effect-token-budget"
+   * import { NodeRedis } from "@effect/platform-node"
+   * import { Layer } from "effect"
+   *
+   * const Shared = Budget.layerRedis({ name: "org", usdCap: 100 }).pipe(
+   *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" }))
+   * )
+   * ```
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerRedis = (
+    options: RedisBudgetOptions
+  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> => Layer.effect(Budget, Budget.makeRedis(options))
 
   /**
    * An in-memory budget for this process.

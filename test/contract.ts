@@ -14,10 +14,14 @@ export interface StoreUnderTest {
   readonly name: string
   /** A fresh, empty budget; a remote store scopes its connection and keys. */
   readonly make: (options: BudgetOptions) => Effect.Effect<Service, unknown, Scope.Scope>
+  /** Lets every fiber that can move do so; a remote store waits for its replies. */
+  readonly settle?: Effect.Effect<void> | undefined
+  /** How many waiters to drain one at a time; each is a round trip on a remote store. */
+  readonly drainWaiters?: number | undefined
 }
 
 /** Lets forked fibers run until they block: waits and wake-ups go through the scheduler. */
-export const settle = Effect.gen(function*() {
+export const yields = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 
@@ -31,6 +35,7 @@ const flipExit = <A, E>(exit: Exit.Exit<A, E>): E => {
 export const contract = (store: StoreUnderTest) =>
   describe(`contract on ${store.name}`, () => {
     const make = store.make
+    const settle = store.settle ?? yields
 
     describe("1. never past the cap", () => {
       it.effect("record charges up to the cap and refuses past it, changing nothing", () =>
@@ -314,7 +319,10 @@ export const contract = (store: StoreUnderTest) =>
       it.effect("a million charges of 0.000001 read exactly 1", () =>
         Effect.gen(function*() {
           const budget = yield* make({ usdCap: 1 })
-          for (let i = 0; i < 1_000_000; i++) yield* budget.record({ usd: 0.000001 })
+          yield* Effect.forEach(Array.from({ length: 1_000_000 }), () => budget.record({ usd: 0.000001 }), {
+            concurrency: 256,
+            discard: true
+          })
           const snap = yield* budget.snapshot
           assert.strictEqual(snap.usdUsed, 1)
           assert.strictEqual(snap.usdRemaining, 0)
@@ -524,12 +532,13 @@ export const contract = (store: StoreUnderTest) =>
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [100, 0])
         }))
 
-      it.effect("10,000 waiters drain through a cap that fits one at a time", () =>
+      const drainWaiters = store.drainWaiters ?? 10_000
+      it.effect(`${drainWaiters.toLocaleString("en-US")} waiters drain through a cap that fits one at a time`, () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 1 })
           const holder = yield* budget.reserve({ tokens: 1 })
           const fibers = yield* Effect.forEach(
-            Array.from({ length: 10_000 }),
+            Array.from({ length: drainWaiters }),
             () =>
               Effect.forkChild(budget.withReservation({ tokens: 1 }, (r) => r.commit({ tokens: 0 }), {
                 onExceeded: "wait"

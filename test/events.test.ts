@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetService } from "../src/index.ts"
-import { settle } from "./contract.ts"
+import { yields as settle } from "./contract.ts"
 
 /** Starts collecting `budget`'s events; the returned effect stops and reads them. */
 const listen = (budget: BudgetService) =>

@@ -48,12 +48,13 @@ interface Live {
 }
 
 // Waiters hand over through the scheduler, one turn each.
-const quiesce = Effect.gen(function*() {
+const turns = Effect.gen(function*() {
   for (let i = 0; i < 200; i++) yield* Effect.yieldNow
 })
 
 export const properties = (store: StoreUnderTest, numRuns = 150) =>
   describe(`properties on ${store.name}`, () => {
+    const quiesce = Effect.andThen(turns, store.settle ?? Effect.void)
     it.effect("every step matches the model; holds never outlive their scopes; money is exact", () =>
       Effect.promise(() =>
         fc.assert(
@@ -307,6 +308,7 @@ const treeCommand: fc.Arbitrary<TreeCommand> = fc.oneof(
  */
 export const treeProperties = (store: StoreUnderTest, numRuns = 100) =>
   describe(`tree properties on ${store.name}`, () => {
+    const quiesce = Effect.andThen(turns, store.settle ?? Effect.void)
     it.effect("every level counts exactly, stays within its cap, and no waiter is forgotten", () =>
       Effect.promise(() =>
         fc.assert(

@@ -1,6 +1,6 @@
 import type { Effect, Scope, Stream } from "effect"
 import type { Reservation, Snapshot } from "../Budget.ts"
-import type { BudgetExceeded, BudgetUnavailable } from "../BudgetError.ts"
+import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
 import type { BudgetEvent } from "../BudgetEvent.ts"
 import type { BudgetSettings } from "./options.ts"
 
@@ -30,7 +30,9 @@ export interface BudgetStore<R extends Reservation = Reservation> {
   readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
   readonly reset: Effect.Effect<void, BudgetUnavailable>
   /** The child of that name, made or met again, kept while the scope lasts. */
-  readonly child: (settings: BudgetSettings) => Effect.Effect<BudgetStore<R>, BudgetUnavailable, Scope.Scope>
+  readonly child: (
+    settings: BudgetSettings
+  ) => Effect.Effect<BudgetStore<R>, InvalidUsage | BudgetUnavailable, Scope.Scope>
   /** Events of this budget and every budget below it. */
   readonly events: Stream.Stream<BudgetEvent>
 }

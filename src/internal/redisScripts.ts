@@ -1,0 +1,279 @@
+import * as Redis from "effect/persistence/Redis"
+
+/*
+ * The Lua side of the Redis store. Every operation is one script, atomic in
+ * Redis, on Redis's clock (`TIME`). A budget is a hash:
+ *
+ *   tu, nu   tokens and nano-dollars used
+ *   tr, nr   tokens and nano-dollars held
+ *   tc, nc   caps; -1 when unbounded
+ *   gen      bumped by every reset; holds of an older generation are stale
+ *   wlen     window length in milliseconds; 0 without a window
+ *   wend     when the current window ends, in epoch milliseconds
+ *
+ * A hold is a hash `<tree>:h:<id>` (t, n, then c<i> and g<i>: the key and
+ * generation of each level of its chain) with a lease: its expiry in the
+ * sorted set `<tree>:leases`. Every script first gives back expired leases,
+ * so a crashed process's holds return within the lease time. A settlement is
+ * kept at `<tree>:s:<id>` for a while, so a retried commit charges once.
+ * Scripts that free room publish on `<tree>:freed`, which waiters listen to.
+ *
+ * All keys of one tree share the hash tag of `<tree>`, so the scripts stay
+ * within one Redis Cluster slot. Integers leave Lua formatted with %.0f,
+ * exact up to 2^53.
+ */
+const prelude = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- %.0f is exact up to 2^53; 0 first, as -0 would read "-0".
+local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
+local function num(key, field) return tonumber(redis.call('HGET', key, field) or '0') end
+local function roll(key, now)
+  local wlen = num(key, 'wlen')
+  if wlen > 0 and now >= num(key, 'wend') then
+    redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int((math.floor(now / wlen) + 1) * wlen))
+    redis.call('HINCRBY', key, 'gen', 1)
+    return true
+  end
+  return false
+end
+local function refused(key, t, n)
+  local tc, nc = num(key, 'tc'), num(key, 'nc')
+  if tc >= 0 and num(key, 'tu') + num(key, 'tr') + t > tc then
+    return { 'tokens', int(num(key, 'tu') + num(key, 'tr')), int(tc) }
+  end
+  if nc >= 0 and num(key, 'nu') + num(key, 'nr') + n > nc then
+    return { 'usd', int(num(key, 'nu') + num(key, 'nr')), int(nc) }
+  end
+  return nil
+end
+-- Gives a hold back at each level whose generation it still has.
+local function drop(tree, id)
+  local hkey = tree .. ':h:' .. id
+  local t = redis.call('HGET', hkey, 't')
+  if not t then return false end
+  local n = redis.call('HGET', hkey, 'n')
+  local depth = tonumber(redis.call('HGET', hkey, 'd'))
+  for i = 1, depth do
+    local key = redis.call('HGET', hkey, 'c' .. i)
+    if redis.call('HGET', key, 'gen') == redis.call('HGET', hkey, 'g' .. i) then
+      redis.call('HINCRBY', key, 'tr', int(-tonumber(t)))
+      redis.call('HINCRBY', key, 'nr', int(-tonumber(n)))
+    end
+  end
+  redis.call('DEL', hkey)
+  redis.call('ZREM', tree .. ':leases', id)
+  return true
+end
+local function reap(tree, now)
+  local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', int(now), 'LIMIT', 0, 64)
+  for _, id in ipairs(expired) do drop(tree, id) end
+  return #expired > 0
+end
+local function freed(tree) redis.call('PUBLISH', tree .. ':freed', '1') end
+`
+
+type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
+
+/** `["ok"]`, or `["x", axis, used + reserved, cap, level]` for the first level that refuses. */
+export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal]
+
+const checkChain = `
+local now = now_ms()
+if reap(tree, now) then freed(tree) end
+for i = 1, #KEYS do if roll(KEYS[i], now) then freed(tree) end end
+for i = 1, #KEYS do
+  local r = refused(KEYS[i], t, n)
+  if r then return { 'x', r[1], r[2], r[3], i } end
+end
+`
+
+/** Charges every level of the chain (KEYS), or none. */
+export const record = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number) => [...chain, tree, tokens, nanos],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+local tree, t, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+${checkChain}
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'tu', ARGV[2])
+  redis.call('HINCRBY', KEYS[i], 'nu', ARGV[3])
+end
+return { 'ok' }
+`
+  }
+).withReturnType<ChargeResult>()
+
+/** Holds on every level of the chain (KEYS), or none, under a lease. */
+export const reserve = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number, id: string, leaseMillis: number) => [
+    ...chain,
+    tree,
+    tokens,
+    nanos,
+    id,
+    leaseMillis
+  ],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+local tree, t, n, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+${checkChain}
+local hkey = tree .. ':h:' .. id
+redis.call('HSET', hkey, 't', ARGV[2], 'n', ARGV[3], 'd', #KEYS)
+for i = 1, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'tr', ARGV[2])
+  redis.call('HINCRBY', KEYS[i], 'nr', ARGV[3])
+  redis.call('HSET', hkey, 'c' .. i, KEYS[i], 'g' .. i, redis.call('HGET', KEYS[i], 'gen') or '0')
+end
+redis.call('ZADD', tree .. ':leases', int(now + tonumber(ARGV[5])), id)
+return { 'ok' }
+`
+  }
+).withReturnType<ChargeResult>()
+
+/**
+ * Settles a hold: gives it back and charges the actual at every level of the
+ * chain (KEYS). Returns the settlement, the first one if it was settled
+ * before: `["c", tokens, nanos, tokensOverage, nanosOverage]` or `["r"]`.
+ */
+export const commit = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string, id: string, tokens: number, nanos: number, keepMillis: number) => [
+    ...chain,
+    tree,
+    id,
+    tokens,
+    nanos,
+    keepMillis
+  ],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+local tree, id, t, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local skey = tree .. ':s:' .. id
+local done = redis.call('GET', skey)
+if done then return cjson.decode(done) end
+local now = now_ms()
+reap(tree, now)
+for i = 1, #KEYS do roll(KEYS[i], now) end
+local hkey = tree .. ':h:' .. id
+local held = redis.call('HGET', hkey, 't') ~= false
+local ht, hn = num(hkey, 't'), num(hkey, 'n')
+local tover, nover = 0, 0
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  local current = held and redis.call('HGET', key, 'gen') == redis.call('HGET', hkey, 'g' .. i)
+  local et, en = 0, 0
+  if current then et, en = ht, hn end
+  local tc, nc = num(key, 'tc'), num(key, 'nc')
+  if tc >= 0 then tover = math.max(tover, t - et - math.max(0, tc - num(key, 'tu') - num(key, 'tr'))) end
+  if nc >= 0 then nover = math.max(nover, n - en - math.max(0, nc - num(key, 'nu') - num(key, 'nr'))) end
+  redis.call('HINCRBY', key, 'tr', int(-et))
+  redis.call('HINCRBY', key, 'nr', int(-en))
+  redis.call('HINCRBY', key, 'tu', ARGV[3])
+  redis.call('HINCRBY', key, 'nu', ARGV[4])
+end
+redis.call('DEL', hkey)
+redis.call('ZREM', tree .. ':leases', id)
+local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
+redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[5])
+freed(tree)
+return settlement
+`
+  }
+).withReturnType<readonly ["c", string, string, string, string] | readonly ["r"]>()
+
+/** Gives a hold back, unless it was settled before: returns the settlement. */
+export const release = Redis.script(
+  (key: string, tree: string, id: string, keepMillis: number) => [key, tree, id, keepMillis],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+local tree, id = ARGV[1], ARGV[2]
+local skey = tree .. ':s:' .. id
+local done = redis.call('GET', skey)
+if done then return cjson.decode(done) end
+local now = now_ms()
+reap(tree, now)
+drop(tree, id)
+local settlement = { 'r' }
+redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[3])
+freed(tree)
+return settlement
+`
+  }
+).withReturnType<readonly ["c", string, string, string, string] | readonly ["r"]>()
+
+/** Extends the leases of holds still alive. */
+export const renew = Redis.script(
+  (leases: string, leaseMillis: number, ids: ReadonlyArray<string>) => [leases, leaseMillis, ...ids],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+local expiry = now_ms() + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', int(expiry), ARGV[i]) end
+return 0
+`
+  }
+).withReturnType<number>()
+
+/** The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`. */
+export const snapshot = Redis.script(
+  (key: string, tree: string) => [key, tree],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+local tree = ARGV[1]
+local now = now_ms()
+if reap(tree, now) then freed(tree) end
+if roll(KEYS[1], now) then freed(tree) end
+return redis.call('HMGET', KEYS[1], 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'wlen', 'wend')
+`
+  }
+).withReturnType<ReadonlyArray<string>>()
+
+/** Zeroes one budget and starts a new generation. */
+export const reset = Redis.script(
+  (key: string, tree: string) => [key, tree],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+redis.call('HSET', KEYS[1], 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0)
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+freed(ARGV[1])
+return 0
+`
+  }
+).withReturnType<number>()
+
+/** Makes a budget, or sets the caps and window of one that exists. */
+export const ensure = Redis.script(
+  (key: string, tree: string, tokenCap: number, nanoCap: number, windowMillis: number) => [
+    key,
+    tree,
+    tokenCap,
+    nanoCap,
+    windowMillis
+  ],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+local key, wlen = KEYS[1], tonumber(ARGV[4])
+local now = now_ms()
+if redis.call('EXISTS', key) == 0 then
+  redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'gen', 0, 'wlen', 0, 'wend', 0)
+end
+if num(key, 'wlen') ~= wlen then
+  local wend = 0
+  if wlen > 0 then wend = (math.floor(now / wlen) + 1) * wlen end
+  redis.call('HSET', key, 'wlen', ARGV[4], 'wend', int(wend))
+end
+redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3])
+freed(ARGV[1])
+return 0
+`
+  }
+).withReturnType<number>()

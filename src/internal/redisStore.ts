@@ -1,0 +1,353 @@
+import { Effect, Exit, Latch, PubSub, Queue, Schedule } from "effect"
+import type { Scope } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
+import type { BudgetEvent } from "../BudgetEvent.ts"
+import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
+import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
+import type { Usage } from "../Usage.ts"
+import { EventHub } from "./eventHub.ts"
+import type { BudgetSettings } from "./options.ts"
+import * as Scripts from "./redisScripts.ts"
+import type { BudgetStore } from "./store.ts"
+import { type Waiter, WaitQueue } from "./waitQueue.ts"
+
+/*
+ * Budgets kept in Redis, shared by every process that reaches them. Each
+ * operation is one script round trip (redisScripts.ts); this side only
+ * shapes arguments and results, renews the leases of this process's holds,
+ * and lines up this process's waiters.
+ */
+
+export interface RedisOptions {
+  /** Prefix of every key; a budget tree's keys share the hash tag of its root name. */
+  readonly prefix: string
+  /** How long a hold outlives a process that stops renewing it. */
+  readonly leaseMillis: number
+}
+
+/** What the budgets of one tree share in this process. */
+interface Tree {
+  readonly key: string
+  readonly redis: Redis.Redis["Service"]
+  readonly options: RedisOptions
+  readonly hub: EventHub
+  /** Holds of this process, renewed until settled. */
+  readonly live: Set<string>
+  /** This process's waiters, first come first served; only the head tries. */
+  readonly line: WaitQueue
+  seq: number
+  /** Completes when some process next frees room in the tree, counted from the call. */
+  nextFreed: () => Effect.Effect<void>
+}
+
+interface Level {
+  readonly path: string
+  readonly key: string
+}
+
+// A settlement is kept long after its lease could have run out, so a retry
+// of a commit whose reply was lost finds it.
+const keepMillis = (tree: Tree) => Math.max(60_000, tree.options.leaseMillis * 10)
+
+const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
+
+const settlementOf = (result: readonly ["c", string, string, string, string] | readonly ["r"]): Settlement =>
+  result[0] === "r" ? released : {
+    _tag: "Committed",
+    tokens: Number(result[1]),
+    usd: usdFromNanos(Number(result[2])),
+    tokensOverage: Number(result[3]),
+    usdOverage: usdFromNanos(Number(result[4]))
+  }
+
+const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
+
+export class RedisHold implements Reservation {
+  readonly usd: number
+  private settlement: Settlement | undefined = undefined
+  constructor(
+    readonly tree: Tree,
+    readonly chain: ReadonlyArray<Level>,
+    readonly id: string,
+    readonly tokens: number,
+    readonly nanos: number
+  ) {
+    this.usd = usdFromNanos(nanos)
+  }
+
+  commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
+    if (actual !== undefined) {
+      const invalid = usageError(actual, "actual")
+      if (invalid !== undefined) return Effect.fail(invalid)
+    }
+    const tokens = actual?.tokens ?? this.tokens
+    const nanos = actual?.usd === undefined ? this.nanos : usdToNanos(actual.usd)
+    return this.settle(this.tree.redis.eval(Scripts.commit)(
+      this.chain.map((level) => level.key),
+      this.tree.key,
+      this.id,
+      tokens,
+      nanos,
+      keepMillis(this.tree)
+    ))
+  }
+
+  get release(): Effect.Effect<Settlement, BudgetUnavailable> {
+    return this.settle(
+      this.tree.redis.eval(Scripts.release)(this.chain[0]!.key, this.tree.key, this.id, keepMillis(this.tree))
+    )
+  }
+
+  private settle(
+    script: Effect.Effect<readonly ["c", string, string, string, string] | readonly ["r"], Redis.RedisError>
+  ): Effect.Effect<Settlement, BudgetUnavailable> {
+    return Effect.suspend(() => {
+      if (this.settlement !== undefined) return Effect.succeed(this.settlement)
+      return script.pipe(
+        Effect.mapError(unavailable(this.chain[0]!.path)),
+        Effect.map((result) => {
+          this.settlement ??= settlementOf(result)
+          this.tree.live.delete(this.id)
+          const hub = this.tree.hub
+          if (hub.listening) {
+            const s = this.settlement
+            hub.publish(
+              s._tag === "Committed"
+                ? { ...s, budget: this.chain[0]!.path }
+                : { _tag: "Released", budget: this.chain[0]!.path, tokens: this.tokens, usd: this.usd }
+            )
+          }
+          return this.settlement
+        })
+      )
+    })
+  }
+}
+
+const exceeded = (
+  chain: ReadonlyArray<Level>,
+  refusal: Extract<Scripts.ChargeResult, readonly ["x", ...Array<unknown>]>,
+  tokens: number,
+  nanos: number
+): BudgetExceeded => {
+  const [, axis, taken, cap, level] = refusal
+  const budget = chain[Number(level) - 1]!.path
+  return axis === "tokens"
+    ? new BudgetExceeded({ budget, axis, requested: tokens, attempted: Number(taken) + tokens, cap: Number(cap) })
+    : new BudgetExceeded({
+      budget,
+      axis,
+      requested: usdFromNanos(nanos),
+      attempted: usdFromNanos(Number(taken) + nanos),
+      cap: usdFromNanos(Number(cap))
+    })
+}
+
+const publishExceeded = (hub: EventHub, error: BudgetExceeded): void => {
+  if (!hub.listening) return
+  const { budget, axis, requested, attempted, cap } = error
+  hub.publish({ _tag: "Exceeded", budget, axis, requested, attempted, cap })
+}
+
+const capArg = (cap: number) => cap === Infinity ? -1 : cap
+
+const windowArg = (settings: BudgetSettings): number | InvalidUsage =>
+  settings.window === undefined ? 0 : typeof settings.window === "number" ? settings.window : new InvalidUsage({
+    field: "window",
+    value: settings.window,
+    reason: "must be a Duration on the Redis store (cron windows are kept in memory only, for now)"
+  })
+
+/** The store of a budget tree kept in Redis; its root is described by `settings`. */
+export const make = (
+  settings: BudgetSettings,
+  options: RedisOptions
+): Effect.Effect<BudgetStore<RedisHold>, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
+  Effect.gen(function*() {
+    const redis = yield* Redis.Redis
+    const pubsub = yield* PubSub.unbounded<BudgetEvent>()
+    const tree: Tree = {
+      key: `${options.prefix}{${encodeURIComponent(settings.name)}}`,
+      redis,
+      options,
+      hub: new EventHub(pubsub),
+      live: new Set(),
+      line: new WaitQueue(),
+      seq: 0,
+      nextFreed: () => Effect.never
+    }
+    const root = yield* ensure(tree, [], settings)
+    yield* Effect.addFinalizer(() => PubSub.shutdown(pubsub))
+
+    // One round trip renews every lease of this process, three times a lease.
+    yield* Effect.forkScoped(
+      Effect.suspend(() =>
+        tree.live.size === 0
+          ? Effect.void
+          : Effect.ignore(redis.eval(Scripts.renew)(`${tree.key}:leases`, options.leaseMillis, [...tree.live]))
+      ).pipe(Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(options.leaseMillis / 3)))))
+    )
+
+    // Room freed anywhere in the tree, by any process, wakes this process's line.
+    const messages = yield* redis.subscribe(`${tree.key}:freed`)
+    let signal = Latch.makeUnsafe()
+    tree.nextFreed = () => signal.await
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(messages), () =>
+      Effect.sync(() => {
+        const previous = signal
+        signal = Latch.makeUnsafe()
+        previous.openUnsafe()
+      }))))
+    return storeOf(tree, root)
+  })
+
+const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
+  Effect.gen(function*() {
+    const window = windowArg(settings)
+    if (window instanceof InvalidUsage) return yield* window
+    const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
+    const level: Level = { path, key: `${tree.key}:n:${path}` }
+    yield* tree.redis.eval(Scripts.ensure)(level.key, tree.key, capArg(settings.tokenCap), capArg(settings.nanoCap), window)
+      .pipe(Effect.mapError(unavailable(path)))
+    return [level, ...parent]
+  })
+
+const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
+  const { path, key } = chain[0]!
+  const keys = chain.map((level) => level.key)
+  const fail = unavailable(path)
+  const hub = tree.hub
+
+  const tryReserve = (tokens: number, nanos: number) =>
+    Effect.suspend(() => {
+      const id = crypto.randomUUID()
+      // Renewed from before the request: a reply lost on the way still
+      // leaves a hold that a later release can find, or that expires.
+      tree.live.add(id)
+      return tree.redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, tree.options.leaseMillis).pipe(
+        Effect.mapError(fail),
+        Effect.map((result): RedisHold | BudgetExceeded => {
+          if (result[0] === "ok") {
+            if (hub.listening) hub.publish({ _tag: "Reserved", budget: path, tokens, usd: usdFromNanos(nanos) })
+            return new RedisHold(tree, chain, id, tokens, nanos)
+          }
+          tree.live.delete(id)
+          const error = exceeded(chain, result, tokens, nanos)
+          publishExceeded(hub, error)
+          return error
+        })
+      )
+    })
+
+  const reserveNow = (tokens: number, nanos: number) =>
+    Effect.flatMap(tryReserve(tokens, nanos), (result) =>
+      result instanceof BudgetExceeded ? Effect.fail(result) : Effect.succeed(result))
+
+  // The head of this process's line tries again whenever some process frees
+  // room in the tree (pub/sub), or once a lease time has passed.
+  const reserveWaiting = (tokens: number, nanos: number) =>
+    Effect.suspend(() => {
+      const waiter: Waiter = {
+        seq: tree.seq++,
+        tokens,
+        nanos,
+        woken: false,
+        resume: undefined,
+        prev: undefined,
+        next: undefined,
+        line: undefined
+      }
+      tree.line.join(waiter)
+      const leave = Effect.sync(() => {
+        if (waiter.line === undefined) return
+        tree.line.leave(waiter)
+        tree.line.head?.resume?.()
+      })
+      const turn = Effect.callback<void>((resume) => {
+        if (tree.line.head === waiter) return resume(Effect.void)
+        waiter.resume = () => resume(Effect.void)
+      })
+      const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.flatMap(
+        Effect.interruptible(turn),
+        () => {
+          // Taken before the attempt: room freed while it is on its way
+          // must not be missed.
+          const freed = tree.nextFreed()
+          return Effect.flatMap(tryReserve(tokens, nanos), (result) => {
+            if (!(result instanceof BudgetExceeded)) return Effect.as(leave, result)
+            if (tokens > result.cap && result.axis === "tokens") return Effect.andThen(leave, Effect.fail(result))
+            if (nanos > usdToNanos(result.cap) && result.axis === "usd") return Effect.andThen(leave, Effect.fail(result))
+            return Effect.andThen(
+              Effect.interruptible(Effect.timeoutOption(freed, tree.options.leaseMillis)),
+              attempt
+            )
+          })
+        }
+      )
+      return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
+    })
+
+  return {
+    path,
+    record: (tokens, nanos) =>
+      tree.redis.eval(Scripts.record)(keys, tree.key, tokens, nanos).pipe(
+        Effect.mapError(fail),
+        Effect.flatMap((result) => {
+          if (result[0] === "ok") {
+            if (hub.listening) hub.publish({ _tag: "Recorded", budget: path, tokens, usd: usdFromNanos(nanos) })
+            return Effect.void
+          }
+          const error = exceeded(chain, result, tokens, nanos)
+          publishExceeded(hub, error)
+          return Effect.fail(error)
+        })
+      ),
+    reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
+    // A hold whose release cannot reach Redis is not renewed again: its
+    // lease runs out instead.
+    releaseOnClose: (reservation) =>
+      Effect.ignore(reservation.release).pipe(
+        Effect.ensuring(Effect.sync(() => tree.live.delete(reservation.id)))
+      ),
+    snapshot: tree.redis.eval(Scripts.snapshot)(key, tree.key).pipe(
+      Effect.mapError(fail),
+      Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Snapshot => {
+        const tokenCap = Number(tc) < 0 ? Infinity : Number(tc)
+        const nanoCap = Number(nc) < 0 ? Infinity : Number(nc)
+        const [tokensUsed, nanosUsed, tokensReserved, nanosReserved] = [tu, nu, tr, nr].map(Number) as [
+          number,
+          number,
+          number,
+          number
+        ]
+        return {
+          name: path.slice(path.lastIndexOf("/") + 1),
+          path,
+          tokensUsed,
+          usdUsed: usdFromNanos(nanosUsed),
+          tokensReserved,
+          usdReserved: usdFromNanos(nanosReserved),
+          tokenCap,
+          usdCap: usdFromNanos(nanoCap),
+          tokensRemaining: Math.max(0, tokenCap - tokensUsed - tokensReserved),
+          usdRemaining: usdFromNanos(Math.max(0, nanoCap - nanosUsed - nanosReserved)),
+          windowEndsAt: Number(wlen) > 0 ? Number(wend) : undefined
+        }
+      })
+    ),
+    reset: tree.redis.eval(Scripts.reset)(key, tree.key).pipe(
+      Effect.mapError(fail),
+      Effect.tap(() =>
+        Effect.sync(() => {
+          if (hub.listening) hub.publish({ _tag: "Reset", budget: path, windowEndsAt: undefined })
+        })
+      ),
+      Effect.asVoid
+    ),
+    child: (settings) => Effect.map(ensure(tree, chain, settings), (childChain) => storeOf(tree, childChain)),
+    get events() {
+      return hub.events(path)
+    }
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * The Redis the tests run against: 127.0.0.1:6379, or REDIS_URL. In CI a
+ * missing Redis fails the run; elsewhere the Redis tests are skipped, with a
+ * notice.
+ */
+import { NodeRedis } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import type { Duration, Scope } from "effect"
+import type * as Redis from "effect/persistence/Redis"
+import { createClient } from "redis"
+import { Budget, type BudgetOptions, type BudgetService } from "../../src/index.ts"
+
+export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
+
+const answers = async (): Promise<boolean> => {
+  const client = createClient({ url, socket: { connectTimeout: 1000, reconnectStrategy: false } })
+  client.on("error", () => {})
+  try {
+    await client.connect()
+    await client.ping()
+    await client.close()
+    return true
+  } catch {
+    return false
+  }
+}
+
+export const available = await answers()
+
+if (!available) {
+  if (process.env["CI"]) throw new Error(`Redis does not answer at ${url}: the Redis tests cannot run`)
+  console.warn(`\n  Redis does not answer at ${url}: skipping the Redis tests (start one to run them)\n`)
+}
+
+export const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = Layer.orDie(NodeRedis.layer({ url })) as never
+
+let unique = 0
+
+/** A fresh budget tree in Redis, under keys no other test uses. */
+export const makeRedisBudget = (
+  options: BudgetOptions & { readonly leaseTtl?: Duration.Input | undefined }
+): Effect.Effect<BudgetService, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    // The client lives as long as the caller's scope, like the budget.
+    const redis = yield* Layer.build(RedisLive)
+    return yield* Budget.makeRedis({ ...options, prefix: `test:${process.pid}:${Date.now()}:${unique++}:` }).pipe(
+      Effect.provide(redis)
+    )
+  })
+
+/** Waits for Redis round trips and pub/sub messages to land. */
+export const settleRedis: Effect.Effect<void> = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 15)))
