@@ -11,6 +11,8 @@ import { floors } from "./floors.ts"
 import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
+import { redisCases, redisPlan } from "./redis.ts"
+import { renewalReport } from "./renewal.ts"
 import { run } from "./runner.ts"
 import { render } from "./table.ts"
 
@@ -23,11 +25,19 @@ const program = Effect.gen(function*() {
   const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases, nestingCases]).pipe(
     Scope.provide(budgets)
   )
-  const rows = yield* run(groups.flat(), plan)
+  // Redis's own Redis client lives in the same scope; its cases take their
+  // own plan, in a run of their own, so no round trip lands among in-memory
+  // samples.
+  const redis = yield* Scope.provide(redisCases, budgets)
+  const rows = [...yield* run(groups.flat(), plan), ...yield* run(redis, redisPlan)]
   yield* Scope.close(budgets, Exit.void)
   console.log(render(rows))
   console.log(`\n${yield* memoryReport}`)
-  console.log(`\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds, ratio the median per-round ratio to "vs".`)
+  console.log(`\n${yield* renewalReport}`)
+  console.log(
+    `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +
+      `ratio the median per-round ratio to "vs".`
+  )
   const over = rows.filter((row) => {
     const target = row.case.versus?.target
     return target !== undefined && row.ratio !== undefined && row.ratio > target

@@ -26,7 +26,8 @@ const cells = (row: Row): ReadonlyArray<string> => {
     nsPerOp === undefined ? "" : nsPerOp.toFixed(nsPerOp < 99.95 ? 1 : 0),
     ratio === undefined ? "" : `${ratio.toFixed(2)}x`,
     versus?.case ?? "",
-    target === undefined ? "" : `<= ${target.toFixed(1)}x`,
+    // 1.25 must not read as 1.3: two decimals where one would round.
+    target === undefined ? "" : `<= ${target.toFixed(Number.isInteger(target * 10) ? 1 : 2)}x`,
     target === undefined || ratio === undefined ? "" : ratio <= target ? "ok" : "OVER"
   ]
 }

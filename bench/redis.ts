@@ -1,0 +1,162 @@
+/**
+ * The Redis store: our operations against a raw `EVALSHA` of a script that
+ * does one HINCRBY, sent through the same `Redis` service, at 1 and 64 ops
+ * in flight. Each of ours is one script round trip, so it is allowed 1.25x
+ * the raw script's time per op (0.8x its throughput); a reserve + commit
+ * cycle is two round trips, so 2.5x.
+ */
+import { NodeRedis } from "@effect/platform-node"
+import { Context, Effect, Layer, References } from "effect"
+import type { Scope } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { Budget, type BudgetService, maxUsd, type Reservation } from "../src/index.ts"
+import type { Case } from "./case.ts"
+import { timeLoop, timeOnce } from "./harness.ts"
+import type { Plan } from "./runner.ts"
+import { actual, estimate } from "./workload.ts"
+
+export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
+
+/** Every key of this run starts so: no other run, and no test, reaches it. */
+export const prefix = `bench:${process.pid}:`
+
+/**
+ * A round trip costs ~100x an in-memory op and is measured against a floor
+ * moments apart, so fewer rounds keep the bench short and still give a
+ * steady median.
+ */
+export const redisPlan: Plan = { warmup: 1, rounds: 9 }
+
+/**
+ * Ops in flight, and ops per sample: ~100 ms of raw round trips at one in
+ * flight, where each waits for the last, and ~40 ms at 64, where they
+ * overlap.
+ */
+const levels: ReadonlyArray<Level> = [{ inFlight: 1, ops: 1_000 }, { inFlight: 64, ops: 3_000 }]
+
+interface Level {
+  readonly inFlight: number
+  readonly ops: number
+}
+
+const stuckAfter = "30 seconds"
+
+/**
+ * The `Redis` service, or why there is none: the bench runs on without it.
+ * This run's keys are deleted as the scope closes, before the client.
+ */
+export const connect: Effect.Effect<Redis.Redis["Service"] | string, never, Scope.Scope> = Layer.build(
+  NodeRedis.layer({ url, socket: { connectTimeout: 2_000 } })
+).pipe(
+  // The client logs socket errors as warnings; a failed connection is
+  // reported once, in the table, instead.
+  Effect.provideService(References.MinimumLogLevel, "Error"),
+  Effect.map(Context.get(Redis.Redis)),
+  Effect.tap((redis) => Effect.addFinalizer(() => cleanUp(redis))),
+  Effect.catch(({ cause }) =>
+    Effect.succeed(`Redis does not answer at ${url}: ${cause instanceof Error && cause.message ? cause.message : cause}`)
+  )
+)
+
+/** Deletes this run's keys: settlements would expire, but budgets would stay. */
+const cleanUp = (redis: Redis.Redis["Service"]) =>
+  Effect.gen(function*() {
+    let cursor = "0"
+    do {
+      const [next, keys] = yield* redis.send<[string, Array<string>]>("SCAN", cursor, "MATCH", `${prefix}*`, "COUNT", "1000")
+      if (keys.length > 0) yield* redis.send("UNLINK", ...keys)
+      cursor = next
+    } while (cursor !== "0")
+  }).pipe(Effect.ignore)
+
+/** The trivial script: one write, and nothing else a round trip could be charged for. */
+const raw = Redis.script((key: string) => [key, 1], {
+  numberOfKeys: 1,
+  lua: "return redis.call('HINCRBY', KEYS[1], 'n', ARGV[1])"
+}).withReturnType<number>()
+
+export const names = {
+  raw: (n: number) => `redis: raw EVALSHA (HINCRBY), ${n} in flight`,
+  record: (n: number) => `redis: record, ${n} in flight`,
+  reserve: (n: number) => `redis: reserve, ${n} in flight`,
+  commit: (n: number) => `redis: commit, ${n} in flight`,
+  cycle: (n: number) => `redis: scoped reserve + commit, ${n} in flight`
+} as const
+
+/** Nanoseconds per op of `level.ops` runs of `op(i)`, `level.inFlight` at a time. */
+const timeAt = <E, R>(level: Level, op: (i: number) => Effect.Effect<unknown, E, R>): Effect.Effect<number, E, R> =>
+  level.inFlight === 1
+    ? Effect.suspend(() => {
+      let i = 0
+      return timeLoop(level.ops, () => op(i++))
+    })
+    : timeOnce(level.ops, Effect.forEach(indices(level.ops), op, { concurrency: level.inFlight, discard: true }))
+
+const indices = (ops: number) => Array.from({ length: ops }, (_, i) => i)
+
+/** The untimed half of the reserve and commit samples: as fast as it goes. */
+const quickly = (level: Level): Level => ({ ...level, inFlight: 64 })
+
+/** Holds on `level.ops` reservations, in the caller's scope. */
+const holdAll = (budget: BudgetService, level: Level) =>
+  Effect.suspend(() => {
+    const holds = new Array<Reservation>(level.ops)
+    const hold = (i: number) => Effect.map(budget.reserve(estimate), (r) => void (holds[i] = r))
+    return Effect.map(timeAt(level, hold), (ns) => ({ ns, holds }))
+  })
+
+const commitAll = (holds: ReadonlyArray<Reservation>, level: Level) => timeAt(level, (i) => holds[i]!.commit(actual))
+
+/** The cases at one concurrency, every one judged against the raw script at the same. */
+const casesAt = (redis: Redis.Redis["Service"], budget: BudgetService, level: Level): ReadonlyArray<Case> => {
+  const n = level.inFlight
+  const rawKey = `${prefix}{raw}`
+  const versus = (target: number) => ({ case: names.raw(n), target })
+  return [
+    { name: names.raw(n), sample: timeAt(level, () => redis.eval(raw)(rawKey)) },
+    { name: names.record(n), sample: timeAt(level, () => budget.record(estimate)), versus: versus(1.25) },
+    {
+      name: names.reserve(n),
+      // Committed once timed, so every sample starts with no holds.
+      sample: Effect.scoped(
+        Effect.flatMap(holdAll(budget, level), ({ holds, ns }) => Effect.as(commitAll(holds, quickly(level)), ns))
+      ),
+      versus: versus(1.25)
+    },
+    {
+      name: names.commit(n),
+      sample: Effect.scoped(Effect.flatMap(holdAll(budget, quickly(level)), ({ holds }) => commitAll(holds, level))),
+      versus: versus(1.25)
+    },
+    {
+      name: names.cycle(n),
+      sample: timeAt(level, () => Effect.scoped(Effect.flatMap(budget.reserve(estimate), (r) => r.commit(actual)))),
+      versus: versus(2.5)
+    }
+  ]
+}
+
+// A Redis that stops answering must fail its case, not hang the bench.
+const guarded = (c: Case): Case => ({
+  ...c,
+  sample: Effect.timeoutOrElse(c.sample, {
+    duration: stuckAfter,
+    orElse: () => Effect.fail(new Error(`no answer from Redis at ${url} within ${stuckAfter}`))
+  })
+})
+
+export const redisCases: Effect.Effect<ReadonlyArray<Case>, never, Scope.Scope> = Effect.gen(function*() {
+  const redis = yield* connect
+  if (typeof redis === "string") {
+    // Every row still shows, failed with the reason.
+    const unavailable = Effect.fail(new Error(redis))
+    return levels.flatMap((level) =>
+      Object.values(names).map((name): Case => ({ name: name(level.inFlight), sample: unavailable }))
+    )
+  }
+  const budget = yield* Budget.makeRedis({ name: "bench", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd, prefix }).pipe(
+    Effect.provideService(Redis.Redis, redis),
+    Effect.orDie
+  )
+  return levels.flatMap((level) => casesAt(redis, budget, level)).map(guarded)
+})

@@ -1,0 +1,110 @@
+/**
+ * One budget in Redis, shared by several Node processes: no overshoot at
+ * any moment, exact totals, and the holds of a killed process returning
+ * within their lease.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import type { Duration } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { spawn } from "node:child_process"
+import { Budget, usdToNanos } from "../src/index.ts"
+import * as Scripts from "../src/internal/redisScripts.ts"
+import { available, RedisLive } from "./support/redis.ts"
+
+const worker = (args: ReadonlyArray<string>) => {
+  // Node itself, with tsx as a loader: a SIGKILL then reaches the process
+  // that holds the leases, not a wrapper around it.
+  const child = spawn(process.execPath, ["--import", "tsx", "test/support/redisWorker.ts", ...args], {
+    stdio: ["ignore", "pipe", "inherit"]
+  })
+  let output = ""
+  child.stdout.on("data", (chunk) => (output += chunk))
+  const firstLine = new Promise<string>((resolve, reject) => {
+    child.stdout.on("data", () => output.includes("\n") && resolve(output.split("\n")[0]!))
+    child.on("exit", (code) => reject(new Error(`worker exited with ${code} before printing`)))
+  })
+  return { child, firstLine }
+}
+
+const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
+  Effect.gen(function*() {
+    const redis = yield* Layer.build(RedisLive)
+    return yield* Budget.makeRedis({ name: "shared", prefix, tokenCap: 200_000, usdCap: 0.2, leaseTtl }).pipe(
+      Effect.provide(redis)
+    )
+  })
+
+describe.runIf(available)("several processes on one Redis budget", () => {
+  it.live("4 processes x 250 fibers: never past a cap, totals exact to the nano-dollar", () =>
+    Effect.gen(function*() {
+      const prefix = `test:procs:${process.pid}:${Date.now()}:`
+      const budget = yield* sharedBudget(prefix)
+      const workers = Array.from({ length: 4 }, () => worker(["cycles", prefix, "shared", "250", "20"]))
+      yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
+      let samples = 0
+      let running = true
+      const results = Promise.all(workers.map((w) => w.firstLine)).finally(() => (running = false))
+      while (running) {
+        const snap = yield* budget.snapshot
+        samples++
+        assert.isAtMost(snap.tokensUsed + snap.tokensReserved, 200_000, "tokens past the cap")
+        assert.isAtMost(usdToNanos(snap.usdUsed) + usdToNanos(snap.usdReserved), usdToNanos(0.2), "usd past the cap")
+        yield* Effect.sleep("5 millis")
+      }
+      const charged = (yield* Effect.promise(() => results)).map((line) => JSON.parse(line))
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
+      assert.strictEqual(snap.tokensUsed, charged.reduce((sum, c) => sum + c.tokens, 0))
+      assert.strictEqual(usdToNanos(snap.usdUsed), charged.reduce((sum, c) => sum + c.nanos, 0))
+      assert.isAbove(charged.reduce((sum, c) => sum + c.refused, 0), 0, "the cap was reached")
+      assert.isAbove(samples, 10)
+    }), 120_000)
+
+  it.live("a process killed holding leases gives them back within the lease, and nothing else changes", () =>
+    Effect.gen(function*() {
+      const prefix = `test:kill:${process.pid}:${Date.now()}:`
+      const budget = yield* sharedBudget(prefix, "1 second")
+      yield* budget.record({ tokens: 7 })
+      const { child, firstLine } = worker(["hold", prefix, "shared", "20", "0", "1 second"])
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+      yield* Effect.promise(() => firstLine)
+      assert.strictEqual((yield* budget.snapshot).tokensReserved, 200)
+      child.kill("SIGKILL")
+      yield* Effect.sleep("1500 millis")
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, 7])
+    }), 30_000)
+
+  it.live("a hold renewed by a live process outlives its lease", () =>
+    Effect.gen(function*() {
+      const prefix = `test:renew:${process.pid}:${Date.now()}:`
+      const budget = yield* sharedBudget(prefix, "300 millis")
+      const settled = yield* Effect.scoped(Effect.gen(function*() {
+        const hold = yield* budget.reserve({ tokens: 10 })
+        yield* Effect.sleep("1 second")
+        assert.strictEqual((yield* budget.snapshot).tokensReserved, 10, "renewed, not reaped")
+        return yield* hold.commit({ tokens: 4 })
+      }))
+      assert.strictEqual(settled.tokensOverage, 0)
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [4, 0])
+    }), 30_000)
+
+  it.live("a commit retried after a lost reply charges once", () =>
+    Effect.gen(function*() {
+      const prefix = `test:retry:${process.pid}:${Date.now()}:`
+      const budget = yield* sharedBudget(prefix)
+      const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
+      const tree = `${prefix}{shared}`
+      const key = `${tree}:n:shared`
+      const reserved = yield* redis.eval(Scripts.reserve)([key], tree, 30, 0, "retried", 30_000)
+      assert.deepStrictEqual(reserved, ["ok"])
+      // the first reply is lost: the caller cannot tell, and commits again
+      const first = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000)
+      const again = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000)
+      assert.deepStrictEqual(again, first)
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [25, 0])
+    }))
+})

@@ -1,0 +1,51 @@
+/**
+ * One process of the multi-process tests: opens the shared budget in Redis
+ * and either runs reserve + commit cycles from many fibers (`cycles`), or
+ * takes holds and keeps them until it is killed (`hold`). Prints one JSON
+ * line: what it charged, or that it holds.
+ */
+import { NodeRedis } from "@effect/platform-node"
+import { Effect, Layer, Random } from "effect"
+import type { Duration } from "effect"
+import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
+
+const [mode, prefix, name, fibersArg, roundsArg, leaseTtl] = process.argv.slice(2)
+const fibers = Number(fibersArg)
+const rounds = Number(roundsArg)
+
+const cycles = Effect.gen(function*() {
+  const budget = yield* Budget
+  const charged = { tokens: 0, nanos: 0, refused: 0 }
+  yield* Effect.forEach(Array.from({ length: fibers }), () =>
+    Effect.forEach(Array.from({ length: rounds }), () =>
+      Effect.gen(function*() {
+        const tokens = yield* Random.nextIntBetween(1, 50)
+        const nanos = yield* Random.nextIntBetween(1, 50_000)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const hold = yield* budget.reserve({ tokens, usd: usdFromNanos(nanos) })
+          yield* Effect.sleep(yield* Random.nextIntBetween(0, 3))
+          const actualTokens = yield* Random.nextIntBetween(0, tokens)
+          const actualNanos = yield* Random.nextIntBetween(0, nanos)
+          const settlement = yield* hold.commit({ tokens: actualTokens, usd: usdFromNanos(actualNanos) })
+          charged.tokens += settlement.tokens
+          charged.nanos += usdToNanos(settlement.usd)
+        })).pipe(Effect.catchTag("BudgetExceeded", () => Effect.sync(() => charged.refused++)))
+      }), { discard: true }), { concurrency: "unbounded", discard: true })
+  console.log(JSON.stringify(charged))
+})
+
+const hold = Effect.gen(function*() {
+  const budget = yield* Budget
+  yield* Effect.forEach(Array.from({ length: fibers }), () => budget.reserve({ tokens: 10, usd: 0.01 }), { discard: true })
+  console.log(JSON.stringify({ holding: fibers }))
+  return yield* Effect.never
+})
+
+const BudgetLive = Budget.layerRedis({ name: name!, prefix: prefix!, tokenCap: 200_000, usdCap: 0.2, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
+  Layer.provide(Layer.orDie(NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })))
+)
+
+Effect.runPromise(Effect.scoped(Effect.provide(mode === "hold" ? hold : cycles, BudgetLive))).catch((error) => {
+  console.error(error)
+  process.exit(1)
+})
