@@ -25,9 +25,9 @@ const program = Effect.gen(function*() {
   const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases, nestingCases]).pipe(
     Scope.provide(budgets)
   )
-  // Redis's own Redis client lives in the same scope; its cases take their
-  // own plan, in a run of their own, so no round trip lands among in-memory
-  // samples.
+  // The Redis client lives in the same scope, so it outlives the cases. They
+  // take a plan of their own, in a run of their own: no round trip lands
+  // among the in-memory samples.
   const redis = yield* Scope.provide(redisCases, budgets)
   const rows = [...yield* run(groups.flat(), plan), ...yield* run(redis, redisPlan)]
   yield* Scope.close(budgets, Exit.void)

@@ -21,9 +21,9 @@ export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
 export const prefix = `bench:${process.pid}:`
 
 /**
- * A round trip costs ~100x an in-memory op and is measured against a floor
- * moments apart, so fewer rounds keep the bench short and still give a
- * steady median.
+ * A round trip costs ~100 in-memory reserve + commit cycles, so fewer
+ * rounds: each ratio is still taken against a floor measured moments
+ * apart, and the Redis rows add ~25 s to the bench, not a minute.
  */
 export const redisPlan: Plan = { warmup: 1, rounds: 9 }
 

@@ -93,6 +93,8 @@ export interface RedisBudgetOptions extends BudgetOptions {
   readonly prefix?: string | undefined
   /** A hold's lease, renewed three times a lease while its scope is open; defaults to 30 seconds. */
   readonly leaseTtl?: Duration.Input | undefined
+  /** How long one round trip may take before it fails with `BudgetUnavailable`; defaults to 5 seconds. */
+  readonly timeout?: Duration.Input | undefined
 }
 
 /**
@@ -221,9 +223,13 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
     Effect.suspend(() => {
       const settings = settingsOf(options, "budget")
       if (settings instanceof InvalidUsage) return Effect.fail(settings)
-      const leaseMillis = Duration.toMillis(Duration.fromInputUnsafe(options.leaseTtl ?? "30 seconds"))
+      const millis = (input: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(input))
       return Effect.map(
-        RedisStore.make(settings, { prefix: options.prefix ?? "budget:", leaseMillis }),
+        RedisStore.make(settings, {
+          prefix: options.prefix ?? "budget:",
+          leaseMillis: millis(options.leaseTtl ?? "30 seconds"),
+          timeoutMillis: millis(options.timeout ?? "5 seconds")
+        }),
         fromStore
       )
     })

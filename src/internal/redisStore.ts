@@ -24,6 +24,8 @@ export interface RedisOptions {
   readonly prefix: string
   /** How long a hold outlives a process that stops renewing it. */
   readonly leaseMillis: number
+  /** How long one round trip may take before it fails with `BudgetUnavailable`. */
+  readonly timeoutMillis: number
 }
 
 /** What the budgets of one tree share in this process. */
@@ -61,11 +63,26 @@ const settlementOf = (result: readonly ["c", string, string, string, string] | r
     usdOverage: usdFromNanos(Number(result[4]))
   }
 
-const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
+/**
+ * One round trip, bounded by the store's timeout: a Redis that is down or
+ * unreachable is a `BudgetUnavailable`, not a wait. (A client may queue a
+ * command while it reconnects and run it later: scripts that hold or settle
+ * carry ids, so a late run is harmless; see docs/distributed.md.)
+ */
+const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.RedisError>) =>
+  script.pipe(
+    Effect.timeoutOrElse({
+      duration: tree.options.timeoutMillis,
+      orElse: () => Effect.fail(new Redis.RedisError({ cause: new Error(`no reply within ${tree.options.timeoutMillis} ms`) }))
+    }),
+    Effect.mapError((error) => new BudgetUnavailable({ budget: path, cause: error.cause }))
+  )
 
 export class RedisHold implements Reservation {
   readonly usd: number
   private settlement: Settlement | undefined = undefined
+  /** The actual of a commit that has not had its reply: the scope settles it, not releases it. */
+  private pending: { readonly tokens: number; readonly nanos: number } | undefined = undefined
   constructor(
     readonly tree: Tree,
     readonly chain: ReadonlyArray<Level>,
@@ -83,6 +100,7 @@ export class RedisHold implements Reservation {
     }
     const tokens = actual?.tokens ?? this.tokens
     const nanos = actual?.usd === undefined ? this.nanos : usdToNanos(actual.usd)
+    this.pending ??= { tokens, nanos }
     return this.settle(this.tree.redis.eval(Scripts.commit)(
       this.chain.map((level) => level.key),
       this.tree.key,
@@ -91,6 +109,19 @@ export class RedisHold implements Reservation {
       nanos,
       keepMillis(this.tree)
     ))
+  }
+
+  /**
+   * What a closing scope does: nothing if settled; retry a commit whose reply
+   * never came (usage that happened is not dropped); otherwise release. If
+   * Redis still cannot be reached, the lease runs out instead.
+   */
+  get close(): Effect.Effect<void> {
+    const settling = this.pending === undefined ? this.release : this.commit({
+      tokens: this.pending.tokens,
+      usd: usdFromNanos(this.pending.nanos)
+    })
+    return Effect.ignore(settling).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
@@ -104,8 +135,7 @@ export class RedisHold implements Reservation {
   ): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
-      return script.pipe(
-        Effect.mapError(unavailable(this.chain[0]!.path)),
+      return reach(this.tree, this.chain[0]!.path, script).pipe(
         Effect.map((result) => {
           this.settlement ??= settlementOf(result)
           this.tree.live.delete(this.id)
@@ -208,15 +238,18 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettin
     if (window instanceof InvalidUsage) return yield* window
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
     const level: Level = { path, key: `${tree.key}:n:${path}` }
-    yield* tree.redis.eval(Scripts.ensure)(level.key, tree.key, capArg(settings.tokenCap), capArg(settings.nanoCap), window)
-      .pipe(Effect.mapError(unavailable(path)))
+    yield* reach(
+      tree,
+      path,
+      tree.redis.eval(Scripts.ensure)(level.key, tree.key, capArg(settings.tokenCap), capArg(settings.nanoCap), window)
+    )
     return [level, ...parent]
   })
 
 const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
   const { path, key } = chain[0]!
   const keys = chain.map((level) => level.key)
-  const fail = unavailable(path)
+  const call = <A>(script: Effect.Effect<A, Redis.RedisError>) => reach(tree, path, script)
   const hub = tree.hub
 
   const tryReserve = (tokens: number, nanos: number) =>
@@ -225,8 +258,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
       // Renewed from before the request: a reply lost on the way still
       // leaves a hold that a later release can find, or that expires.
       tree.live.add(id)
-      return tree.redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, tree.options.leaseMillis).pipe(
-        Effect.mapError(fail),
+      return call(tree.redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, tree.options.leaseMillis)).pipe(
+        // Not renewed after a failed request: a hold it made anyway expires.
+        Effect.tapError(() => Effect.sync(() => tree.live.delete(id))),
         Effect.map((result): RedisHold | BudgetExceeded => {
           if (result[0] === "ok") {
             if (hub.listening) hub.publish({ _tag: "Reserved", budget: path, tokens, usd: usdFromNanos(nanos) })
@@ -291,8 +325,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   return {
     path,
     record: (tokens, nanos) =>
-      tree.redis.eval(Scripts.record)(keys, tree.key, tokens, nanos).pipe(
-        Effect.mapError(fail),
+      call(tree.redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
         Effect.flatMap((result) => {
           if (result[0] === "ok") {
             if (hub.listening) hub.publish({ _tag: "Recorded", budget: path, tokens, usd: usdFromNanos(nanos) })
@@ -304,14 +337,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         })
       ),
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
-    // A hold whose release cannot reach Redis is not renewed again: its
-    // lease runs out instead.
-    releaseOnClose: (reservation) =>
-      Effect.ignore(reservation.release).pipe(
-        Effect.ensuring(Effect.sync(() => tree.live.delete(reservation.id)))
-      ),
-    snapshot: tree.redis.eval(Scripts.snapshot)(key, tree.key).pipe(
-      Effect.mapError(fail),
+    releaseOnClose: (reservation) => reservation.close,
+    snapshot: call(tree.redis.eval(Scripts.snapshot)(key, tree.key)).pipe(
       Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Snapshot => {
         const tokenCap = Number(tc) < 0 ? Infinity : Number(tc)
         const nanoCap = Number(nc) < 0 ? Infinity : Number(nc)
@@ -336,8 +363,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         }
       })
     ),
-    reset: tree.redis.eval(Scripts.reset)(key, tree.key).pipe(
-      Effect.mapError(fail),
+    reset: call(tree.redis.eval(Scripts.reset)(key, tree.key)).pipe(
       Effect.tap(() =>
         Effect.sync(() => {
           if (hub.listening) hub.publish({ _tag: "Reset", budget: path, windowEndsAt: undefined })
