@@ -10,7 +10,7 @@ import { crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart, s
 import type { Node, Tree } from "./node.ts"
 import type { BudgetSettings } from "./options.ts"
 import type { BudgetStore } from "./store.ts"
-import type { Waiter } from "./waitQueue.ts"
+import { makeWaiter, type Waiter } from "./waitQueue.ts"
 
 /*
  * Budgets in this process: a tree of counters, private to the store. Every
@@ -324,17 +324,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
       const node = chain[i]!
       if (tokens > node.tokenCap || nanos > node.nanoCap) return Effect.fail(exceeded(node, tokens, nanos))
     }
-    const waiter: MemoryWaiter = {
-      seq: origin.tree.seq++,
-      origin,
-      tokens,
-      nanos,
-      woken: false,
-      resume: undefined,
-      prev: undefined,
-      next: undefined,
-      line: undefined
-    }
+    const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin })
     const first = holdsBack(waiter)
     if (first === undefined) return Effect.succeed(hold(origin, tokens, nanos))
     lineOf(first, waiter)

@@ -10,7 +10,7 @@ import { EventHub } from "./eventHub.ts"
 import type { BudgetSettings } from "./options.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { BudgetStore } from "./store.ts"
-import { type Waiter, WaitQueue } from "./waitQueue.ts"
+import { makeWaiter, WaitQueue } from "./waitQueue.ts"
 
 /*
  * Budgets kept in Redis, shared by every process that reaches them. Each
@@ -282,16 +282,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   // room in the tree (pub/sub), or once a lease time has passed.
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
-      const waiter: Waiter = {
-        seq: tree.seq++,
-        tokens,
-        nanos,
-        woken: false,
-        resume: undefined,
-        prev: undefined,
-        next: undefined,
-        line: undefined
-      }
+      const waiter = makeWaiter(tree.seq++, tokens, nanos)
       tree.line.join(waiter)
       const leave = Effect.sync(() => {
         if (waiter.line === undefined) return

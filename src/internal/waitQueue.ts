@@ -19,6 +19,18 @@ export interface Waiter {
   line: WaitQueue | undefined
 }
 
+/** A waiter in no line yet. */
+export const makeWaiter = (seq: number, tokens: number, nanos: number): Waiter => ({
+  seq,
+  tokens,
+  nanos,
+  woken: false,
+  resume: undefined,
+  prev: undefined,
+  next: undefined,
+  line: undefined
+})
+
 export class WaitQueue {
   private first: Waiter | undefined = undefined
   private last: Waiter | undefined = undefined
