@@ -4,7 +4,7 @@
  * within their lease.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
@@ -89,6 +89,24 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       assert.strictEqual(settled.tokensOverage, 0)
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [4, 0])
+    }), 30_000)
+
+  it.live("a waiter in one process is woken by a release in another, through pub/sub", () =>
+    Effect.gen(function*() {
+      const prefix = `test:wake:${process.pid}:${Date.now()}:`
+      // two clients and two subscriptions: as two processes would have
+      const here = yield* sharedBudget(prefix)
+      const there = yield* sharedBudget(prefix)
+      const hold = yield* here.reserve({ tokens: 200_000 })
+      const waiter = yield* Effect.forkChild(
+        Effect.scoped(Effect.flatMap(there.reserve({ tokens: 50_000 }, { onExceeded: "wait" }), (r) => r.commit()))
+      )
+      yield* Effect.sleep("200 millis")
+      assert.isUndefined(waiter.pollUnsafe(), "no room yet")
+      yield* hold.release
+      // far sooner than the 30-second lease that bounds a missed message
+      const settled = yield* Fiber.join(waiter).pipe(Effect.timeout("3 seconds"))
+      assert.strictEqual(settled.tokens, 50_000)
     }), 30_000)
 
   it.live("a commit retried after a lost reply charges once", () =>

@@ -16,7 +16,8 @@ import * as Redis from "effect/persistence/Redis"
  * sorted set `<tree>:leases`. Every script first gives back expired leases,
  * so a crashed process's holds return within the lease time. A settlement is
  * kept at `<tree>:s:<id>` for a while, so a retried commit charges once.
- * Scripts that free room publish on `<tree>:freed`, which waiters listen to.
+ * Scripts that free room publish on `<tree>:freed`, which waiters listen to,
+ * if some process is registered in `<tree>:waiters`.
  *
  * All keys of one tree share the hash tag of `<tree>`, so the scripts stay
  * within one Redis Cluster slot. Integers leave Lua formatted with %.0f,
@@ -72,7 +73,13 @@ local function reap(tree, now)
   for _, id in ipairs(expired) do drop(tree, id) end
   return #expired > 0
 end
-local function freed(tree) redis.call('PUBLISH', tree .. ':freed', '1') end
+-- Wakes waiting processes, if any: each registers in <tree>:waiters until
+-- a time, so a tree nobody waits on publishes nothing.
+local function freed(tree)
+  if redis.call('ZCOUNT', tree .. ':waiters', now_ms(), '+inf') > 0 then
+    redis.call('PUBLISH', tree .. ':freed', '1')
+  end
+end
 `
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
@@ -215,6 +222,25 @@ export const renew = Redis.script(
     lua: `${prelude}
 local expiry = now_ms() + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', int(expiry), ARGV[i]) end
+return 0
+`
+  }
+).withReturnType<number>()
+
+/**
+ * Registers a process as waiting until `now + millis` (to be told when room
+ * is freed), or, with 0, unregisters it.
+ */
+export const waiting = Redis.script(
+  (waiters: string, process: string, millis: number) => [waiters, process, millis],
+  {
+    numberOfKeys: 1,
+    lua: `${prelude}
+if tonumber(ARGV[2]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], int(now_ms() + tonumber(ARGV[2])), ARGV[1])
+end
 return 0
 `
   }

@@ -38,6 +38,8 @@ interface Tree {
   readonly live: Set<string>
   /** This process's waiters, first come first served; only the head tries. */
   readonly line: WaitQueue
+  /** This process's name in `<tree>:waiters`, registered while it has waiters. */
+  readonly process: string
   seq: number
   /** Completes when some process next frees room in the tree, counted from the call. */
   nextFreed: () => Effect.Effect<void>
@@ -204,18 +206,23 @@ export const make = (
       hub: new EventHub(pubsub),
       live: new Set(),
       line: new WaitQueue(),
+      process: crypto.randomUUID(),
       seq: 0,
       nextFreed: () => Effect.never
     }
     const root = yield* ensure(tree, [], settings)
     yield* Effect.addFinalizer(() => PubSub.shutdown(pubsub))
 
-    // One round trip renews every lease of this process, three times a lease.
+    // One round trip renews every lease of this process, three times a lease;
+    // another keeps it registered as waiting while it has waiters.
     yield* Effect.forkScoped(
       Effect.suspend(() =>
-        tree.live.size === 0
-          ? Effect.void
-          : Effect.ignore(redis.eval(Scripts.renew)(`${tree.key}:leases`, options.leaseMillis, [...tree.live]))
+        Effect.ignore(Effect.all([
+          tree.live.size === 0
+            ? Effect.void
+            : redis.eval(Scripts.renew)(`${tree.key}:leases`, options.leaseMillis, [...tree.live]),
+          tree.line.head === undefined ? Effect.void : register(tree)
+        ]))
       ).pipe(Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(options.leaseMillis / 3)))))
     )
 
@@ -231,6 +238,9 @@ export const make = (
       }))))
     return storeOf(tree, root)
   })
+
+const register = (tree: Tree) =>
+  tree.redis.eval(Scripts.waiting)(`${tree.key}:waiters`, tree.process, tree.options.leaseMillis)
 
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
   Effect.gen(function*() {
@@ -283,11 +293,19 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
       const waiter = makeWaiter(tree.seq++, tokens, nanos)
+      // The first waiter registers the process before its first attempt, so
+      // room freed after that attempt is published to it.
+      const first = tree.line.head === undefined
       tree.line.join(waiter)
-      const leave = Effect.sync(() => {
-        if (waiter.line === undefined) return
+      const leave = Effect.suspend(() => {
+        if (waiter.line === undefined) return Effect.void
         tree.line.leave(waiter)
-        tree.line.head?.resume?.()
+        const next = tree.line.head
+        if (next !== undefined) {
+          next.resume?.()
+          return Effect.void
+        }
+        return Effect.ignore(tree.redis.eval(Scripts.waiting)(`${tree.key}:waiters`, tree.process, 0))
       })
       const turn = Effect.callback<void>((resume) => {
         if (tree.line.head === waiter) return resume(Effect.void)
@@ -310,7 +328,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           })
         }
       )
-      return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
+      const registered = first ? Effect.andThen(call(register(tree)), attempt) : attempt
+      return Effect.onExit(registered, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
     })
 
   return {
