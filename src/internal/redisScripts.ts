@@ -30,38 +30,43 @@ local function now_ms()
 end
 -- %.0f is exact up to 2^53; 0 first, as -0 would read "-0".
 local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
-local function num(key, field) return tonumber(redis.call('HGET', key, field) or '0') end
-local function roll(key, now)
-  local wlen = num(key, 'wlen')
-  if wlen > 0 and now >= num(key, 'wend') then
-    redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int((math.floor(now / wlen) + 1) * wlen))
-    redis.call('HINCRBY', key, 'gen', 1)
+-- One read of a budget's counters; the script then works on the copy and
+-- writes back once.
+local function load(key)
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'wlen', 'wend', 'gen')
+  return {
+    key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
+    tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, wlen = tonumber(v[7]) or 0, wend = tonumber(v[8]) or 0,
+    gen = v[9] or '0'
+  }
+end
+local function roll(b, now)
+  if b.wlen > 0 and now >= b.wend then
+    b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
+    b.wend = (math.floor(now / b.wlen) + 1) * b.wlen
+    redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
+    b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
     return true
   end
   return false
 end
-local function refused(key, t, n)
-  local tc, nc = num(key, 'tc'), num(key, 'nc')
-  if tc >= 0 and num(key, 'tu') + num(key, 'tr') + t > tc then
-    return { 'tokens', int(num(key, 'tu') + num(key, 'tr')), int(tc) }
-  end
-  if nc >= 0 and num(key, 'nu') + num(key, 'nr') + n > nc then
-    return { 'usd', int(num(key, 'nu') + num(key, 'nr')), int(nc) }
-  end
+local function refused(b, t, n)
+  if b.tc >= 0 and b.tu + b.tr + t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
+  if b.nc >= 0 and b.nu + b.nr + n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
   return nil
 end
 -- Gives a hold back at each level whose generation it still has.
 local function drop(tree, id)
   local hkey = tree .. ':h:' .. id
-  local t = redis.call('HGET', hkey, 't')
-  if not t then return false end
-  local n = redis.call('HGET', hkey, 'n')
-  local depth = tonumber(redis.call('HGET', hkey, 'd'))
-  for i = 1, depth do
-    local key = redis.call('HGET', hkey, 'c' .. i)
-    if redis.call('HGET', key, 'gen') == redis.call('HGET', hkey, 'g' .. i) then
-      redis.call('HINCRBY', key, 'tr', int(-tonumber(t)))
-      redis.call('HINCRBY', key, 'nr', int(-tonumber(n)))
+  local fields = redis.call('HGETALL', hkey)
+  if #fields == 0 then return false end
+  local h = {}
+  for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
+  for i = 1, tonumber(h.d) do
+    local key = h['c' .. i]
+    if redis.call('HGET', key, 'gen') == h['g' .. i] then
+      redis.call('HINCRBY', key, 'tr', int(-tonumber(h.t)))
+      redis.call('HINCRBY', key, 'nr', int(-tonumber(h.n)))
     end
   end
   redis.call('DEL', hkey)
@@ -90,9 +95,13 @@ export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal]
 const checkChain = `
 local now = now_ms()
 if reap(tree, now) then freed(tree) end
-for i = 1, #KEYS do if roll(KEYS[i], now) then freed(tree) end end
+local budgets = {}
 for i = 1, #KEYS do
-  local r = refused(KEYS[i], t, n)
+  budgets[i] = load(KEYS[i])
+  if roll(budgets[i], now) then freed(tree) end
+end
+for i = 1, #KEYS do
+  local r = refused(budgets[i], t, n)
   if r then return { 'x', r[1], r[2], r[3], i } end
 end
 `
@@ -105,10 +114,7 @@ export const record = Redis.script(
     lua: `${prelude}
 local tree, t, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 ${checkChain}
-for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'tu', ARGV[2])
-  redis.call('HINCRBY', KEYS[i], 'nu', ARGV[3])
-end
+for _, b in ipairs(budgets) do redis.call('HSET', b.key, 'tu', int(b.tu + t), 'nu', int(b.nu + n)) end
 return { 'ok' }
 `
   }
@@ -129,13 +135,15 @@ export const reserve = Redis.script(
     lua: `${prelude}
 local tree, t, n, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 ${checkChain}
-local hkey = tree .. ':h:' .. id
-redis.call('HSET', hkey, 't', ARGV[2], 'n', ARGV[3], 'd', #KEYS)
-for i = 1, #KEYS do
-  redis.call('HINCRBY', KEYS[i], 'tr', ARGV[2])
-  redis.call('HINCRBY', KEYS[i], 'nr', ARGV[3])
-  redis.call('HSET', hkey, 'c' .. i, KEYS[i], 'g' .. i, redis.call('HGET', KEYS[i], 'gen') or '0')
+local hold = { 't', ARGV[2], 'n', ARGV[3], 'd', #KEYS }
+for i, b in ipairs(budgets) do
+  redis.call('HSET', b.key, 'tr', int(b.tr + t), 'nr', int(b.nr + n))
+  table.insert(hold, 'c' .. i)
+  table.insert(hold, b.key)
+  table.insert(hold, 'g' .. i)
+  table.insert(hold, b.gen)
 end
+redis.call('HSET', tree .. ':h:' .. id, unpack(hold))
 redis.call('ZADD', tree .. ':leases', int(now + tonumber(ARGV[5])), id)
 return { 'ok' }
 `
@@ -165,23 +173,20 @@ local done = redis.call('GET', skey)
 if done then return cjson.decode(done) end
 local now = now_ms()
 reap(tree, now)
-for i = 1, #KEYS do roll(KEYS[i], now) end
 local hkey = tree .. ':h:' .. id
-local held = redis.call('HGET', hkey, 't') ~= false
-local ht, hn = num(hkey, 't'), num(hkey, 'n')
+local fields = redis.call('HGETALL', hkey)
+local h = {}
+for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
+local ht, hn = tonumber(h.t or '0'), tonumber(h.n or '0')
 local tover, nover = 0, 0
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  local current = held and redis.call('HGET', key, 'gen') == redis.call('HGET', hkey, 'g' .. i)
+  local b = load(KEYS[i])
+  roll(b, now)
   local et, en = 0, 0
-  if current then et, en = ht, hn end
-  local tc, nc = num(key, 'tc'), num(key, 'nc')
-  if tc >= 0 then tover = math.max(tover, t - et - math.max(0, tc - num(key, 'tu') - num(key, 'tr'))) end
-  if nc >= 0 then nover = math.max(nover, n - en - math.max(0, nc - num(key, 'nu') - num(key, 'nr'))) end
-  redis.call('HINCRBY', key, 'tr', int(-et))
-  redis.call('HINCRBY', key, 'nr', int(-en))
-  redis.call('HINCRBY', key, 'tu', ARGV[3])
-  redis.call('HINCRBY', key, 'nu', ARGV[4])
+  if h.t and b.gen == h['g' .. i] then et, en = ht, hn end
+  if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
+  if b.nc >= 0 then nover = math.max(nover, n - en - math.max(0, b.nc - b.nu - b.nr)) end
+  redis.call('HSET', b.key, 'tu', int(b.tu + t), 'nu', int(b.nu + n), 'tr', int(b.tr - et), 'nr', int(b.nr - en))
 end
 redis.call('DEL', hkey)
 redis.call('ZREM', tree .. ':leases', id)
@@ -255,8 +260,9 @@ export const snapshot = Redis.script(
 local tree = ARGV[1]
 local now = now_ms()
 if reap(tree, now) then freed(tree) end
-if roll(KEYS[1], now) then freed(tree) end
-return redis.call('HMGET', KEYS[1], 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'wlen', 'wend')
+local b = load(KEYS[1])
+if roll(b, now) then freed(tree) end
+return { int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) }
 `
   }
 ).withReturnType<ReadonlyArray<string>>()
@@ -292,7 +298,7 @@ local now = now_ms()
 if redis.call('EXISTS', key) == 0 then
   redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'gen', 0, 'wlen', 0, 'wend', 0)
 end
-if num(key, 'wlen') ~= wlen then
+if tonumber(redis.call('HGET', key, 'wlen')) ~= wlen then
   local wend = 0
   if wlen > 0 then wend = (math.floor(now / wlen) + 1) * wlen end
   redis.call('HSET', key, 'wlen', ARGV[4], 'wend', int(wend))
