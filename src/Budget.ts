@@ -11,7 +11,7 @@ import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memoryStore.ts"
-import { settingsOf } from "./internal/options.ts"
+import { millisOf, settingsOf } from "./internal/options.ts"
 import * as RedisStore from "./internal/redisStore.ts"
 import type { BudgetStore } from "./internal/store.ts"
 import type { Window } from "./internal/window.ts"
@@ -222,14 +222,13 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
   ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
     Effect.suspend(() => {
       const settings = settingsOf(options, "budget")
+      const leaseMillis = millisOf("leaseTtl", options.leaseTtl ?? "30 seconds")
+      const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
       if (settings instanceof InvalidUsage) return Effect.fail(settings)
-      const millis = (input: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(input))
+      if (leaseMillis instanceof InvalidUsage) return Effect.fail(leaseMillis)
+      if (timeoutMillis instanceof InvalidUsage) return Effect.fail(timeoutMillis)
       return Effect.map(
-        RedisStore.make(settings, {
-          prefix: options.prefix ?? "budget:",
-          leaseMillis: millis(options.leaseTtl ?? "30 seconds"),
-          timeoutMillis: millis(options.timeout ?? "5 seconds")
-        }),
+        RedisStore.make(settings, { prefix: options.prefix ?? "budget:", leaseMillis, timeoutMillis }),
         fromStore
       )
     })

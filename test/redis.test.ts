@@ -1,5 +1,5 @@
-import { describe } from "@effect/vitest"
-import { Effect } from "effect"
+import { assert, describe, it } from "@effect/vitest"
+import { Cron, Effect } from "effect"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
 import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
@@ -18,6 +18,16 @@ const child = {
 }
 
 describe.runIf(available)("Redis", () => {
+  it.effect("a bad lease or timeout fails with InvalidUsage, and a cron window is refused for now", () =>
+    Effect.gen(function*() {
+      const lease = yield* Effect.flip(makeRedisBudget({ leaseTtl: "soon" as never }))
+      assert.include((lease as Error).message, "Invalid leaseTtl")
+      const timeout = yield* Effect.flip(makeRedisBudget({ timeout: "0 millis" }))
+      assert.include((timeout as Error).message, "Invalid timeout")
+      const cron = yield* Effect.flip(makeRedisBudget({ window: Cron.parseUnsafe("0 0 1 * *") }))
+      assert.include((cron as Error).message, "Invalid window")
+    }))
+
   contract(redis)
   contract(child)
   properties(redis, 30)

@@ -1,7 +1,8 @@
 import type { BudgetOptions } from "../Budget.ts"
 import { InvalidUsage } from "../BudgetError.ts"
 import { capError, usdToNanos } from "../Usage.ts"
-import { windowSchedule, type WindowSchedule } from "./window.ts"
+import { Cron, Duration, Option } from "effect"
+import type { WindowSchedule } from "./window.ts"
 
 /** A budget's options, validated, in the units the stores count in. */
 export interface BudgetSettings {
@@ -38,7 +39,9 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): BudgetS
   const invalid = nameError(name) ?? capError("tokenCap", options.tokenCap) ?? capError("usdCap", options.usdCap) ??
     thresholdsError(thresholds)
   if (invalid !== undefined) return invalid
-  const window = options.window === undefined ? undefined : windowSchedule(options.window)
+  const window = options.window === undefined || Cron.isCron(options.window)
+    ? options.window
+    : millisOf("window", options.window)
   if (window instanceof InvalidUsage) return window
   return {
     name,
@@ -48,4 +51,12 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): BudgetS
     thresholds: [...new Set(thresholds)].sort((a, b) => a - b),
     metrics: options.metrics ?? true
   }
+}
+
+/** A positive, finite duration in milliseconds, or why it is not one. */
+export const millisOf = (field: string, input: Duration.Input): number | InvalidUsage => {
+  const millis = Option.map(Duration.fromInput(input), Duration.toMillis)
+  return Option.isSome(millis) && millis.value > 0 && Number.isFinite(millis.value)
+    ? millis.value
+    : new InvalidUsage({ field, value: input, reason: "must be a positive, finite Duration (\"1 day\", Duration.hours(6))" })
 }

@@ -1,22 +1,11 @@
-import { Cron, Duration, Option } from "effect"
-import { InvalidUsage } from "../BudgetError.ts"
+import { Cron } from "effect"
+import type { Duration } from "effect"
 
 /** How often a budget starts afresh: every `Duration`, or on a `Cron` schedule. */
 export type Window = Duration.Input | Cron.Cron
 
 /** A validated window: its length in milliseconds, or a cron schedule. */
 export type WindowSchedule = number | Cron.Cron
-
-export const windowSchedule = (window: Window): WindowSchedule | InvalidUsage => {
-  if (Cron.isCron(window)) return window
-  const millis = Option.map(Duration.fromInput(window), Duration.toMillis)
-  if (Option.isSome(millis) && millis.value > 0 && Number.isFinite(millis.value)) return millis.value
-  return new InvalidUsage({
-    field: "window",
-    value: window,
-    reason: "must be a positive, finite Duration (\"1 day\", Duration.hours(6)) or a Cron"
-  })
-}
 
 /**
  * The end of the window that contains `now`, in epoch milliseconds: the next

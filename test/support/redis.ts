@@ -38,7 +38,10 @@ let unique = 0
 
 /** A fresh budget tree in Redis, under keys no other test uses. */
 export const makeRedisBudget = (
-  options: BudgetOptions & { readonly leaseTtl?: Duration.Input | undefined }
+  options: BudgetOptions & {
+    readonly leaseTtl?: Duration.Input | undefined
+    readonly timeout?: Duration.Input | undefined
+  }
 ): Effect.Effect<BudgetService, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     // The client lives as long as the caller's scope, like the budget.
