@@ -55,12 +55,16 @@ describe.runIf(available)("Redis going away", () => {
       const call = Effect.scoped(Effect.gen(function*() {
         const hold = yield* budget.reserve({ tokens: 20, usd: 0.002 })
         yield* Effect.sleep("2 millis")
-        const settlement = yield* hold.commit({ tokens: 15, usd: 0.0015 }).pipe(
+        // Counted in the same uninterruptible stretch as the commit: stopping
+        // the load must not charge a commit the count never sees.
+        yield* Effect.uninterruptible(hold.commit({ tokens: 15, usd: 0.0015 }).pipe(
           Effect.tapError(() => Effect.sync(() => charged.unavailable++)),
-          Effect.retry(Schedule.spaced("50 millis"))
-        )
-        charged.tokens += settlement.tokens
-        charged.nanos += usdToNanos(settlement.usd)
+          Effect.retry(Schedule.spaced("50 millis")),
+          Effect.map((settlement) => {
+            charged.tokens += settlement.tokens
+            charged.nanos += usdToNanos(settlement.usd)
+          })
+        ))
       })).pipe(
         Effect.catchTag("BudgetUnavailable", () => Effect.sync(() => charged.unavailable++)),
         Effect.andThen(Effect.sleep("5 millis"))

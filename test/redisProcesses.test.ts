@@ -4,11 +4,11 @@
  * within their lease.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
-import { Budget, usdToNanos } from "../src/index.ts"
+import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { available, RedisLive } from "./support/redis.ts"
 
@@ -107,6 +107,32 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       // far sooner than the 30-second lease that bounds a missed message
       const settled = yield* Fiber.join(waiter).pipe(Effect.timeout("3 seconds"))
       assert.strictEqual(settled.tokens, 50_000)
+    }), 30_000)
+
+  it.live("events reach every process, in order, each with the budget's path", () =>
+    Effect.gen(function*() {
+      const prefix = `test:events:${process.pid}:${Date.now()}:`
+      const listener = yield* sharedBudget(prefix)
+      const actor = yield* sharedBudget(prefix)
+      const agent = yield* actor.child("agent", { tokenCap: 100 })
+      const seen: Array<BudgetEvent> = []
+      yield* Effect.forkScoped(Stream.runForEach(listener.events, (e) => Effect.sync(() => seen.push(e))))
+      yield* Effect.sleep("200 millis")
+      yield* agent.record({ tokens: 10, usd: 0.001 })
+      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
+      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
+      yield* Effect.flip(agent.record({ tokens: 80 }))
+      yield* actor.reset
+      yield* Effect.sleep("200 millis")
+      assert.deepStrictEqual(seen, [
+        { _tag: "Recorded", budget: "shared/agent", tokens: 10, usd: 0.001 },
+        { _tag: "Reserved", budget: "shared/agent", tokens: 20, usd: 0 },
+        { _tag: "Committed", budget: "shared/agent", tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
+        { _tag: "Reserved", budget: "shared/agent", tokens: 5, usd: 0 },
+        { _tag: "Released", budget: "shared/agent", tokens: 5, usd: 0 },
+        { _tag: "Exceeded", budget: "shared/agent", axis: "tokens", requested: 80, attempted: 115, cap: 100 },
+        { _tag: "Reset", budget: "shared", windowEndsAt: undefined }
+      ])
     }), 30_000)
 
   it.live("a commit retried after a lost reply charges once", () =>

@@ -40,12 +40,13 @@ local function load(key)
     gen = v[9] or '0'
   }
 end
-local function roll(b, now)
+local function roll(tree, b, now)
   if b.wlen > 0 and now >= b.wend then
     b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
     b.wend = (math.floor(now / b.wlen) + 1) * b.wlen
     redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
     b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
+    announce(tree, { t = 'Reset', b = path_of(tree, b.key), we = int(b.wend) })
     return true
   end
   return false
@@ -85,6 +86,14 @@ local function freed(tree)
     redis.call('PUBLISH', tree .. ':freed', '1')
   end
 end
+-- Publishes an event on <tree>:events, if some process listens (registered
+-- in <tree>:listeners). Amounts travel as strings: cjson would round them.
+local listening = nil
+local function announce(tree, event)
+  if listening == nil then listening = redis.call('ZCOUNT', tree .. ':listeners', now_ms(), '+inf') > 0 end
+  if listening then redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
+end
+local function path_of(tree, key) return string.sub(key, #tree + 4) end
 `
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
@@ -98,11 +107,14 @@ if reap(tree, now) then freed(tree) end
 local budgets = {}
 for i = 1, #KEYS do
   budgets[i] = load(KEYS[i])
-  if roll(budgets[i], now) then freed(tree) end
+  if roll(tree, budgets[i], now) then freed(tree) end
 end
 for i = 1, #KEYS do
   local r = refused(budgets[i], t, n)
-  if r then return { 'x', r[1], r[2], r[3], i } end
+  if r then
+    announce(tree, { t = 'Exceeded', b = path_of(tree, KEYS[i]), a = r[1], k = r[2], c = r[3], tk = ARGV[2], n = ARGV[3] })
+    return { 'x', r[1], r[2], r[3], i }
+  end
 end
 `
 
@@ -115,6 +127,7 @@ export const record = Redis.script(
 local tree, t, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 ${checkChain}
 for _, b in ipairs(budgets) do redis.call('HSET', b.key, 'tu', int(b.tu + t), 'nu', int(b.nu + n)) end
+announce(tree, { t = 'Recorded', b = path_of(tree, KEYS[1]), tk = ARGV[2], n = ARGV[3] })
 return { 'ok' }
 `
   }
@@ -144,6 +157,7 @@ for i, b in ipairs(budgets) do
   table.insert(hold, b.gen)
 end
 redis.call('HSET', tree .. ':h:' .. id, unpack(hold))
+announce(tree, { t = 'Reserved', b = path_of(tree, KEYS[1]), tk = ARGV[2], n = ARGV[3] })
 redis.call('ZADD', tree .. ':leases', int(now + tonumber(ARGV[5])), id)
 return { 'ok' }
 `
@@ -181,7 +195,7 @@ local ht, hn = tonumber(h.t or '0'), tonumber(h.n or '0')
 local tover, nover = 0, 0
 for i = 1, #KEYS do
   local b = load(KEYS[i])
-  roll(b, now)
+  roll(tree, b, now)
   local et, en = 0, 0
   if h.t and b.gen == h['g' .. i] then et, en = ht, hn end
   if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
@@ -193,6 +207,7 @@ redis.call('ZREM', tree .. ':leases', id)
 local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
 redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[5])
 freed(tree)
+announce(tree, { t = 'Committed', b = path_of(tree, KEYS[1]), tk = ARGV[3], n = ARGV[4], to = int(tover), no = int(nover) })
 return settlement
 `
   }
@@ -210,7 +225,11 @@ local done = redis.call('GET', skey)
 if done then return cjson.decode(done) end
 local now = now_ms()
 reap(tree, now)
-drop(tree, id)
+local hkey = tree .. ':h:' .. id
+local held = redis.call('HMGET', hkey, 't', 'n')
+if drop(tree, id) then
+  announce(tree, { t = 'Released', b = path_of(tree, KEYS[1]), tk = held[1], n = held[2] })
+end
 local settlement = { 'r' }
 redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[3])
 freed(tree)
@@ -233,11 +252,12 @@ return 0
 ).withReturnType<number>()
 
 /**
- * Registers a process as waiting until `now + millis` (to be told when room
- * is freed), or, with 0, unregisters it.
+ * Registers a process in a sorted set until `now + millis`, or, with 0,
+ * unregisters it: in `<tree>:waiters` to be told when room is freed, in
+ * `<tree>:listeners` to be sent events.
  */
-export const waiting = Redis.script(
-  (waiters: string, process: string, millis: number) => [waiters, process, millis],
+export const register = Redis.script(
+  (set: string, process: string, millis: number) => [set, process, millis],
   {
     numberOfKeys: 1,
     lua: `${prelude}
@@ -261,7 +281,7 @@ local tree = ARGV[1]
 local now = now_ms()
 if reap(tree, now) then freed(tree) end
 local b = load(KEYS[1])
-if roll(b, now) then freed(tree) end
+if roll(tree, b, now) then freed(tree) end
 return { int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) }
 `
   }
@@ -276,6 +296,10 @@ export const reset = Redis.script(
 redis.call('HSET', KEYS[1], 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0)
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 freed(ARGV[1])
+local wlen = tonumber(redis.call('HGET', KEYS[1], 'wlen') or '0')
+local reset = { t = 'Reset', b = path_of(ARGV[1], KEYS[1]) }
+if wlen > 0 then reset.we = redis.call('HGET', KEYS[1], 'wend') end
+announce(ARGV[1], reset)
 return 0
 `
   }
@@ -309,3 +333,4 @@ return 0
 `
   }
 ).withReturnType<number>()
+

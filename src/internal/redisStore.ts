@@ -1,4 +1,4 @@
-import { Effect, Exit, Latch, PubSub, Queue, Schedule } from "effect"
+import { Effect, Exit, Latch, Queue, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
@@ -6,7 +6,6 @@ import type { BudgetEvent } from "../BudgetEvent.ts"
 import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
 import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
-import { EventHub } from "./eventHub.ts"
 import type { BudgetSettings } from "./options.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { BudgetStore } from "./store.ts"
@@ -33,7 +32,6 @@ interface Tree {
   readonly key: string
   readonly redis: Redis.Redis["Service"]
   readonly options: RedisOptions
-  readonly hub: EventHub
   /** Holds of this process, renewed until settled. */
   readonly live: Set<string>
   /** This process's waiters, first come first served; only the head tries. */
@@ -141,15 +139,6 @@ export class RedisHold implements Reservation {
         Effect.map((result) => {
           this.settlement ??= settlementOf(result)
           this.tree.live.delete(this.id)
-          const hub = this.tree.hub
-          if (hub.listening) {
-            const s = this.settlement
-            hub.publish(
-              s._tag === "Committed"
-                ? { ...s, budget: this.chain[0]!.path }
-                : { _tag: "Released", budget: this.chain[0]!.path, tokens: this.tokens, usd: this.usd }
-            )
-          }
           return this.settlement
         })
       )
@@ -176,12 +165,6 @@ const exceeded = (
     })
 }
 
-const publishExceeded = (hub: EventHub, error: BudgetExceeded): void => {
-  if (!hub.listening) return
-  const { budget, axis, requested, attempted, cap } = error
-  hub.publish({ _tag: "Exceeded", budget, axis, requested, attempted, cap })
-}
-
 const capArg = (cap: number) => cap === Infinity ? -1 : cap
 
 const windowArg = (settings: BudgetSettings): number | InvalidUsage =>
@@ -198,12 +181,10 @@ export const make = (
 ): Effect.Effect<BudgetStore<RedisHold>, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* Redis.Redis
-    const pubsub = yield* PubSub.unbounded<BudgetEvent>()
     const tree: Tree = {
       key: `${options.prefix}{${encodeURIComponent(settings.name)}}`,
       redis,
       options,
-      hub: new EventHub(pubsub),
       live: new Set(),
       line: new WaitQueue(),
       process: crypto.randomUUID(),
@@ -211,7 +192,6 @@ export const make = (
       nextFreed: () => Effect.never
     }
     const root = yield* ensure(tree, [], settings)
-    yield* Effect.addFinalizer(() => PubSub.shutdown(pubsub))
 
     // One round trip renews every lease of this process, three times a lease;
     // another keeps it registered as waiting while it has waiters.
@@ -240,7 +220,7 @@ export const make = (
   })
 
 const register = (tree: Tree) =>
-  tree.redis.eval(Scripts.waiting)(`${tree.key}:waiters`, tree.process, tree.options.leaseMillis)
+  tree.redis.eval(Scripts.register)(`${tree.key}:waiters`, tree.process, tree.options.leaseMillis)
 
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
   Effect.gen(function*() {
@@ -256,11 +236,70 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettin
     return [level, ...parent]
   })
 
+/**
+ * Events of the budget at `path` and below, from every process: the scripts
+ * publish them on `<tree>:events` while some process is registered in
+ * `<tree>:listeners`, as this one is for as long as the stream runs.
+ */
+const events = (tree: Tree, path: string): Stream.Stream<BudgetEvent> => {
+  const below = `${path}/`
+  const listeners = `${tree.key}:listeners`
+  const listen = (millis: number) => Effect.ignore(tree.redis.eval(Scripts.register)(listeners, tree.process, millis))
+  return Stream.unwrap(Effect.gen(function*() {
+    const messages = yield* tree.redis.subscribe(`${tree.key}:events`)
+    yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
+    yield* Effect.forkScoped(
+      Effect.repeat(listen(tree.options.leaseMillis), Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3))))
+    )
+    return Stream.fromQueue(messages)
+  })).pipe(
+    Stream.map((message) => eventOf(JSON.parse(message.message))),
+    Stream.filter((event) => event.budget === path || event.budget.startsWith(below)),
+    Stream.orDie
+  )
+}
+
+/** A script's event, as published (amounts as strings), in the library's terms. */
+const eventOf = (e: Record<string, string>): BudgetEvent => {
+  const tokens = Number(e["tk"] ?? 0)
+  const usd = usdFromNanos(Number(e["n"] ?? 0))
+  switch (e["t"]) {
+    case "Recorded":
+    case "Reserved":
+    case "Released":
+      return { _tag: e["t"], budget: e["b"]!, tokens, usd }
+    case "Committed":
+      return {
+        _tag: "Committed",
+        budget: e["b"]!,
+        tokens,
+        usd,
+        tokensOverage: Number(e["to"]),
+        usdOverage: usdFromNanos(Number(e["no"]))
+      }
+    case "Exceeded": {
+      const axis = e["a"] === "usd" ? "usd" : "tokens"
+      const taken = Number(e["k"])
+      return axis === "tokens"
+        ? { _tag: "Exceeded", budget: e["b"]!, axis, requested: tokens, attempted: taken + tokens, cap: Number(e["c"]) }
+        : {
+          _tag: "Exceeded",
+          budget: e["b"]!,
+          axis,
+          requested: usd,
+          attempted: usdFromNanos(taken + Number(e["n"])),
+          cap: usdFromNanos(Number(e["c"]))
+        }
+    }
+    default:
+      return { _tag: "Reset", budget: e["b"]!, windowEndsAt: e["we"] === undefined ? undefined : Number(e["we"]) }
+  }
+}
+
 const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
   const { path, key } = chain[0]!
   const keys = chain.map((level) => level.key)
   const call = <A>(script: Effect.Effect<A, Redis.RedisError>) => reach(tree, path, script)
-  const hub = tree.hub
 
   const tryReserve = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
@@ -272,14 +311,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         // Not renewed after a failed request: a hold it made anyway expires.
         Effect.tapError(() => Effect.sync(() => tree.live.delete(id))),
         Effect.map((result): RedisHold | BudgetExceeded => {
-          if (result[0] === "ok") {
-            if (hub.listening) hub.publish({ _tag: "Reserved", budget: path, tokens, usd: usdFromNanos(nanos) })
-            return new RedisHold(tree, chain, id, tokens, nanos)
-          }
+          if (result[0] === "ok") return new RedisHold(tree, chain, id, tokens, nanos)
           tree.live.delete(id)
-          const error = exceeded(chain, result, tokens, nanos)
-          publishExceeded(hub, error)
-          return error
+          return exceeded(chain, result, tokens, nanos)
         })
       )
     })
@@ -305,7 +339,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           next.resume?.()
           return Effect.void
         }
-        return Effect.ignore(tree.redis.eval(Scripts.waiting)(`${tree.key}:waiters`, tree.process, 0))
+        return Effect.ignore(tree.redis.eval(Scripts.register)(`${tree.key}:waiters`, tree.process, 0))
       })
       const turn = Effect.callback<void>((resume) => {
         if (tree.line.head === waiter) return resume(Effect.void)
@@ -336,15 +370,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
     path,
     record: (tokens, nanos) =>
       call(tree.redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
-        Effect.flatMap((result) => {
-          if (result[0] === "ok") {
-            if (hub.listening) hub.publish({ _tag: "Recorded", budget: path, tokens, usd: usdFromNanos(nanos) })
-            return Effect.void
-          }
-          const error = exceeded(chain, result, tokens, nanos)
-          publishExceeded(hub, error)
-          return Effect.fail(error)
-        })
+        Effect.flatMap((result) =>
+          result[0] === "ok" ? Effect.void : Effect.fail(exceeded(chain, result, tokens, nanos))
+        )
       ),
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
     releaseOnClose: (reservation) => reservation.close,
@@ -373,17 +401,10 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         }
       })
     ),
-    reset: call(tree.redis.eval(Scripts.reset)(key, tree.key)).pipe(
-      Effect.tap(() =>
-        Effect.sync(() => {
-          if (hub.listening) hub.publish({ _tag: "Reset", budget: path, windowEndsAt: undefined })
-        })
-      ),
-      Effect.asVoid
-    ),
+    reset: Effect.asVoid(call(tree.redis.eval(Scripts.reset)(key, tree.key))),
     child: (settings) => Effect.map(ensure(tree, chain, settings), (childChain) => storeOf(tree, childChain)),
     get events() {
-      return hub.events(path)
+      return events(tree, path)
     }
   }
 }
