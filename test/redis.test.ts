@@ -18,6 +18,17 @@ const child = {
 }
 
 describe.runIf(available)("Redis", () => {
+  it.effect("a commit built but never run leaves the scope to release the hold", () =>
+    Effect.gen(function*() {
+      const budget = yield* makeRedisBudget({ tokenCap: 100 })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const hold = yield* budget.reserve({ tokens: 30 })
+        hold.commit({ tokens: 5 }) // an effect, not a commit: nothing was sent
+      }))
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, 0])
+    }))
+
   it.effect("a bad lease or timeout fails with InvalidUsage, and a cron window is refused for now", () =>
     Effect.gen(function*() {
       const lease = yield* Effect.flip(makeRedisBudget({ leaseTtl: "soon" as never }))

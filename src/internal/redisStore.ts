@@ -85,7 +85,10 @@ export class RedisHold implements Reservation {
   private pending: { readonly tokens: number; readonly nanos: number } | undefined = undefined
   constructor(
     readonly tree: Tree,
-    readonly chain: ReadonlyArray<Level>,
+    /** The budget it was taken on. */
+    readonly origin: Level,
+    /** The key of every level of its chain, shared by the holds of one budget. */
+    readonly keys: ReadonlyArray<string>,
     readonly id: string,
     readonly tokens: number,
     readonly nanos: number
@@ -94,21 +97,10 @@ export class RedisHold implements Reservation {
   }
 
   commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
-    if (actual !== undefined) {
-      const invalid = usageError(actual, "actual")
-      if (invalid !== undefined) return Effect.fail(invalid)
-    }
-    const tokens = actual?.tokens ?? this.tokens
-    const nanos = actual?.usd === undefined ? this.nanos : usdToNanos(actual.usd)
-    this.pending ??= { tokens, nanos }
-    return this.settle(this.tree.redis.eval(Scripts.commit)(
-      this.chain.map((level) => level.key),
-      this.tree.key,
-      this.id,
-      tokens,
-      nanos,
-      keepMillis(this.tree)
-    ))
+    if (actual === undefined) return this.charge(this.tokens, this.nanos)
+    const invalid = usageError(actual, "actual")
+    if (invalid !== undefined) return Effect.fail(invalid)
+    return this.charge(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
   }
 
   /**
@@ -117,17 +109,27 @@ export class RedisHold implements Reservation {
    * Redis still cannot be reached, the lease runs out instead.
    */
   get close(): Effect.Effect<void> {
-    const settling = this.pending === undefined ? this.release : this.commit({
-      tokens: this.pending.tokens,
-      usd: usdFromNanos(this.pending.nanos)
-    })
-    return Effect.ignore(settling).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
+    return Effect.suspend(() => {
+      const pending = this.pending
+      return Effect.ignore(pending === undefined ? this.release : this.charge(pending.tokens, pending.nanos))
+    }).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
     return this.settle(
-      this.tree.redis.eval(Scripts.release)(this.chain[0]!.key, this.tree.key, this.id, keepMillis(this.tree))
+      this.tree.redis.eval(Scripts.release)(this.origin.key, this.tree.key, this.id, keepMillis(this.tree))
     )
+  }
+
+  // Remembered when it runs, not when it is built: only a commit sent for
+  // real turns the scope's release into a retried commit.
+  private charge(tokens: number, nanos: number): Effect.Effect<Settlement, BudgetUnavailable> {
+    return Effect.suspend(() => {
+      this.pending ??= { tokens, nanos }
+      return this.settle(
+        this.tree.redis.eval(Scripts.commit)(this.keys, this.tree.key, this.id, tokens, nanos, keepMillis(this.tree))
+      )
+    })
   }
 
   private settle(
@@ -135,7 +137,7 @@ export class RedisHold implements Reservation {
   ): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
-      return reach(this.tree, this.chain[0]!.path, script).pipe(
+      return reach(this.tree, this.origin.path, script).pipe(
         Effect.map((result) => {
           this.settlement ??= settlementOf(result)
           this.tree.live.delete(this.id)
@@ -201,9 +203,9 @@ export const make = (
           tree.live.size === 0
             ? Effect.void
             : redis.eval(Scripts.renew)(`${tree.key}:leases`, options.leaseMillis, [...tree.live]),
-          tree.line.head === undefined ? Effect.void : register(tree)
+          tree.line.head === undefined ? Effect.void : registerIn(tree, "waiters", options.leaseMillis)
         ]))
-      ).pipe(Effect.repeat(Schedule.spaced(Math.max(1, Math.floor(options.leaseMillis / 3)))))
+      ).pipe(Effect.repeat(renewals(tree)))
     )
 
     // Room freed anywhere in the tree, by any process, wakes this process's line.
@@ -219,8 +221,12 @@ export const make = (
     return storeOf(tree, root)
   })
 
-const register = (tree: Tree) =>
-  tree.redis.eval(Scripts.register)(`${tree.key}:waiters`, tree.process, tree.options.leaseMillis)
+/** Registers this process in `<tree>:<set>` for a lease time, or with 0 unregisters it. */
+const registerIn = (tree: Tree, set: "waiters" | "listeners", millis: number) =>
+  tree.redis.eval(Scripts.register)(`${tree.key}:${set}`, tree.process, millis)
+
+/** Leases and registrations are renewed three times a lease. */
+const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3)))
 
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
   Effect.gen(function*() {
@@ -243,14 +249,11 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettin
  */
 const events = (tree: Tree, path: string): Stream.Stream<BudgetEvent> => {
   const below = `${path}/`
-  const listeners = `${tree.key}:listeners`
-  const listen = (millis: number) => Effect.ignore(tree.redis.eval(Scripts.register)(listeners, tree.process, millis))
+  const listen = (millis: number) => Effect.ignore(registerIn(tree, "listeners", millis))
   return Stream.unwrap(Effect.gen(function*() {
     const messages = yield* tree.redis.subscribe(`${tree.key}:events`)
     yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
-    yield* Effect.forkScoped(
-      Effect.repeat(listen(tree.options.leaseMillis), Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3))))
-    )
+    yield* Effect.forkScoped(Effect.repeat(listen(tree.options.leaseMillis), renewals(tree)))
     return Stream.fromQueue(messages)
   })).pipe(
     Stream.map((message) => eventOf(JSON.parse(message.message))),
@@ -311,7 +314,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         // Not renewed after a failed request: a hold it made anyway expires.
         Effect.tapError(() => Effect.sync(() => tree.live.delete(id))),
         Effect.map((result): RedisHold | BudgetExceeded => {
-          if (result[0] === "ok") return new RedisHold(tree, chain, id, tokens, nanos)
+          if (result[0] === "ok") return new RedisHold(tree, chain[0]!, keys, id, tokens, nanos)
           tree.live.delete(id)
           return exceeded(chain, result, tokens, nanos)
         })
@@ -339,7 +342,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           next.resume?.()
           return Effect.void
         }
-        return Effect.ignore(tree.redis.eval(Scripts.register)(`${tree.key}:waiters`, tree.process, 0))
+        return Effect.ignore(registerIn(tree, "waiters", 0))
       })
       const turn = Effect.callback<void>((resume) => {
         if (tree.line.head === waiter) return resume(Effect.void)
@@ -362,7 +365,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           })
         }
       )
-      const registered = first ? Effect.andThen(call(register(tree)), attempt) : attempt
+      const registered = first
+        ? Effect.andThen(call(registerIn(tree, "waiters", tree.options.leaseMillis)), attempt)
+        : attempt
       return Effect.onExit(registered, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
     })
 
