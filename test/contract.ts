@@ -578,6 +578,47 @@ export const contract = (store: StoreUnderTest) =>
             { _tag: "Reset", budget: org.path, windowEndsAt: undefined }
           ])
         }))
+
+      it.effect("a threshold follows the charge that crossed it, at each level, once per axis until a reset", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org", tokenCap: 100, usdCap: 1, thresholds: [0.5, 0.8] })
+          const agent = yield* org.child("agent", { tokenCap: 10, thresholds: [0.5] })
+          const seen: Array<BudgetEvent> = []
+          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* settle
+          yield* settle
+          yield* agent.record({ tokens: 6 })
+          yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 4 }), (r) => r.commit({ tokens: 4 })))
+          yield* org.record({ tokens: 45 })
+          yield* org.record({ tokens: 30, usd: 0.9 })
+          yield* org.record({ tokens: 1 })
+          yield* org.reset
+          yield* org.record({ tokens: 50 })
+          yield* settle
+          assert.deepStrictEqual(
+            seen.map((e) =>
+              e._tag === "ThresholdCrossed"
+                ? `${e.budget === org.path ? "org" : e.budget === agent.path ? "agent" : e.budget} ${e.axis} ${e.threshold} ${e.used}/${e.cap}`
+                : e._tag
+            ),
+            [
+              "Recorded",
+              "agent tokens 0.5 6/10",
+              "Reserved",
+              "Committed",
+              "Recorded",
+              "org tokens 0.5 55/100",
+              "Recorded",
+              "org tokens 0.8 85/100",
+              "org usd 0.5 0.9/1",
+              "org usd 0.8 0.9/1",
+              "Recorded",
+              "Reset",
+              "Recorded",
+              "org tokens 0.5 50/100"
+            ]
+          )
+        }))
     })
 
     describe("interruption at every step of a reservation's life", () => {

@@ -2,7 +2,9 @@ import * as Redis from "effect/persistence/Redis"
 
 /*
  * The Lua side of the Redis store. Every operation is one script, atomic in
- * Redis, on Redis's clock (`TIME`). A budget is a hash:
+ * Redis, on Redis's clock (`TIME`). Every script gets the chain of the
+ * budget it acts on as KEYS, from that budget up to the root, and the
+ * tree's key as ARGV[1]. A budget is a hash `<tree>:n:<path>`:
  *
  *   tu, nu   tokens and nano-dollars used
  *   tr, nr   tokens and nano-dollars held
@@ -10,90 +12,268 @@ import * as Redis from "effect/persistence/Redis"
  *   gen      bumped by every reset; holds of an older generation are stale
  *   wlen     window length in milliseconds; 0 without a window
  *   wend     when the current window ends, in epoch milliseconds
+ *   th       the thresholds that raise ThresholdCrossed, comma-separated
  *
- * A hold is a hash `<tree>:h:<id>` (t, n, then c<i> and g<i>: the key and
- * generation of each level of its chain) with a lease: its expiry in the
- * sorted set `<tree>:leases`. Every script first gives back expired leases,
- * so a crashed process's holds return within the lease time. A settlement is
- * kept at `<tree>:s:<id>` for a while, so a retried commit charges once.
- * Scripts that free room publish on `<tree>:freed`, which waiters listen to,
- * if some process is registered in `<tree>:waiters`.
+ * and the root's hash also says what the whole tree needs:
+ *
+ *   lq       until when some process listens for events (epoch ms)
+ *   wq       how many requests wait in the tree's lines
+ *   seq      the last ticket handed to a waiting request
+ *
+ * A hold is a string `<tree>:h:<id>`, "h <tokens> <nanos> <gen,...> <path>",
+ * with a lease: its expiry in the sorted set `<tree>:leases`. Settling
+ * replaces it with the settlement, "c <tokens> <nanos> <overage> <overage>"
+ * or "r", kept for a while, so a retried commit charges once. Expired leases
+ * are given back whenever they stand in a request's way, and by snapshots.
+ *
+ * Waiting requests line up first come, first served across every process:
+ * each has a ticket (`seq`) in the line `<tree>:q:<path>` of the first
+ * budget of its chain that holds it back, described at `<tree>:w:<ticket>`
+ * and kept alive by a lease in `<tree>:tickets`. Scripts that free room in
+ * a budget look at its line's head; one that now fits is woken with its
+ * ticket on `<tree>:wake`, one held back higher up moves to that line.
  *
  * All keys of one tree share the hash tag of `<tree>`, so the scripts stay
  * within one Redis Cluster slot. Integers leave Lua formatted with %.0f,
- * exact up to 2^53.
+ * exact up to 2^53. Every `redis.call` costs about a microsecond, so the
+ * common paths make as few as they can: a record is a read and a write per
+ * level.
  */
 const prelude = `
+local tree = ARGV[1]
+local root = KEYS[#KEYS]
+local now = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
 end
 -- %.0f is exact up to 2^53; 0 first, as -0 would read "-0".
 local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
--- One read of a budget's counters; the script then works on the copy and
--- writes back once.
-local function load(key)
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'wlen', 'wend', 'gen')
-  return {
-    key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
-    tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, wlen = tonumber(v[7]) or 0, wend = tonumber(v[8]) or 0,
-    gen = v[9] or '0'
-  }
+local function key_of(path) return tree .. ':n:' .. path end
+local function path_of(key) return string.sub(key, #tree + 4) end
+local function line_of(path) return tree .. ':q:' .. path end
+local function ticket_of(ticket) return tree .. ':w:' .. ticket end
+
+-- The keys of a budget's chain, from the budget up to the root.
+local function chain_of(path)
+  local keys, cuts = { key_of(path) }, {}
+  for at in string.gmatch(path, '()/') do table.insert(cuts, at) end
+  for i = #cuts, 1, -1 do table.insert(keys, key_of(string.sub(path, 1, cuts[i] - 1))) end
+  return keys
 end
-local function roll(tree, b, now)
-  if b.wlen > 0 and now >= b.wend then
-    b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
-    b.wend = (math.floor(now / b.wlen) + 1) * b.wlen
-    redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
-    b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
-    announce(tree, { t = 'Reset', b = path_of(tree, b.key), we = int(b.wend) })
-    return true
+
+-- Events are published only while some process listens.
+local listening = nil
+local function announce(event)
+  if listening == nil then
+    local lq = tonumber(redis.call('HGET', root, 'lq') or '0')
+    listening = lq > 0 and lq > now_ms()
   end
-  return false
+  if listening then redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
+end
+
+-- Budgets read once per script and kept here, so every step sees the
+-- changes of the steps before it. A window that has ended restarts as it
+-- is read.
+local levels, restarted = {}, {}
+local function level(key)
+  local b = levels[key]
+  if b then return b end
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'th', 'lq', 'wq')
+  b = {
+    key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
+    tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
+    wend = tonumber(v[9]) or 0, th = v[10] or '', wq = tonumber(v[12]) or 0
+  }
+  levels[key] = b
+  if key == root and listening == nil then
+    local lq = tonumber(v[11]) or 0
+    listening = lq > 0 and lq > now_ms()
+  end
+  if b.wlen > 0 and now_ms() >= b.wend then
+    b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
+    b.wend = (math.floor(now_ms() / b.wlen) + 1) * b.wlen
+    b.gen = tostring(redis.call('HINCRBY', key, 'gen', 1))
+    redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
+    announce({ t = 'Reset', b = path_of(key), we = int(b.wend) })
+    table.insert(restarted, key)
+  end
+  return b
+end
+local function save(b) redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr)) end
+
+local function fits(b, t, n)
+  return (b.tc < 0 or b.tu + b.tr + t <= b.tc) and (b.nc < 0 or b.nu + b.nr + n <= b.nc)
 end
 local function refused(b, t, n)
   if b.tc >= 0 and b.tu + b.tr + t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
   if b.nc >= 0 and b.nu + b.nr + n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
   return nil
 end
--- Gives a hold back at each level whose generation it still has.
-local function drop(tree, id)
-  local hkey = tree .. ':h:' .. id
-  local fields = redis.call('HGETALL', hkey)
-  if #fields == 0 then return false end
-  local h = {}
-  for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
-  for i = 1, tonumber(h.d) do
-    local key = h['c' .. i]
-    if redis.call('HGET', key, 'gen') == h['g' .. i] then
-      redis.call('HINCRBY', key, 'tr', int(-tonumber(h.t)))
-      redis.call('HINCRBY', key, 'nr', int(-tonumber(h.n)))
+local function too_big(b, t, n)
+  if b.tc >= 0 and t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
+  if b.nc >= 0 and n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
+  return nil
+end
+
+-- ThresholdCrossed for each threshold the charge took a budget's use past.
+local function cross(b, tu, nu)
+  if listening == false or b.th == '' then return end
+  for th in string.gmatch(b.th, '[^,]+') do
+    local f = tonumber(th)
+    if b.tc >= 0 and tu < f * b.tc and b.tu >= f * b.tc then
+      announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'tokens', th = th, u = int(b.tu), c = int(b.tc) })
     end
   end
-  redis.call('DEL', hkey)
-  redis.call('ZREM', tree .. ':leases', id)
-  return true
-end
-local function reap(tree, now)
-  local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', int(now), 'LIMIT', 0, 64)
-  for _, id in ipairs(expired) do drop(tree, id) end
-  return #expired > 0
-end
--- Wakes waiting processes, if any: each registers in <tree>:waiters until
--- a time, so a tree nobody waits on publishes nothing.
-local function freed(tree)
-  if redis.call('ZCOUNT', tree .. ':waiters', now_ms(), '+inf') > 0 then
-    redis.call('PUBLISH', tree .. ':freed', '1')
+  for th in string.gmatch(b.th, '[^,]+') do
+    local f = tonumber(th)
+    if b.nc >= 0 and nu < f * b.nc and b.nu >= f * b.nc then
+      announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'usd', th = th, u = int(b.nu), c = int(b.nc) })
+    end
   end
 end
--- Publishes an event on <tree>:events, if some process listens (registered
--- in <tree>:listeners). Amounts travel as strings: cjson would round them.
-local listening = nil
-local function announce(tree, event)
-  if listening == nil then listening = redis.call('ZCOUNT', tree .. ':listeners', now_ms(), '+inf') > 0 end
-  if listening then redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
+
+-- Holds: "h <tokens> <nanos> <gen,...> <path>", or a settlement.
+local function hold_of(v)
+  local t, n, gens, path = string.match(v, '^h (%d+) (%d+) ([^ ]+) (.*)$')
+  if not t then return nil end
+  local g = {}
+  for x in string.gmatch(gens, '[^,]+') do table.insert(g, x) end
+  return { t = tonumber(t), n = tonumber(n), gens = g, path = path }
 end
-local function path_of(tree, key) return string.sub(key, #tree + 4) end
+local function settlement_of(v)
+  local s = {}
+  for x in string.gmatch(v, '[^ ]+') do table.insert(s, x) end
+  return s
+end
+-- Gives a hold back at each level whose generation it still has.
+local function give_back(h)
+  local keys = chain_of(h.path)
+  for i, key in ipairs(keys) do
+    local b = level(key)
+    if b.gen == h.gens[i] then
+      b.tr, b.nr = b.tr - h.t, b.nr - h.n
+      redis.call('HSET', key, 'tr', int(b.tr), 'nr', int(b.nr))
+    end
+  end
+  return keys
+end
+
+-- --- waiting ------------------------------------------------------------
+-- Tickets to tell, in order, and as a set.
+local woken, told = {}, {}
+local function head_of(path)
+  local head = redis.call('ZRANGE', line_of(path), 0, 0)
+  return head[1]
+end
+-- The first budget of a waiter's chain that holds it back: one it does not
+-- fit, or whose line has an earlier ticket in it.
+local function holds_back(seq, t, n, path)
+  for _, key in ipairs(chain_of(path)) do
+    local head = head_of(path_of(key))
+    if head and tonumber(head) < seq then return key end
+    if not fits(level(key), t, n) then return key end
+  end
+  return nil
+end
+local function move(ticket, from, to)
+  redis.call('ZREM', line_of(from), ticket)
+  redis.call('ZADD', line_of(to), ticket, ticket)
+  redis.call('HSET', ticket_of(ticket), 'l', to)
+end
+-- Wakes the head of a budget's line if it now fits its whole chain; a head
+-- held back higher up moves to that line, and the next head is considered.
+local function wake(path)
+  local at = key_of(path)
+  while true do
+    local head = head_of(path)
+    if not head or told[head] then return end
+    local w = redis.call('HMGET', ticket_of(head), 't', 'n', 'o')
+    local blocker = holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
+    if blocker == at then return end
+    if blocker == nil then
+      told[head] = true
+      table.insert(woken, head)
+      return
+    end
+    move(head, path, path_of(blocker))
+  end
+end
+local function waiting() return level(root).wq > 0 end
+local function wake_all(keys)
+  if not waiting() then return end
+  for _, key in ipairs(keys) do wake(path_of(key)) end
+end
+-- A ticket leaving its line for good; the line may serve its next head.
+local function leave(ticket)
+  local at = redis.call('HGET', ticket_of(ticket), 'l')
+  if not at then return end
+  redis.call('ZREM', line_of(at), ticket)
+  redis.call('ZREM', tree .. ':tickets', ticket)
+  redis.call('DEL', ticket_of(ticket))
+  local r = level(root)
+  r.wq = r.wq - 1
+  redis.call('HSET', root, 'wq', int(r.wq))
+  wake(at)
+end
+
+-- Gives back the holds and tickets whose leases ran out; true if any.
+local function reap()
+  local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', int(now_ms()), 'LIMIT', 0, 64)
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', tree .. ':leases', id)
+    local hkey = tree .. ':h:' .. id
+    local v = redis.call('GET', hkey)
+    local h = v and hold_of(v)
+    if h then
+      redis.call('DEL', hkey)
+      wake_all(give_back(h))
+    end
+  end
+  if waiting() then
+    for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', int(now_ms()), 'LIMIT', 0, 64)) do
+      leave(ticket)
+    end
+  end
+  return #expired > 0
+end
+
+-- Every script ends here: lines of budgets whose window restarted are
+-- looked at, and the woken tickets told.
+local function finish(result)
+  while #restarted > 0 do
+    local keys = restarted
+    restarted = {}
+    wake_all(keys)
+  end
+  if #woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(woken, ' ')) end
+  return result
+end
+
+-- The first level of the chain the charge does not fit, after giving back
+-- expired leases if that could change the answer.
+local function refusal(t, n)
+  for i = 1, #KEYS do
+    local r = refused(level(KEYS[i]), t, n)
+    if r then
+      table.insert(r, i)
+      return r
+    end
+  end
+  return nil
+end
+local function check(t, n)
+  local r = refusal(t, n)
+  if r and reap() then r = refusal(t, n) end
+  return r
+end
+local function exceeded(r, t, n)
+  announce({ t = 'Exceeded', b = path_of(KEYS[r[4]]), a = r[1], k = r[2], c = r[3], tk = int(t), n = int(n) })
+  return finish({ 'x', r[1], r[2], r[3], r[4] })
+end
 `
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
@@ -101,39 +281,53 @@ type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, lev
 /** `["ok"]`, or `["x", axis, used + reserved, cap, level]` for the first level that refuses. */
 export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal]
 
-const checkChain = `
-local now = now_ms()
-if reap(tree, now) then freed(tree) end
-local budgets = {}
-for i = 1, #KEYS do
-  budgets[i] = load(KEYS[i])
-  if roll(tree, budgets[i], now) then freed(tree) end
-end
-for i = 1, #KEYS do
-  local r = refused(budgets[i], t, n)
-  if r then
-    announce(tree, { t = 'Exceeded', b = path_of(tree, KEYS[i]), a = r[1], k = r[2], c = r[3], tk = ARGV[2], n = ARGV[3] })
-    return { 'x', r[1], r[2], r[3], i }
-  end
-end
-`
+/**
+ * A waiting request's answer: its hold, a refusal if it can never fit, or
+ * `["w", ticket, millis]`: wait for the ticket's wake-up, or that long.
+ */
+export type WaitResult = ChargeResult | readonly ["w", string, number]
 
-/** Charges every level of the chain (KEYS), or none. */
+/** A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or `["r"]`. */
+export type SettlementResult = readonly ["c", string, string, string, string] | readonly ["r"]
+
+/** Charges every level of the chain, or none. */
 export const record = Redis.script(
   (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number) => [...chain, tree, tokens, nanos],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local tree, t, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-${checkChain}
-for _, b in ipairs(budgets) do redis.call('HSET', b.key, 'tu', int(b.tu + t), 'nu', int(b.nu + n)) end
-announce(tree, { t = 'Recorded', b = path_of(tree, KEYS[1]), tk = ARGV[2], n = ARGV[3] })
-return { 'ok' }
+local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local r = check(t, n)
+if r then return exceeded(r, t, n) end
+for i = 1, #KEYS do
+  local b = level(KEYS[i])
+  local tu, nu = b.tu, b.nu
+  b.tu, b.nu = tu + t, nu + n
+  redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
+  if i == 1 then announce({ t = 'Recorded', b = path_of(KEYS[1]), tk = ARGV[2], n = ARGV[3] }) end
+  cross(b, tu, nu)
+end
+return finish({ 'ok' })
 `
   }
 ).withReturnType<ChargeResult>()
 
-/** Holds on every level of the chain (KEYS), or none, under a lease. */
+const hold = `
+local function take(t, n, id, lease)
+  local gens = {}
+  for i = 1, #KEYS do
+    local b = level(KEYS[i])
+    b.tr, b.nr = b.tr + t, b.nr + n
+    redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
+    gens[i] = b.gen
+  end
+  redis.call('SET', tree .. ':h:' .. id, 'h ' .. int(t) .. ' ' .. int(n) .. ' ' .. table.concat(gens, ',') .. ' ' .. path_of(KEYS[1]))
+  redis.call('ZADD', tree .. ':leases', int(now_ms() + lease), id)
+  announce({ t = 'Reserved', b = path_of(KEYS[1]), tk = int(t), n = int(n) })
+end
+`
+
+/** Holds on every level of the chain, or none, under a lease. */
 export const reserve = Redis.script(
   (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number, id: string, leaseMillis: number) => [
     ...chain,
@@ -145,29 +339,109 @@ export const reserve = Redis.script(
   ],
   {
     numberOfKeys: (chain) => chain.length,
-    lua: `${prelude}
-local tree, t, n, id = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-${checkChain}
-local hold = { 't', ARGV[2], 'n', ARGV[3], 'd', #KEYS }
-for i, b in ipairs(budgets) do
-  redis.call('HSET', b.key, 'tr', int(b.tr + t), 'nr', int(b.nr + n))
-  table.insert(hold, 'c' .. i)
-  table.insert(hold, b.key)
-  table.insert(hold, 'g' .. i)
-  table.insert(hold, b.gen)
-end
-redis.call('HSET', tree .. ':h:' .. id, unpack(hold))
-announce(tree, { t = 'Reserved', b = path_of(tree, KEYS[1]), tk = ARGV[2], n = ARGV[3] })
-redis.call('ZADD', tree .. ':leases', int(now + tonumber(ARGV[5])), id)
-return { 'ok' }
+    lua: `${prelude}${hold}
+local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local r = check(t, n)
+if r then return exceeded(r, t, n) end
+take(t, n, ARGV[4], tonumber(ARGV[5]))
+return finish({ 'ok' })
 `
   }
 ).withReturnType<ChargeResult>()
 
 /**
+ * A waiting request's attempt: a hold if nothing holds it back (no cap, no
+ * earlier ticket in a line of its chain), else a ticket in the line of the
+ * first budget that does. `ticket` is "" on the first attempt.
+ */
+export const reserveWaiting = Redis.script(
+  (
+    chain: ReadonlyArray<string>,
+    tree: string,
+    tokens: number,
+    nanos: number,
+    id: string,
+    leaseMillis: number,
+    ticket: string
+  ) => [...chain, tree, tokens, nanos, id, leaseMillis, ticket],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}${hold}
+local t, n, id, lease, ticket = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
+-- Larger than a cap: no release or reset could ever make room.
+for i = 1, #KEYS do
+  local r = too_big(level(KEYS[i]), t, n)
+  if r then
+    if ticket ~= '' then leave(ticket) end
+    table.insert(r, i)
+    return exceeded(r, t, n)
+  end
+end
+if ticket == '' and not waiting() and refusal(t, n) == nil then
+  take(t, n, id, lease)
+  return finish({ 'ok' })
+end
+reap()
+local r = level(root)
+local from = false
+if ticket ~= '' then from = redis.call('HGET', ticket_of(ticket), 'l') end
+-- A ticket whose lease ran out while its process was away lines up again.
+if from == false then ticket = '' end
+local seq = tonumber(ticket)
+if ticket == '' then seq = redis.call('HINCRBY', root, 'seq', 1) end
+local blocker = holds_back(seq, t, n, path_of(KEYS[1]))
+if blocker == nil then
+  take(t, n, id, lease)
+  if ticket ~= '' then leave(ticket) end
+  return finish({ 'ok' })
+end
+local at = path_of(blocker)
+if ticket == '' then
+  ticket = tostring(seq)
+  redis.call('HSET', ticket_of(ticket), 't', ARGV[2], 'n', ARGV[3], 'o', path_of(KEYS[1]), 'l', at)
+  redis.call('ZADD', line_of(at), seq, ticket)
+  r.wq = r.wq + 1
+  redis.call('HSET', root, 'wq', int(r.wq))
+elseif from ~= at then
+  move(ticket, from, at)
+  wake(from)
+end
+redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
+-- When to look again if no script calls the ticket: when what holds it back
+-- could be gone with no one to announce it (a window ending, the lease of a
+-- hold or of the ticket ahead running out), and at the latest after a lease
+-- (a lost message).
+local soon = now_ms() + lease
+local b = level(blocker)
+if b.wlen > 0 then soon = math.min(soon, b.wend) end
+local ahead = redis.call('ZRANGE', line_of(at), 0, 1)
+if ahead[1] == ticket then
+  local first = redis.call('ZRANGE', tree .. ':leases', 0, 0, 'WITHSCORES')
+  if first[2] then soon = math.min(soon, tonumber(first[2])) end
+elseif ahead[2] == ticket then
+  local expiry = redis.call('ZSCORE', tree .. ':tickets', ahead[1])
+  if expiry then soon = math.min(soon, tonumber(expiry)) end
+end
+return finish({ 'w', ticket, math.max(1, soon - now_ms() + 1) })
+`
+  }
+).withReturnType<WaitResult>()
+
+/** A waiting request giving up: its ticket leaves its line. */
+export const leave = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string, ticket: string) => [...chain, tree, ticket],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+leave(ARGV[2])
+return finish(0)
+`
+  }
+).withReturnType<number>()
+
+/**
  * Settles a hold: gives it back and charges the actual at every level of the
- * chain (KEYS). Returns the settlement, the first one if it was settled
- * before: `["c", tokens, nanos, tokensOverage, nanosOverage]` or `["r"]`.
+ * chain. Returns the settlement, the first one if it was settled before.
  */
 export const commit = Redis.script(
   (chain: ReadonlyArray<string>, tree: string, id: string, tokens: number, nanos: number, keepMillis: number) => [
@@ -181,91 +455,109 @@ export const commit = Redis.script(
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local tree, id, t, n = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local skey = tree .. ':s:' .. id
-local done = redis.call('GET', skey)
-if done then return cjson.decode(done) end
-local now = now_ms()
-reap(tree, now)
+local id, t, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local hkey = tree .. ':h:' .. id
-local fields = redis.call('HGETALL', hkey)
-local h = {}
-for i = 1, #fields, 2 do h[fields[i]] = fields[i + 1] end
-local ht, hn = tonumber(h.t or '0'), tonumber(h.n or '0')
+local v = redis.call('GET', hkey)
+local h = nil
+if v then
+  h = hold_of(v)
+  if not h then return settlement_of(v) end
+end
 local tover, nover = 0, 0
 for i = 1, #KEYS do
-  local b = load(KEYS[i])
-  roll(tree, b, now)
+  local b = level(KEYS[i])
   local et, en = 0, 0
-  if h.t and b.gen == h['g' .. i] then et, en = ht, hn end
+  if h and b.gen == h.gens[i] then et, en = h.t, h.n end
   if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
   if b.nc >= 0 then nover = math.max(nover, n - en - math.max(0, b.nc - b.nu - b.nr)) end
-  redis.call('HSET', b.key, 'tu', int(b.tu + t), 'nu', int(b.nu + n), 'tr', int(b.tr - et), 'nr', int(b.nr - en))
+  local tu, nu = b.tu, b.nu
+  b.tu, b.nu, b.tr, b.nr = tu + t, nu + n, b.tr - et, b.nr - en
+  save(b)
+  if i == 1 then
+    announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = int(tover), no = int(nover) })
+  end
+  cross(b, tu, nu)
 end
-redis.call('DEL', hkey)
+local settlement = 'c ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. int(tover) .. ' ' .. int(nover)
+redis.call('SET', hkey, settlement, 'PX', ARGV[5])
 redis.call('ZREM', tree .. ':leases', id)
-local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
-redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[5])
-freed(tree)
-announce(tree, { t = 'Committed', b = path_of(tree, KEYS[1]), tk = ARGV[3], n = ARGV[4], to = int(tover), no = int(nover) })
-return settlement
+wake_all(KEYS)
+return finish(settlement_of(settlement))
 `
   }
-).withReturnType<readonly ["c", string, string, string, string] | readonly ["r"]>()
+).withReturnType<SettlementResult>()
 
 /** Gives a hold back, unless it was settled before: returns the settlement. */
 export const release = Redis.script(
-  (key: string, tree: string, id: string, keepMillis: number) => [key, tree, id, keepMillis],
+  (chain: ReadonlyArray<string>, tree: string, id: string, keepMillis: number) => [...chain, tree, id, keepMillis],
   {
-    numberOfKeys: 1,
+    numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local tree, id = ARGV[1], ARGV[2]
-local skey = tree .. ':s:' .. id
-local done = redis.call('GET', skey)
-if done then return cjson.decode(done) end
-local now = now_ms()
-reap(tree, now)
+local id = ARGV[2]
 local hkey = tree .. ':h:' .. id
-local held = redis.call('HMGET', hkey, 't', 'n')
-if drop(tree, id) then
-  announce(tree, { t = 'Released', b = path_of(tree, KEYS[1]), tk = held[1], n = held[2] })
+local v = redis.call('GET', hkey)
+if v then
+  local h = hold_of(v)
+  if not h then return settlement_of(v) end
+  give_back(h)
+  announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) })
 end
-local settlement = { 'r' }
-redis.call('SET', skey, cjson.encode(settlement), 'PX', ARGV[3])
-freed(tree)
-return settlement
+redis.call('SET', hkey, 'r', 'PX', ARGV[3])
+redis.call('ZREM', tree .. ':leases', id)
+wake_all(KEYS)
+return finish({ 'r' })
 `
   }
-).withReturnType<readonly ["c", string, string, string, string] | readonly ["r"]>()
+).withReturnType<SettlementResult>()
 
-/** Extends the leases of holds still alive. */
+/** Extends the leases of this process's live holds and waiting tickets. */
 export const renew = Redis.script(
-  (leases: string, leaseMillis: number, ids: ReadonlyArray<string>) => [leases, leaseMillis, ...ids],
+  (tree: string, leaseMillis: number, holds: ReadonlyArray<string>, tickets: ReadonlyArray<string>) => [
+    `${tree}:leases`,
+    `${tree}:tickets`,
+    leaseMillis,
+    holds.length,
+    ...holds,
+    ...tickets
+  ],
   {
-    numberOfKeys: 1,
-    lua: `${prelude}
-local expiry = now_ms() + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', int(expiry), ARGV[i]) end
+    numberOfKeys: 2,
+    lua: `
+local t = redis.call('TIME')
+local expiry = string.format('%.0f', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1]))
+local holds = tonumber(ARGV[2])
+for i = 3, #ARGV do
+  if i - 2 <= holds then
+    redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
+  else
+    redis.call('ZADD', KEYS[2], 'XX', expiry, ARGV[i])
+  end
+end
 return 0
 `
   }
 ).withReturnType<number>()
 
 /**
- * Registers a process in a sorted set until `now + millis`, or, with 0,
- * unregisters it: in `<tree>:waiters` to be told when room is freed, in
- * `<tree>:listeners` to be sent events.
+ * Registers a process as listening for events until `now + millis`, or,
+ * with 0, unregisters it; the root's `lq` keeps the latest expiry, which is
+ * all the other scripts read.
  */
-export const register = Redis.script(
-  (set: string, process: string, millis: number) => [set, process, millis],
+export const listen = Redis.script(
+  (tree: string, root: string, process: string, millis: number) => [`${tree}:listeners`, root, process, millis],
   {
-    numberOfKeys: 1,
-    lua: `${prelude}
+    numberOfKeys: 2,
+    lua: `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if tonumber(ARGV[2]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
 else
-  redis.call('ZADD', KEYS[1], int(now_ms() + tonumber(ARGV[2])), ARGV[1])
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('HSET', KEYS[2], 'lq', last[2] or '0')
 return 0
 `
   }
@@ -273,64 +565,60 @@ return 0
 
 /** The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`. */
 export const snapshot = Redis.script(
-  (key: string, tree: string) => [key, tree],
+  (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
   {
-    numberOfKeys: 1,
+    numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local tree = ARGV[1]
-local now = now_ms()
-if reap(tree, now) then freed(tree) end
-local b = load(KEYS[1])
-if roll(tree, b, now) then freed(tree) end
-return { int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) }
+reap()
+local b = level(KEYS[1])
+return finish({ int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) })
 `
   }
 ).withReturnType<ReadonlyArray<string>>()
 
 /** Zeroes one budget and starts a new generation. */
 export const reset = Redis.script(
-  (key: string, tree: string) => [key, tree],
+  (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
   {
-    numberOfKeys: 1,
+    numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-redis.call('HSET', KEYS[1], 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0)
-redis.call('HINCRBY', KEYS[1], 'gen', 1)
-freed(ARGV[1])
-local wlen = tonumber(redis.call('HGET', KEYS[1], 'wlen') or '0')
-local reset = { t = 'Reset', b = path_of(ARGV[1], KEYS[1]) }
-if wlen > 0 then reset.we = redis.call('HGET', KEYS[1], 'wend') end
-announce(ARGV[1], reset)
-return 0
+local b = level(KEYS[1])
+b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
+save(b)
+b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
+local reset = { t = 'Reset', b = path_of(b.key) }
+if b.wlen > 0 then reset.we = int(b.wend) end
+announce(reset)
+wake_all({ b.key })
+return finish(0)
 `
   }
 ).withReturnType<number>()
 
-/** Makes a budget, or sets the caps and window of one that exists. */
+/** Makes a budget, or sets the caps, window and thresholds of one that exists. */
 export const ensure = Redis.script(
-  (key: string, tree: string, tokenCap: number, nanoCap: number, windowMillis: number) => [
-    key,
-    tree,
-    tokenCap,
-    nanoCap,
-    windowMillis
-  ],
+  (
+    chain: ReadonlyArray<string>,
+    tree: string,
+    tokenCap: number,
+    nanoCap: number,
+    windowMillis: number,
+    thresholds: string
+  ) => [...chain, tree, tokenCap, nanoCap, windowMillis, thresholds],
   {
-    numberOfKeys: 1,
+    numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
 local key, wlen = KEYS[1], tonumber(ARGV[4])
-local now = now_ms()
-if redis.call('EXISTS', key) == 0 then
-  redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'gen', 0, 'wlen', 0, 'wend', 0)
-end
-if tonumber(redis.call('HGET', key, 'wlen')) ~= wlen then
+local b = level(key)
+if b.wlen ~= wlen then
   local wend = 0
-  if wlen > 0 then wend = (math.floor(now / wlen) + 1) * wlen end
+  if wlen > 0 then wend = (math.floor(now_ms() / wlen) + 1) * wlen end
   redis.call('HSET', key, 'wlen', ARGV[4], 'wend', int(wend))
 end
-redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3])
-freed(ARGV[1])
-return 0
+redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', ARGV[5], 'gen', b.gen)
+b.tc, b.nc = tonumber(ARGV[2]), tonumber(ARGV[3])
+wake_all({ key })
+return finish(0)
 `
   }
 ).withReturnType<number>()
-

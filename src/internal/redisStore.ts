@@ -1,4 +1,4 @@
-import { Effect, Exit, Latch, Queue, Schedule, Stream } from "effect"
+import { Effect, Exit, Queue, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
@@ -6,16 +6,17 @@ import type { BudgetEvent } from "../BudgetEvent.ts"
 import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
 import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
+import { deadline } from "./deadline.ts"
 import type { BudgetSettings } from "./options.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { BudgetStore } from "./store.ts"
-import { makeWaiter, WaitQueue } from "./waitQueue.ts"
 
 /*
  * Budgets kept in Redis, shared by every process that reaches them. Each
- * operation is one script round trip (redisScripts.ts); this side only
- * shapes arguments and results, renews the leases of this process's holds,
- * and lines up this process's waiters.
+ * operation is one script round trip (redisScripts.ts), and so is the
+ * ordering of waiters; this side only shapes arguments and results, renews
+ * the leases of this process's holds and tickets, and wakes its waiters when
+ * their ticket is called.
  */
 
 export interface RedisOptions {
@@ -34,13 +35,15 @@ interface Tree {
   readonly options: RedisOptions
   /** Holds of this process, renewed until settled. */
   readonly live: Set<string>
-  /** This process's waiters, first come first served; only the head tries. */
-  readonly line: WaitQueue
-  /** This process's name in `<tree>:waiters`, registered while it has waiters. */
+  /**
+   * Tickets of this process's waiting requests, renewed while they wait:
+   * each with how to wake it while it waits for its turn.
+   */
+  readonly tickets: Map<string, (() => void) | undefined>
+  /** Tickets called while no waiter here was waiting on them: the reply that names one may come later. */
+  readonly called: Set<string>
+  /** This process's name in `<tree>:listeners` while it streams events. */
   readonly process: string
-  seq: number
-  /** Completes when some process next frees room in the tree, counted from the call. */
-  nextFreed: () => Effect.Effect<void>
 }
 
 interface Level {
@@ -54,7 +57,7 @@ const keepMillis = (tree: Tree) => Math.max(60_000, tree.options.leaseMillis * 1
 
 const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
 
-const settlementOf = (result: readonly ["c", string, string, string, string] | readonly ["r"]): Settlement =>
+const settlementOf = (result: Scripts.SettlementResult): Settlement =>
   result[0] === "r" ? released : {
     _tag: "Committed",
     tokens: Number(result[1]),
@@ -70,12 +73,13 @@ const settlementOf = (result: readonly ["c", string, string, string, string] | r
  * carry ids, so a late run is harmless; see docs/distributed.md.)
  */
 const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.RedisError>) =>
-  script.pipe(
-    Effect.timeoutOrElse({
-      duration: tree.options.timeoutMillis,
-      orElse: () => Effect.fail(new Redis.RedisError({ cause: new Error(`no reply within ${tree.options.timeoutMillis} ms`) }))
-    }),
-    Effect.mapError((error) => new BudgetUnavailable({ budget: path, cause: error.cause }))
+  Effect.mapError(
+    deadline(
+      script,
+      tree.options.timeoutMillis,
+      () => new Redis.RedisError({ cause: new Error(`no reply within ${tree.options.timeoutMillis} ms`) })
+    ),
+    (error) => new BudgetUnavailable({ budget: path, cause: error.cause })
   )
 
 export class RedisHold implements Reservation {
@@ -116,9 +120,7 @@ export class RedisHold implements Reservation {
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
-    return this.settle(
-      this.tree.redis.eval(Scripts.release)(this.origin.key, this.tree.key, this.id, keepMillis(this.tree))
-    )
+    return this.settle(this.tree.redis.eval(Scripts.release)(this.keys, this.tree.key, this.id, keepMillis(this.tree)))
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
@@ -132,9 +134,7 @@ export class RedisHold implements Reservation {
     })
   }
 
-  private settle(
-    script: Effect.Effect<readonly ["c", string, string, string, string] | readonly ["r"], Redis.RedisError>
-  ): Effect.Effect<Settlement, BudgetUnavailable> {
+  private settle(script: Effect.Effect<Scripts.SettlementResult, Redis.RedisError>): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       return reach(this.tree, this.origin.path, script).pipe(
@@ -188,42 +188,56 @@ export const make = (
       redis,
       options,
       live: new Set(),
-      line: new WaitQueue(),
-      process: crypto.randomUUID(),
-      seq: 0,
-      nextFreed: () => Effect.never
+      tickets: new Map(),
+      called: new Set(),
+      process: crypto.randomUUID()
     }
     const root = yield* ensure(tree, [], settings)
 
-    // One round trip renews every lease of this process, three times a lease;
-    // another keeps it registered as waiting while it has waiters.
+    // One round trip renews every lease of this process, three times a lease.
     yield* Effect.forkScoped(
       Effect.suspend(() =>
-        Effect.ignore(Effect.all([
-          tree.live.size === 0
-            ? Effect.void
-            : redis.eval(Scripts.renew)(`${tree.key}:leases`, options.leaseMillis, [...tree.live]),
-          tree.line.head === undefined ? Effect.void : registerIn(tree, "waiters", options.leaseMillis)
-        ]))
+        tree.live.size === 0 && tree.tickets.size === 0
+          ? Effect.void
+          : Effect.ignore(redis.eval(Scripts.renew)(tree.key, options.leaseMillis, [...tree.live], [...tree.tickets.keys()]))
       ).pipe(Effect.repeat(renewals(tree)))
     )
 
-    // Room freed anywhere in the tree, by any process, wakes this process's line.
-    const messages = yield* redis.subscribe(`${tree.key}:freed`)
-    let signal = Latch.makeUnsafe()
-    tree.nextFreed = () => signal.await
-    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(messages), () =>
+    // Tickets called by any process's script: wake the waiter holding one.
+    const messages = yield* redis.subscribe(`${tree.key}:wake`)
+    yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(messages), ({ message }) =>
       Effect.sync(() => {
-        const previous = signal
-        signal = Latch.makeUnsafe()
-        previous.openUnsafe()
+        for (const ticket of message.split(" ")) call(tree, ticket)
       }))))
     return storeOf(tree, root)
   })
 
-/** Registers this process in `<tree>:<set>` for a lease time, or with 0 unregisters it. */
-const registerIn = (tree: Tree, set: "waiters" | "listeners", millis: number) =>
-  tree.redis.eval(Scripts.register)(`${tree.key}:${set}`, tree.process, millis)
+// A called ticket whose waiter is not waiting yet (its reply is on the way,
+// or it is between attempts) is kept, a bounded number of them, for it to
+// find.
+const call = (tree: Tree, ticket: string): void => {
+  const wake = tree.tickets.get(ticket)
+  if (wake !== undefined) return wake()
+  tree.called.add(ticket)
+  if (tree.called.size > 1_024) tree.called.delete(tree.called.values().next().value!)
+}
+
+/** Waits until the ticket is called, or `millis` pass. */
+const turn = (tree: Tree, ticket: string, millis: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    if (tree.called.delete(ticket)) return resume(Effect.void)
+    const done = () => {
+      clearTimeout(timer)
+      tree.tickets.set(ticket, undefined)
+      resume(Effect.void)
+    }
+    const timer = setTimeout(done, millis)
+    tree.tickets.set(ticket, done)
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      tree.tickets.set(ticket, undefined)
+    })
+  })
 
 /** Leases and registrations are renewed three times a lease. */
 const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3)))
@@ -233,13 +247,20 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettin
     const window = windowArg(settings)
     if (window instanceof InvalidUsage) return yield* window
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
-    const level: Level = { path, key: `${tree.key}:n:${path}` }
+    const chain = [{ path, key: `${tree.key}:n:${path}` }, ...parent]
     yield* reach(
       tree,
       path,
-      tree.redis.eval(Scripts.ensure)(level.key, tree.key, capArg(settings.tokenCap), capArg(settings.nanoCap), window)
+      tree.redis.eval(Scripts.ensure)(
+        chain.map((level) => level.key),
+        tree.key,
+        capArg(settings.tokenCap),
+        capArg(settings.nanoCap),
+        window,
+        settings.thresholds.join(",")
+      )
     )
-    return [level, ...parent]
+    return chain
   })
 
 /**
@@ -247,9 +268,10 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettin
  * publish them on `<tree>:events` while some process is registered in
  * `<tree>:listeners`, as this one is for as long as the stream runs.
  */
-const events = (tree: Tree, path: string): Stream.Stream<BudgetEvent> => {
+const events = (tree: Tree, root: Level, path: string): Stream.Stream<BudgetEvent> => {
   const below = `${path}/`
-  const listen = (millis: number) => Effect.ignore(registerIn(tree, "listeners", millis))
+  const listen = (millis: number) =>
+    Effect.ignore(tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis))
   return Stream.unwrap(Effect.gen(function*() {
     const messages = yield* tree.redis.subscribe(`${tree.key}:events`)
     yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
@@ -294,94 +316,105 @@ const eventOf = (e: Record<string, string>): BudgetEvent => {
           cap: usdFromNanos(Number(e["c"]))
         }
     }
+    case "ThresholdCrossed": {
+      const axis = e["a"] === "usd" ? "usd" : "tokens"
+      const used = Number(e["u"])
+      const cap = Number(e["c"])
+      return {
+        _tag: "ThresholdCrossed",
+        budget: e["b"]!,
+        axis,
+        threshold: Number(e["th"]),
+        used: axis === "tokens" ? used : usdFromNanos(used),
+        cap: axis === "tokens" ? cap : usdFromNanos(cap)
+      }
+    }
     default:
       return { _tag: "Reset", budget: e["b"]!, windowEndsAt: e["we"] === undefined ? undefined : Number(e["we"]) }
   }
 }
 
 const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
-  const { path, key } = chain[0]!
+  const { path } = chain[0]!
   const keys = chain.map((level) => level.key)
+  const redis = tree.redis
+  const lease = tree.options.leaseMillis
   const call = <A>(script: Effect.Effect<A, Redis.RedisError>) => reach(tree, path, script)
 
-  const tryReserve = (tokens: number, nanos: number) =>
+  // Renewed from before the request: a reply lost on the way still leaves a
+  // hold that a later release can find, or that expires. Not renewed after a
+  // failed request: a hold it made anyway expires.
+  const holding = <A>(id: string, script: Effect.Effect<A, Redis.RedisError>) =>
     Effect.suspend(() => {
-      const id = crypto.randomUUID()
-      // Renewed from before the request: a reply lost on the way still
-      // leaves a hold that a later release can find, or that expires.
       tree.live.add(id)
-      return call(tree.redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, tree.options.leaseMillis)).pipe(
-        // Not renewed after a failed request: a hold it made anyway expires.
-        Effect.tapError(() => Effect.sync(() => tree.live.delete(id))),
-        Effect.map((result): RedisHold | BudgetExceeded => {
-          if (result[0] === "ok") return new RedisHold(tree, chain[0]!, keys, id, tokens, nanos)
-          tree.live.delete(id)
-          return exceeded(chain, result, tokens, nanos)
-        })
-      )
+      return Effect.tapError(call(script), () => Effect.sync(() => tree.live.delete(id)))
     })
 
   const reserveNow = (tokens: number, nanos: number) =>
-    Effect.flatMap(tryReserve(tokens, nanos), (result) =>
-      result instanceof BudgetExceeded ? Effect.fail(result) : Effect.succeed(result))
+    Effect.suspend(() => {
+      const id = crypto.randomUUID()
+      return Effect.flatMap(holding(id, redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, lease)), (result) => {
+        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, id, tokens, nanos))
+        tree.live.delete(id)
+        return Effect.fail(exceeded(chain, result, tokens, nanos))
+      })
+    })
 
-  // The head of this process's line tries again whenever some process frees
-  // room in the tree (pub/sub), or once a lease time has passed.
+  // Each attempt is one script: it takes the hold, or hands back a ticket in
+  // the tree's lines, first come first served across every process. The
+  // waiter then sleeps until a script calls its ticket, or the script's
+  // fallback time passes (a lost message, a window's end).
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
-      const waiter = makeWaiter(tree.seq++, tokens, nanos)
-      // The first waiter registers the process before its first attempt, so
-      // room freed after that attempt is published to it.
-      const first = tree.line.head === undefined
-      tree.line.join(waiter)
-      const leave = Effect.suspend(() => {
-        if (waiter.line === undefined) return Effect.void
-        tree.line.leave(waiter)
-        const next = tree.line.head
-        if (next !== undefined) {
-          next.resume?.()
-          return Effect.void
-        }
-        return Effect.ignore(registerIn(tree, "waiters", 0))
-      })
-      const turn = Effect.callback<void>((resume) => {
-        if (tree.line.head === waiter) return resume(Effect.void)
-        waiter.resume = () => resume(Effect.void)
-      })
-      const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.flatMap(
-        Effect.interruptible(turn),
-        () => {
-          // Taken before the attempt: room freed while it is on its way
-          // must not be missed.
-          const freed = tree.nextFreed()
-          return Effect.flatMap(tryReserve(tokens, nanos), (result) => {
-            if (!(result instanceof BudgetExceeded)) return Effect.as(leave, result)
-            if (tokens > result.cap && result.axis === "tokens") return Effect.andThen(leave, Effect.fail(result))
-            if (nanos > usdToNanos(result.cap) && result.axis === "usd") return Effect.andThen(leave, Effect.fail(result))
-            return Effect.andThen(
-              Effect.interruptible(Effect.timeoutOption(freed, tree.options.leaseMillis)),
-              attempt
-            )
-          })
-        }
+      const id = crypto.randomUUID()
+      let ticket = ""
+      const forget = () => {
+        tree.tickets.delete(ticket)
+        ticket = ""
+      }
+      const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.suspend(() =>
+        Effect.flatMap(
+          holding(id, redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket)),
+          (result) => {
+            if (result[0] === "ok") {
+              forget()
+              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, id, tokens, nanos))
+            }
+            tree.live.delete(id)
+            if (result[0] === "x") {
+              forget()
+              return Effect.fail(exceeded(chain, result, tokens, nanos))
+            }
+            if (result[1] !== ticket) {
+              forget()
+              ticket = result[1]
+              tree.tickets.set(ticket, undefined)
+            }
+            return Effect.andThen(Effect.interruptible(turn(tree, ticket, result[2])), attempt)
+          }
+        )
       )
-      const registered = first
-        ? Effect.andThen(call(registerIn(tree, "waiters", tree.options.leaseMillis)), attempt)
-        : attempt
-      return Effect.onExit(registered, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
+      // Leaving early gives the ticket's place to the next in line.
+      const leave = Effect.suspend(() => {
+        if (ticket === "") return Effect.void
+        const left = ticket
+        forget()
+        return Effect.ignore(call(redis.eval(Scripts.leave)(keys, tree.key, left)))
+      })
+      return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
     })
 
   return {
     path,
     record: (tokens, nanos) =>
-      call(tree.redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
+      call(redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
         Effect.flatMap((result) =>
           result[0] === "ok" ? Effect.void : Effect.fail(exceeded(chain, result, tokens, nanos))
         )
       ),
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
     releaseOnClose: (reservation) => reservation.close,
-    snapshot: call(tree.redis.eval(Scripts.snapshot)(key, tree.key)).pipe(
+    snapshot: call(redis.eval(Scripts.snapshot)(keys, tree.key)).pipe(
       Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Snapshot => {
         const tokenCap = Number(tc) < 0 ? Infinity : Number(tc)
         const nanoCap = Number(nc) < 0 ? Infinity : Number(nc)
@@ -406,10 +439,10 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         }
       })
     ),
-    reset: Effect.asVoid(call(tree.redis.eval(Scripts.reset)(key, tree.key))),
+    reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
     child: (settings) => Effect.map(ensure(tree, chain, settings), (childChain) => storeOf(tree, childChain)),
     get events() {
-      return events(tree, path)
+      return events(tree, chain[chain.length - 1]!, path)
     }
   }
 }

@@ -1,15 +1,16 @@
 /**
  * One process of the multi-process tests: opens the shared budget in Redis
- * and either runs reserve + commit cycles from many fibers (`cycles`), or
- * takes holds and keeps them until it is killed (`hold`). Prints one JSON
- * line: what it charged, or that it holds.
+ * and either runs reserve + commit cycles from many fibers (`cycles`), takes
+ * holds and keeps them until it is killed (`hold`), or waits for a hold of
+ * `rounds` tokens and keeps it (`wait`). Prints one JSON line: what it
+ * charged, or that it holds.
  */
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer, Random } from "effect"
 import type { Duration } from "effect"
 import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
 
-const [mode, prefix, name, fibersArg, roundsArg, leaseTtl] = process.argv.slice(2)
+const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap] = process.argv.slice(2)
 const fibers = Number(fibersArg)
 const rounds = Number(roundsArg)
 
@@ -41,11 +42,18 @@ const hold = Effect.gen(function*() {
   return yield* Effect.never
 })
 
-const BudgetLive = Budget.layerRedis({ name: name!, prefix: prefix!, tokenCap: 200_000, usdCap: 0.2, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
+const wait = Effect.gen(function*() {
+  const budget = yield* Budget
+  yield* budget.reserve({ tokens: rounds }, { onExceeded: "wait" })
+  console.log(JSON.stringify({ holding: 1 }))
+  return yield* Effect.never
+})
+
+const BudgetLive = Budget.layerRedis({ name: name!, prefix: prefix!, tokenCap: Number(tokenCap ?? 200_000), usdCap: 0.2, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
   Layer.provide(Layer.orDie(NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })))
 )
 
-Effect.runPromise(Effect.scoped(Effect.provide(mode === "hold" ? hold : cycles, BudgetLive))).catch((error) => {
+Effect.runPromise(Effect.scoped(Effect.provide(mode === "hold" ? hold : mode === "wait" ? wait : cycles, BudgetLive))).catch((error) => {
   console.error(error)
   process.exit(1)
 })
