@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 export { Budget } from "./Budget.ts"
+export * as BudgetedLanguageModel from "./BudgetedLanguageModel.ts"
 export type { BudgetOptions, BudgetService, RedisBudgetOptions, Reservation, ReserveOptions, Settlement, Snapshot, Window } from "./Budget.ts"
 export type * from "./BudgetEvent.ts"
 export { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"

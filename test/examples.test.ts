@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { run as runAgents } from "../examples/agent.ts"
 import { run } from "../examples/fanout.ts"
 
 describe("examples/fanout.ts", () => {
@@ -12,5 +13,22 @@ describe("examples/fanout.ts", () => {
       assert.isAbove(report.refused.tokens + report.refused.usd, 0)
       assert.isAbove(report.completed, report.calls / 3)
       assert.strictEqual(report.final.tokensReserved, 0)
+    }))
+})
+
+describe("examples/agent.ts", () => {
+  it.effect("each agent spends within its own cap, the critic is stopped, the agents add up to the team", () =>
+    Effect.gen(function*() {
+      const report = yield* runAgents({ quiet: true })
+      assert.deepStrictEqual(report.problems, [])
+      assert.isTrue(report.ok)
+      assert.deepStrictEqual(report.agents.map((a) => [a.name, a.refused]), [
+        ["planner", 0],
+        ["researcher", 0],
+        ["writer", 0],
+        ["critic", 1]
+      ])
+      for (const agent of report.agents) assert.isAbove(agent.spent.usdUsed, 0)
+      assert.strictEqual(report.team.tokensReserved, 0)
     }))
 })

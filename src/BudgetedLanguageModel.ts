@@ -1,0 +1,849 @@
+/**
+ * Budgets around `effect/ai`'s `LanguageModel`: a layer that wraps the
+ * `LanguageModel` in context so that every `generateText`, `generateObject`
+ * and `streamText` call holds an estimate before it starts and is settled
+ * with the usage the provider reports, priced by a function of yours.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
+import { AiError, LanguageModel, Model, Prompt, Response, Tokenizer } from "effect/ai"
+import { dual } from "effect/Function"
+import { Budget } from "./Budget.ts"
+import type { BudgetService, Reservation, Settlement } from "./Budget.ts"
+import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
+import type { BudgetUnavailable } from "./BudgetError.ts"
+import { maxUsd, nanosPerUsd } from "./Usage.ts"
+
+// --- models -----------------------------------------------------------------
+
+/**
+ * Prices one call in US dollars from the usage the provider reported and the
+ * model's name (from the response, else `Model.ModelName` in context, else the
+ * layer's `model` option; `undefined` when none names it). Must return a
+ * number from 0 to `maxUsd`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PriceFunction = (usage: Response.Usage, model: string | undefined) => number
+
+/**
+ * A model's prices in US dollars per million tokens. Cache reads and writes
+ * default to the input price, reasoning to the output price.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TokenPrices {
+  /** Uncached input (prompt) tokens. */
+  readonly input: number
+  /** Output tokens: the answer's text, and its reasoning unless `reasoning` is set. */
+  readonly output: number
+  /** Input tokens read from the provider's prompt cache. */
+  readonly cacheRead?: number | undefined
+  /** Input tokens written to the provider's prompt cache. */
+  readonly cacheWrite?: number | undefined
+  /** Reasoning (thinking) output tokens. */
+  readonly reasoning?: number | undefined
+}
+
+/**
+ * Options of `layer`. Every option has a default: with none, calls are held
+ * and charged in tokens only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /**
+   * Prices a call: a `PriceFunction`, or the checked one `perMillionTokens`
+   * builds. Left out, calls cost $0 and only tokens are counted.
+   */
+  readonly price?: PriceFunction | Effect.Effect<PriceFunction, InvalidUsage> | undefined
+  /**
+   * Output tokens held for a call that sets none with `withCallOptions`: set
+   * it to the output limit you give your provider. Defaults to 4096.
+   */
+  readonly maxOutputTokens?: number | undefined
+  /** Fail a call that does not fit at once (the default), or wait until it fits. */
+  readonly onExceeded?: "fail" | "wait" | undefined
+  /** The model's name for pricing when neither the response nor `Model.ModelName` gives one. */
+  readonly model?: string | undefined
+}
+
+/**
+ * What one call may say about its own hold, set with `withCallOptions`.
+ * Whatever is left out comes from the layer's options or the estimate.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions {
+  /** Input tokens to hold instead of counting the prompt. */
+  readonly inputTokens?: number | undefined
+  /** Output tokens to hold: the output limit this call gives the provider. */
+  readonly maxOutputTokens?: number | undefined
+  /** Dollars to hold instead of pricing the estimate. */
+  readonly usd?: number | undefined
+  /** Fail at once when the hold does not fit, or wait until it does. */
+  readonly onExceeded?: "fail" | "wait" | undefined
+}
+
+/**
+ * The `CallOptions` in effect for the calls of the current fiber; empty by
+ * default. Set it with `withCallOptions`, which checks the values first.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Reference<CallOptions>(
+  "effect-token-budget/BudgetedLanguageModel/CurrentCallOptions",
+  { defaultValue: () => ({}) }
+)
+
+/**
+ * Output tokens held for a call when neither the call nor the layer sets a
+ * limit: a common provider default.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const defaultMaxOutputTokens = 4096
+
+/**
+ * Characters of prompt text counted as one token when no `Tokenizer` is in
+ * context: the usual rule of thumb for English text.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const charsPerToken = 4
+
+/**
+ * Tokens added per prompt message when no `Tokenizer` is in context, for the
+ * role and framing a provider adds around each message.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const tokensPerMessage = 4
+
+// --- layers -----------------------------------------------------------------
+
+/**
+ * Wraps the `LanguageModel` in context so that every call is held against a
+ * budget before it starts and settled with the usage the provider reports.
+ * Calling code does not change: `generateText`, `generateObject` and
+ * `streamText` keep their types.
+ *
+ * A call is charged to the `Budget` in the caller's context when there is
+ * one (so `Budget.layerChild` around an agent charges that agent), else to
+ * the `Budget` the layer was built with. A refusal fails the call with an
+ * `AiError` whose reason is a `QuotaExhaustedError` carrying the
+ * `BudgetExceeded`: `unwrapBudgetExceeded` turns it back into one.
+ *
+ * @example
+ * ```ts
+ * import { Budget, BudgetedLanguageModel } from "effect-token-budget"
+ * import { Effect, Layer, Stream } from "effect"
+ * import { LanguageModel } from "effect/ai"
+ *
+ * // any provider's layer: OpenAiLanguageModel.model("gpt-5-mini"), say
+ * const Provider = Layer.effect(LanguageModel.LanguageModel, LanguageModel.make({
+ *   generateText: () => Effect.succeed([{ type: "text", text: "Hi!" }]),
+ *   streamText: () => Stream.empty
+ * }))
+ *
+ * const Model = BudgetedLanguageModel.layer({
+ *   price: BudgetedLanguageModel.perMillionTokens({ "*": { input: 0.25, output: 2 } }),
+ *   maxOutputTokens: 1000
+ * }).pipe(Layer.provide(Provider), Layer.provide(Budget.layer({ usdCap: 5 })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  options: Options = {}
+): Layer.Layer<LanguageModel.LanguageModel, InvalidUsage, LanguageModel.LanguageModel | Budget> =>
+  Layer.effect(LanguageModel.LanguageModel, make(options))
+
+/**
+ * Makes the wrapped `LanguageModel` service from the `LanguageModel` and
+ * `Budget` in context; `layer` provides it.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = Effect.fnUntraced(function*(
+  options: Options
+): Effect.fn.Return<LanguageModel.LanguageModel, InvalidUsage, LanguageModel.LanguageModel | Budget> {
+  const settings = yield* settingsOf(options)
+  const inner = yield* LanguageModel.LanguageModel
+  const context: LayerContext = {
+    budget: yield* Budget,
+    tokenizer: Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)),
+    model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model
+  }
+  const wrap = wrapper(settings, context)
+  // The methods are generic over their options, as in `LanguageModel.make`:
+  // the wrapper passes the options through untouched but for a decoded
+  // prompt, so the types the caller sees are the inner model's.
+  const service: LanguageModel.LanguageModel = {
+    [LanguageModel.TypeId]: LanguageModel.TypeId,
+    supportsSystemMessagesInHistory: inner.supportsSystemMessagesInHistory,
+    generateText: ((callOptions: AnyCallOptions) =>
+      wrap.generate("generateText", callOptions, (forwarded) => inner.generateText(forwarded as any))) as any,
+    generateObject: ((callOptions: AnyCallOptions) =>
+      wrap.generate("generateObject", callOptions, (forwarded) => inner.generateObject(forwarded as any))) as any,
+    streamText: ((callOptions: AnyCallOptions) =>
+      wrap.stream(callOptions, (forwarded) => inner.streamText(forwarded as any))) as any
+  }
+  return service
+})
+
+// --- combinators ------------------------------------------------------------
+
+/**
+ * Sets `CallOptions` for every budgeted call `self` makes, over the ones set
+ * around it. Fails with `InvalidUsage`, before running `self`, when an option
+ * is not a usable value.
+ *
+ * @example
+ * ```ts
+ * import { BudgetedLanguageModel } from "effect-token-budget"
+ * import { LanguageModel } from "effect/ai"
+ *
+ * const longAnswer = LanguageModel.generateText({ prompt: "Write the report" }).pipe(
+ *   BudgetedLanguageModel.withCallOptions({ maxOutputTokens: 8000, onExceeded: "wait" })
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const withCallOptions: {
+  (options: CallOptions): <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | InvalidUsage, R>
+  <A, E, R>(self: Effect.Effect<A, E, R>, options: CallOptions): Effect.Effect<A, E | InvalidUsage, R>
+} = dual(2, <A, E, R>(self: Effect.Effect<A, E, R>, options: CallOptions): Effect.Effect<A, E | InvalidUsage, R> =>
+  Effect.suspend((): Effect.Effect<A, E | InvalidUsage, R> => {
+    const invalid = callOptionsError(options)
+    if (invalid !== undefined) return Effect.fail(invalid)
+    const set = definedOnly(options)
+    return Effect.updateService(self, CurrentCallOptions, (current) => ({ ...current, ...set }))
+  }))
+
+/**
+ * The `BudgetExceeded` behind a budgeted call's refusal, or `undefined` for
+ * any other error. Reads the refusal's metadata, so it also works on an
+ * `AiError` that was encoded and decoded.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const budgetExceededOf = (error: unknown): BudgetExceeded | undefined =>
+  AiError.isAiError(error) && error.reason._tag === "QuotaExhaustedError"
+    ? exceededOfMetadata(error.reason.metadata)
+    : undefined
+
+const decodeExceeded = Schema.decodeUnknownOption(BudgetExceeded)
+const encodeExceeded = Schema.encodeSync(BudgetExceeded)
+
+const exceededOfMetadata = (metadata: AiError.ProviderMetadata): BudgetExceeded | undefined =>
+  Option.getOrUndefined(decodeExceeded(metadata[metadataKey]))
+
+/**
+ * Fails with the `BudgetExceeded` itself where `self` fails with a budgeted
+ * call's refusal, so refusals can be handled with
+ * `Effect.catchTag("BudgetExceeded", ...)`. Every other error is unchanged.
+ *
+ * @example
+ * ```ts
+ * import { BudgetedLanguageModel } from "effect-token-budget"
+ * import { Effect } from "effect"
+ * import { LanguageModel } from "effect/ai"
+ *
+ * const answer = LanguageModel.generateText({ prompt: "Summarize the ticket" }).pipe(
+ *   BudgetedLanguageModel.unwrapBudgetExceeded,
+ *   Effect.map((response) => response.text),
+ *   Effect.catchTag("BudgetExceeded", (e) => Effect.succeed(`(skipped: ${e.message})`))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const unwrapBudgetExceeded = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E | BudgetExceeded, R> =>
+  Effect.catchIf(self, (error) => budgetExceededOf(error) !== undefined, (error) =>
+    Effect.fail(budgetExceededOf(error)!))
+
+// --- pricing ----------------------------------------------------------------
+
+/**
+ * Builds a `PriceFunction` from prices per million tokens, keyed by model
+ * name. A model takes the prices of its exact name, else of the longest key
+ * its name starts with (`"gpt-5-mini"` prices `"gpt-5-mini-2025-08-07"`),
+ * else of `"*"`; a model none of these match is priced at the highest price
+ * of each kind in the table, so it is never under-charged. Fails with
+ * `InvalidUsage` when a price is not a usable number. No prices ship with
+ * this library: copy your provider's.
+ *
+ * Uncached input is priced at `input`, cache reads at `cacheRead`, cache
+ * writes at `cacheWrite`; output text at `output` and reasoning at
+ * `reasoning`. When the provider gives only totals, input counts as uncached
+ * and output as text.
+ *
+ * @example
+ * ```ts
+ * import { BudgetedLanguageModel } from "effect-token-budget"
+ *
+ * const price = BudgetedLanguageModel.perMillionTokens({
+ *   "small-model": { input: 0.25, cacheRead: 0.025, output: 2 },
+ *   "large-model": { input: 3, cacheRead: 0.3, cacheWrite: 3.75, output: 15 }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const perMillionTokens = (
+  prices: Readonly<Record<string, TokenPrices>>
+): Effect.Effect<PriceFunction, InvalidUsage> =>
+  Effect.suspend(() => {
+    const table = pricesTableOf(prices)
+    if (table instanceof InvalidUsage) return Effect.fail(table)
+    return Effect.succeed((usage: Response.Usage, model: string | undefined) =>
+      usdOfNanos(nanosOf(usage, table.lookup(model)))
+    )
+  })
+
+// Nano-dollars per token at a price per million tokens: 1e9 / 1e6.
+const nanosPerTokenPerUsdPerMillion = 1000
+
+interface NanoPrices {
+  readonly input: number
+  readonly output: number
+  readonly cacheRead: number
+  readonly cacheWrite: number
+  readonly reasoning: number
+}
+
+const priceFields = ["input", "output", "cacheRead", "cacheWrite", "reasoning"] as const
+
+const pricesTableOf = (
+  prices: Readonly<Record<string, TokenPrices>>
+): { readonly lookup: (model: string | undefined) => NanoPrices } | InvalidUsage => {
+  if (prices === null || typeof prices !== "object" || Object.keys(prices).length === 0) {
+    return new InvalidUsage({
+      field: "prices",
+      value: prices,
+      reason: "must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }"
+    })
+  }
+  const byModel = new Map<string, NanoPrices>()
+  for (const [model, entry] of Object.entries(prices)) {
+    if (entry === null || typeof entry !== "object") {
+      return new InvalidUsage({
+        field: `prices["${model}"]`,
+        value: entry,
+        reason: "must be an object like { input: 0.25, output: 2 } (USD per million tokens)"
+      })
+    }
+    for (const field of priceFields) {
+      const price = entry[field]
+      const required = field === "input" || field === "output"
+      if (price === undefined && !required) continue
+      if (!(typeof price === "number" && price >= 0 && price <= maxUsd)) {
+        return new InvalidUsage({
+          field: `prices["${model}"].${field}`,
+          value: price,
+          reason: `must be USD per million tokens, a number from 0 to ${maxUsd}${required ? "" : ", or left out"}`
+        })
+      }
+    }
+    const input = entry.input * nanosPerTokenPerUsdPerMillion
+    const output = entry.output * nanosPerTokenPerUsdPerMillion
+    byModel.set(model, {
+      input,
+      output,
+      cacheRead: entry.cacheRead === undefined ? input : entry.cacheRead * nanosPerTokenPerUsdPerMillion,
+      cacheWrite: entry.cacheWrite === undefined ? input : entry.cacheWrite * nanosPerTokenPerUsdPerMillion,
+      reasoning: entry.reasoning === undefined ? output : entry.reasoning * nanosPerTokenPerUsdPerMillion
+    })
+  }
+  const all = [...byModel.values()]
+  const highest: NanoPrices = {
+    input: Math.max(...all.map((p) => p.input)),
+    output: Math.max(...all.map((p) => p.output)),
+    cacheRead: Math.max(...all.map((p) => p.cacheRead)),
+    cacheWrite: Math.max(...all.map((p) => p.cacheWrite)),
+    reasoning: Math.max(...all.map((p) => p.reasoning))
+  }
+  // Longest first, so the most specific prefix wins.
+  const prefixes = [...byModel.keys()].filter((key) => key !== "*").sort((a, b) => b.length - a.length)
+  const fallback = byModel.get("*") ?? highest
+  return {
+    lookup: (model) => {
+      if (model === undefined) return fallback
+      const exact = byModel.get(model)
+      if (exact !== undefined) return exact
+      const prefix = prefixes.find((key) => model.startsWith(key))
+      return prefix === undefined ? fallback : byModel.get(prefix)!
+    }
+  }
+}
+
+/** What `usage` costs at `prices`, in nano-dollars, rounded once at the end. */
+const nanosOf = (usage: Response.Usage, prices: NanoPrices): number => {
+  const input = usage.inputTokens
+  const cacheRead = input.cacheRead ?? 0
+  const cacheWrite = input.cacheWrite ?? 0
+  const uncached = input.uncached ?? Math.max(0, (input.total ?? 0) - cacheRead - cacheWrite)
+  const output = usage.outputTokens
+  const reasoning = output.reasoning ?? 0
+  const text = output.text ?? Math.max(0, (output.total ?? 0) - reasoning)
+  return Math.round(
+    uncached * prices.input + cacheRead * prices.cacheRead + cacheWrite * prices.cacheWrite +
+      text * prices.output + reasoning * prices.reasoning
+  )
+}
+
+const usdOfNanos = (nanos: number): number => nanos / nanosPerUsd
+
+// --- validation -------------------------------------------------------------
+
+interface Settings {
+  readonly price: PriceFunction | undefined
+  readonly maxOutputTokens: number
+  readonly onExceeded: "fail" | "wait"
+  readonly model: string | undefined
+}
+
+const tokensError = (field: string, value: unknown): InvalidUsage | undefined =>
+  value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0)
+    ? undefined
+    : new InvalidUsage({ field, value, reason: "must be a whole number of tokens, 0 or more" })
+
+const usdError = (field: string, value: unknown): InvalidUsage | undefined =>
+  value === undefined || (typeof value === "number" && value >= 0 && value <= maxUsd)
+    ? undefined
+    : new InvalidUsage({ field, value, reason: `must be a dollar amount from 0 to ${maxUsd}` })
+
+const onExceededError = (field: string, value: unknown): InvalidUsage | undefined =>
+  value === undefined || value === "fail" || value === "wait"
+    ? undefined
+    : new InvalidUsage({ field, value, reason: "must be \"fail\" or \"wait\"" })
+
+const settingsOf = Effect.fnUntraced(function*(options: Options) {
+  const invalid = tokensError("maxOutputTokens", options.maxOutputTokens) ??
+    onExceededError("onExceeded", options.onExceeded) ??
+    (options.model === undefined || (typeof options.model === "string" && options.model.length > 0)
+      ? undefined
+      : new InvalidUsage({ field: "model", value: options.model, reason: "must be a non-empty model name" }))
+  if (invalid !== undefined) return yield* invalid
+  const price = options.price
+  let priceFunction: PriceFunction | undefined
+  if (price === undefined || typeof price === "function") {
+    priceFunction = price
+  } else if (Effect.isEffect(price)) {
+    priceFunction = yield* price
+  } else {
+    return yield* new InvalidUsage({
+      field: "price",
+      value: price,
+      reason: "must be a function (usage, model) => usd, or BudgetedLanguageModel.perMillionTokens({...})"
+    })
+  }
+  return {
+    price: priceFunction,
+    maxOutputTokens: options.maxOutputTokens ?? defaultMaxOutputTokens,
+    onExceeded: options.onExceeded ?? "fail",
+    model: options.model
+  } satisfies Settings
+})
+
+const callOptionsError = (options: CallOptions): InvalidUsage | undefined =>
+  options === null || typeof options !== "object"
+    ? new InvalidUsage({
+      field: "call options",
+      value: options,
+      reason: "expected an object like { maxOutputTokens, inputTokens, usd, onExceeded }"
+    })
+    : tokensError("inputTokens", options.inputTokens) ?? tokensError("maxOutputTokens", options.maxOutputTokens) ??
+      usdError("usd", options.usd) ?? onExceededError("onExceeded", options.onExceeded)
+
+const definedOnly = (options: CallOptions): CallOptions =>
+  Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
+
+// --- estimates --------------------------------------------------------------
+
+/** The length of `value` as JSON: what a provider sends of tool arguments and results. */
+const jsonLength = (value: unknown): number => {
+  try {
+    return JSON.stringify(value)?.length ?? 0
+  } catch {
+    return 0
+  }
+}
+
+const charsOfPart = (part: Prompt.Part): number => {
+  switch (part.type) {
+    case "text":
+    case "reasoning":
+      return part.text.length
+    case "tool-call":
+      return part.name.length + jsonLength(part.params)
+    case "tool-result":
+      return part.modelOutput === undefined
+        ? jsonLength(part.result)
+        : part.modelOutput.reduce((sum, output) => sum + (output.type === "text" ? output.text.length : 0), 0)
+    default:
+      // Files, images and tool approvals are not counted: see docs/ai.md.
+      return 0
+  }
+}
+
+/**
+ * Input tokens of `prompt` without a tokenizer: one per `charsPerToken`
+ * characters of its text, tool arguments and tool results, rounded up, plus
+ * `tokensPerMessage` for each message.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const estimateInputTokens = (prompt: Prompt.Prompt): number => {
+  let chars = 0
+  for (const message of prompt.content) {
+    if (message.role === "system") {
+      chars += message.content.length
+    } else {
+      for (const part of message.content) chars += charsOfPart(part)
+    }
+  }
+  return Math.ceil(chars / charsPerToken) + tokensPerMessage * prompt.content.length
+}
+
+const usageOf = (inputTokens: number, outputTokens: number): Response.Usage =>
+  new Response.Usage({
+    inputTokens: { uncached: inputTokens, total: inputTokens },
+    outputTokens: { total: outputTokens, text: outputTokens }
+  })
+
+// --- reported usage ---------------------------------------------------------
+
+/** Input tokens the provider reported, or `undefined` when it reported none. */
+const reportedInput = (usage: Response.Usage): number | undefined => {
+  const input = usage.inputTokens
+  if (input.total !== undefined) return input.total
+  if (input.uncached === undefined && input.cacheRead === undefined && input.cacheWrite === undefined) return undefined
+  return (input.uncached ?? 0) + (input.cacheRead ?? 0) + (input.cacheWrite ?? 0)
+}
+
+/** Output tokens the provider reported (reasoning included), or `undefined`. */
+const reportedOutput = (usage: Response.Usage): number | undefined => {
+  const output = usage.outputTokens
+  if (output.total !== undefined) return output.total
+  if (output.text === undefined && output.reasoning === undefined) return undefined
+  return (output.text ?? 0) + (output.reasoning ?? 0)
+}
+
+const modelIdOf = (parts: ReadonlyArray<{ readonly type: string }>): string | undefined => {
+  for (const part of parts) {
+    if (part.type === "response-metadata") {
+      const modelId = (part as Response.ResponseMetadataPart).modelId
+      if (modelId !== undefined) return modelId
+    }
+  }
+  return undefined
+}
+
+// --- the wrapper ------------------------------------------------------------
+
+/** The options every `LanguageModel` method takes; the rest passes through. */
+interface AnyCallOptions {
+  readonly prompt: Prompt.RawInput
+}
+
+type Method = "generateText" | "generateObject" | "streamText"
+
+/** What the layer found in context when it was built: the defaults of every call. */
+interface LayerContext {
+  readonly budget: BudgetService
+  readonly tokenizer: Tokenizer.Service | undefined
+  readonly model: string | undefined
+}
+
+/** One call, prepared: where it is charged and what it holds. */
+interface PreparedCall {
+  readonly method: Method
+  readonly budget: BudgetService
+  readonly prompt: Prompt.Prompt
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly tokens: number
+  readonly usd: number
+  readonly model: string | undefined
+  readonly onExceeded: "fail" | "wait"
+  /** The span of the call, when traced: settlement is written on it. */
+  readonly span: Tracer.Span | undefined
+}
+
+// A refused call fails with an `AiError`, the only error `LanguageModel`'s
+// types allow. Its reason, quota exhausted, is what a budget refusal means;
+// this subclass only gives it the budget's own message.
+class BudgetQuotaExhausted extends AiError.QuotaExhaustedError {
+  override get message(): string {
+    return exceededOfMetadata(this.metadata)?.message ?? super.message
+  }
+}
+
+const metadataKey = "effect-token-budget"
+
+const refusalOf = (method: Method, error: BudgetExceeded): AiError.AiError =>
+  AiError.make({
+    module: "BudgetedLanguageModel",
+    method,
+    // Kept encoded (plain JSON) in the reason's metadata, as its schema asks.
+    reason: new BudgetQuotaExhausted({ metadata: { [metadataKey]: { ...encodeExceeded(error) } } })
+  })
+
+const unavailableOf = (method: Method, error: BudgetUnavailable): AiError.AiError =>
+  AiError.make({
+    module: "BudgetedLanguageModel",
+    method,
+    reason: new AiError.UnknownError({
+      description: error.message,
+      metadata: { [metadataKey]: { _tag: "BudgetUnavailable", budget: error.budget } }
+    })
+  })
+
+/** A budget's failure to hold, as the `AiError` a `LanguageModel` call may fail with. */
+const holdFailure = (method: Method) =>
+(
+  error: BudgetExceeded | InvalidUsage | BudgetUnavailable
+): Effect.Effect<never, AiError.AiError> => {
+  switch (error._tag) {
+    case "BudgetExceeded":
+      return Effect.fail(refusalOf(method, error))
+    case "BudgetUnavailable":
+      return Effect.fail(unavailableOf(method, error))
+    case "InvalidUsage":
+      // Every amount was checked before: this is a bug, not an outcome.
+      return Effect.die(error)
+  }
+}
+
+const fmtUsd = (usd: number) => `$${usd}`
+
+const wrapper = (settings: Settings, layerContext: LayerContext) => {
+  /** Prices `usage`, or fails with why the price function's answer is unusable. */
+  const priceOf = (usage: Response.Usage, model: string | undefined): Effect.Effect<number, InvalidUsage> => {
+    const price = settings.price
+    if (price === undefined) return Effect.succeed(0)
+    return Effect.flatMap(
+      Effect.try({
+        try: () => price(usage, model),
+        catch: (cause) =>
+          new InvalidUsage({
+            field: "price(usage, model)",
+            value: cause,
+            reason: `threw for model ${String(model)}`
+          })
+      }),
+      (usd) => {
+        const invalid = usdError(`price(usage, ${JSON.stringify(model ?? null)})`, usd)
+        return invalid === undefined ? Effect.succeed(usd) : Effect.fail(invalid)
+      }
+    )
+  }
+
+  const countInputTokens = Effect.fnUntraced(function*(prompt: Prompt.Prompt) {
+    const tokenizer = Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)) ??
+      layerContext.tokenizer
+    if (tokenizer === undefined) return estimateInputTokens(prompt)
+    return yield* tokenizer.tokenize(prompt).pipe(
+      Effect.map((tokens) => tokens.length),
+      Effect.catch((error) =>
+        Effect.as(
+          Effect.logWarning(`Tokenizer failed, so the prompt was estimated from its length: ${error.message}`),
+          estimateInputTokens(prompt)
+        )
+      )
+    )
+  })
+
+  const prepare = Effect.fnUntraced(function*(method: Method, rawPrompt: Prompt.RawInput) {
+    const callOptions = yield* CurrentCallOptions
+    const budget = Option.getOrUndefined(yield* Effect.serviceOption(Budget)) ?? layerContext.budget
+    // Decoded once here and passed on, so an iterable prompt is read once.
+    const prompt = Prompt.make(rawPrompt)
+    const inputTokens = callOptions.inputTokens ?? (yield* countInputTokens(prompt))
+    const outputTokens = callOptions.maxOutputTokens ?? settings.maxOutputTokens
+    const model = Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? layerContext.model
+    // A price function that fails on the estimate is a bug in it: a defect.
+    const usd = callOptions.usd ?? (yield* Effect.orDie(priceOf(usageOf(inputTokens, outputTokens), model)))
+    const span = yield* Effect.withFiber((fiber) => {
+      const parent = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
+      return Effect.succeed(parent !== undefined && parent._tag === "Span" ? parent : undefined)
+    })
+    span?.attribute("budget.path", budget.path)
+    span?.attribute("budget.estimate.tokens", inputTokens + outputTokens)
+    span?.attribute("budget.estimate.usd", usd)
+    return {
+      method,
+      budget,
+      prompt,
+      inputTokens,
+      outputTokens,
+      tokens: inputTokens + outputTokens,
+      usd,
+      model,
+      onExceeded: callOptions.onExceeded ?? settings.onExceeded,
+      span
+    } satisfies PreparedCall
+  })
+
+  const hold = (call: PreparedCall) =>
+    call.budget.reserve({ tokens: call.tokens, usd: call.usd }, { onExceeded: call.onExceeded }).pipe(
+      Effect.catch(holdFailure(call.method))
+    )
+
+  const logged = <A>(effect: Effect.Effect<A>, call: PreparedCall, model: string | undefined) =>
+    Effect.annotateLogs(effect, {
+      "budget.path": call.budget.path,
+      "budget.method": call.method,
+      "budget.model": model ?? "unknown"
+    })
+
+  const reportOverage = (call: PreparedCall, settled: Settlement) =>
+    settled.tokensOverage > 0 || settled.usdOverage > 0
+      ? Effect.logWarning(
+        `LanguageModel.${call.method} used ${settled.tokens} tokens / ${fmtUsd(settled.usd)}, more than the ` +
+          `${call.tokens} tokens / ${fmtUsd(call.usd)} held, and took budget "${call.budget.path}" past its cap ` +
+          `by ${settled.tokensOverage} tokens / ${fmtUsd(settled.usdOverage)} (charged: that usage happened)`
+      )
+      : Effect.void
+
+  /**
+   * Settles `reservation` with what the provider reported. No usage at all
+   * commits the estimate, and says so; a side (input or output) left out is
+   * charged at its estimate. Never fails: the response is already paid for.
+   */
+  const settle = (
+    call: PreparedCall,
+    reservation: Reservation,
+    usage: Response.Usage | undefined,
+    modelId: string | undefined
+  ) =>
+    Effect.gen(function*() {
+      const model = modelId ?? call.model
+      const input = usage === undefined ? undefined : reportedInput(usage)
+      const output = usage === undefined ? undefined : reportedOutput(usage)
+      call.span?.attribute("budget.usage_reported", input !== undefined || output !== undefined)
+      if (input === undefined && output === undefined) {
+        const settled = yield* reservation.commit()
+        call.span?.event("budget.usage_missing", yield* Effect.clockWith((clock) => clock.currentTimeNanos), {
+          "budget.tokens": settled.tokens,
+          "budget.usd": settled.usd
+        })
+        yield* Effect.logWarning(
+          `LanguageModel.${call.method} reported no usage: charged its estimate of ${settled.tokens} tokens / ` +
+            `${fmtUsd(settled.usd)} to budget "${call.budget.path}"`
+        )
+        return yield* reportOverage(call, settled)
+      }
+      const complete = input !== undefined && output !== undefined ? usage! : new Response.Usage({
+        inputTokens: input === undefined ? { uncached: call.inputTokens, total: call.inputTokens } : usage!.inputTokens,
+        outputTokens: output === undefined ? { total: call.outputTokens, text: call.outputTokens } : usage!.outputTokens
+      })
+      const usd = yield* priceOf(complete, model).pipe(
+        Effect.catch((error) =>
+          Effect.as(
+            Effect.logError(`${error.message}; charged the estimate of ${fmtUsd(call.usd)} instead`),
+            call.usd
+          )
+        )
+      )
+      const tokens = (input ?? call.inputTokens) + (output ?? call.outputTokens)
+      const settled = yield* reservation.commit({ tokens, usd })
+      call.span?.attribute("budget.tokens", settled.tokens)
+      call.span?.attribute("budget.usd", settled.usd)
+      yield* reportOverage(call, settled)
+    }).pipe(
+      Effect.catch((error) =>
+        Effect.logError(
+          `LanguageModel.${call.method} could not be charged to budget "${call.budget.path}": ${error.message}`
+        )
+      ),
+      (effect) => logged(effect, call, modelId ?? call.model)
+    )
+
+  const generate = <
+    A extends { readonly usage: Response.Usage; readonly content: ReadonlyArray<{ readonly type: string }> },
+    E,
+    R
+  >(
+    method: "generateText" | "generateObject",
+    callOptions: AnyCallOptions,
+    run: (forwarded: AnyCallOptions) => Effect.Effect<A, E, R>
+  ): Effect.Effect<A, E | AiError.AiError, R> =>
+    Effect.gen(function*() {
+      const call = yield* prepare(method, callOptions.prompt)
+      // The scope holds the reservation only: the call itself sees the
+      // caller's scope, if any, not this one.
+      return yield* Effect.scopedWith((scope) =>
+        Effect.flatMap(Scope.provide(hold(call), scope), (reservation) =>
+          // Once the provider has answered, the answer is charged even if
+          // this fiber is interrupted: that usage happened.
+          Effect.uninterruptibleMask((restore) =>
+            Effect.tap(
+              restore(run({ ...callOptions, prompt: call.prompt })),
+              (response) => settle(call, reservation, response.usage, modelIdOf(response.content))
+            )
+          ))
+      )
+    }).pipe(Effect.withSpan(`BudgetedLanguageModel.${method}`))
+
+  const stream = <A extends { readonly type: string }, E, R>(
+    callOptions: AnyCallOptions,
+    run: (forwarded: AnyCallOptions) => Stream.Stream<A, E, R>
+  ): Stream.Stream<A, E | AiError.AiError, R> =>
+    Stream.unwrap(Effect.gen(function*() {
+      const call = yield* prepare("streamText", callOptions.prompt)
+      // Held for the life of the stream: `Stream.unwrap` closes this scope
+      // when the stream ends, fails, or its consumer stops reading.
+      const reservation = yield* hold(call)
+      let usage: Response.Usage | undefined
+      let modelId: string | undefined
+      let ended = false
+      yield* Effect.addFinalizer(() => {
+        // Reported usage is charged however the stream ended; a stream that
+        // ended without any charges its estimate; a stream cut off before
+        // its usage arrived gives the hold back (see docs/ai.md).
+        if (usage !== undefined || ended) return settle(call, reservation, usage, modelId)
+        return logged(
+          Effect.andThen(
+            Effect.ignore(reservation.release),
+            Effect.logDebug(`LanguageModel.streamText stopped before reporting usage: hold released`)
+          ),
+          call,
+          modelId ?? call.model
+        )
+      })
+      return run({ ...callOptions, prompt: call.prompt }).pipe(
+        Stream.mapArray((parts) => {
+          for (const part of parts) {
+            if (part.type === "finish" && usage === undefined) usage = (part as unknown as Response.FinishPart).usage
+            else if (part.type === "response-metadata" && modelId === undefined) modelId = modelIdOf([part])
+          }
+          return parts
+        }),
+        Stream.onEnd(Effect.sync(() => {
+          ended = true
+        }))
+      )
+    })).pipe(Stream.withSpan("BudgetedLanguageModel.streamText"))
+
+  return { generate, stream }
+}

@@ -1,0 +1,543 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
+import { AiError, LanguageModel, Model, Prompt, Response, Tokenizer, Tool, Toolkit } from "effect/ai"
+import {
+  Budget,
+  type BudgetEvent,
+  BudgetedLanguageModel,
+  type BudgetOptions,
+  type BudgetService
+} from "../src/index.ts"
+import { yields } from "./contract.ts"
+import { type Reply, scriptedModel, usage } from "./support/scriptedModel.ts"
+
+// USD per million tokens, and what they make of the usage below:
+// 1000 uncached × $1 + 2000 cache reads × $0.1 + 400 cache writes × $1.25
+// + 200 text × $4 + 100 reasoning × $8 = 3,300,000 nano-dollars.
+const prices = { "test-model": { input: 1, cacheRead: 0.1, cacheWrite: 1.25, output: 4, reasoning: 8 } }
+const reported = usage({ uncached: 1000, total: 3400, cacheRead: 2000, cacheWrite: 400 }, { total: 300, text: 200, reasoning: 100 })
+const reportedTokens = 3700
+const reportedUsd = 0.0033
+
+// "hello world": ⌈11 / 4⌉ + 4 for its one message = 7 input tokens, plus the
+// 500 output tokens the layer holds; priced 7 × $1 + 500 × $4 per million.
+const prompt = "hello world"
+const estimateTokens = 507
+const estimateUsd = 0.002007
+
+interface Setup {
+  readonly budget?: BudgetOptions | undefined
+  readonly model?: BudgetedLanguageModel.Options | undefined
+}
+
+/** A budget, a scripted provider, and the provider wrapped by the budget. */
+const setup = Effect.fnUntraced(function*(
+  script: (budget: BudgetService) => (prompt: Prompt.Prompt, call: number) => Reply,
+  options: Setup = {}
+) {
+  const budget = yield* Budget.make({ name: "b", thresholds: [], ...options.budget })
+  const provider = yield* scriptedModel(script(budget))
+  const model = yield* BudgetedLanguageModel.make({
+    price: BudgetedLanguageModel.perMillionTokens(prices),
+    maxOutputTokens: 500,
+    ...options.model
+  }).pipe(
+    Effect.provideService(LanguageModel.LanguageModel, provider.service),
+    Effect.provideService(Budget, budget)
+  )
+  return { budget, provider, model }
+})
+
+const counters = (budget: BudgetService) =>
+  Effect.map(budget.snapshot, (s) => ({
+    tokensUsed: s.tokensUsed,
+    usdUsed: s.usdUsed,
+    tokensReserved: s.tokensReserved,
+    usdReserved: s.usdReserved
+  }))
+
+const settledAt = (tokensUsed: number, usdUsed: number) => ({ tokensUsed, usdUsed, tokensReserved: 0, usdReserved: 0 })
+
+/** Starts collecting `budget`'s events; the returned effect stops and reads them. */
+const listen = (budget: BudgetService) =>
+  Effect.gen(function*() {
+    const seen: Array<BudgetEvent> = []
+    const fiber = yield* Effect.forkChild(Stream.runForEach(budget.events, (event) => Effect.sync(() => seen.push(event))))
+    yield* yields
+    return Effect.as(Effect.andThen(yields, Fiber.interrupt(fiber)), seen)
+  })
+
+/** A logger that keeps warnings and errors. */
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ logLevel, message }) => {
+    if (logLevel === "Warn" || logLevel === "Error") {
+      lines.push(`${logLevel}: ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+    }
+  })
+  return { lines, layer: Logger.layer([logger]) }
+}
+
+describe("BudgetedLanguageModel", () => {
+  describe("settling with the provider's usage", () => {
+    it.effect("generateText holds the estimate while it runs, then commits the usage exactly", () =>
+      Effect.gen(function*() {
+        let during: unknown
+        const { budget, model } = yield* setup((budget) => () => ({
+          text: "hi",
+          usage: reported,
+          modelId: "test-model",
+          before: Effect.map(counters(budget), (c) => {
+            during = c
+          })
+        }))
+        const response = yield* model.generateText({ prompt })
+        assert.strictEqual(response.text, "hi")
+        assert.deepStrictEqual(during, { tokensUsed: 0, usdUsed: 0, tokensReserved: estimateTokens, usdReserved: estimateUsd })
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
+      }))
+
+    it.effect("generateObject commits the usage exactly and keeps the decoded value", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ text: "{\"title\":\"Budgets\"}", usage: reported }))
+        const response = yield* model.generateObject({ prompt, schema: Schema.Struct({ title: Schema.String }) })
+        const title: string = response.value.title
+        assert.strictEqual(title, "Budgets")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
+      }))
+
+    it.effect("streamText holds from its start and commits the finish part's usage at its end", () =>
+      Effect.gen(function*() {
+        let during: unknown
+        const { budget, model } = yield* setup((budget) => () => ({
+          text: "one two three",
+          usage: reported,
+          before: Effect.map(counters(budget), (c) => {
+            during = c
+          })
+        }))
+        const parts = yield* Stream.runCollect(model.streamText({ prompt }))
+        assert.strictEqual(parts.filter((p) => p.type === "text-delta").map((p) => p.delta).join(""), "one two three")
+        assert.deepStrictEqual(during, { tokensUsed: 0, usdUsed: 0, tokensReserved: estimateTokens, usdReserved: estimateUsd })
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
+      }))
+
+    it.effect("the layer wraps the LanguageModel in context with no change to the calling code", () =>
+      Effect.gen(function*() {
+        const provider = yield* scriptedModel(() => ({ text: "ok", usage: reported }))
+        const Team = Budget.layer({ name: "team", tokenCap: 10_000 })
+        const Model = BudgetedLanguageModel.layer({ price: BudgetedLanguageModel.perMillionTokens(prices) }).pipe(
+          Layer.provide(provider.layer),
+          Layer.provide(Team)
+        )
+        const program = Effect.gen(function*() {
+          const response = yield* LanguageModel.generateText({ prompt })
+          return response.text
+        })
+        const text = yield* Effect.provide(program, Layer.merge(Model, Team))
+        assert.strictEqual(text, "ok")
+      }))
+
+    it.effect("a call is charged to the Budget in the caller's context, else to the layer's", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ text: "ok", usage: reported }))
+        const agent = yield* budget.child("agent")
+        yield* Effect.provideService(model.generateText({ prompt }), Budget, agent)
+        assert.strictEqual((yield* agent.snapshot).tokensUsed, reportedTokens)
+        yield* model.generateText({ prompt })
+        assert.strictEqual((yield* agent.snapshot).tokensUsed, reportedTokens)
+        assert.strictEqual((yield* budget.snapshot).tokensUsed, 2 * reportedTokens)
+      }))
+
+    it.effect("a call is priced as the model the response names, else Model.ModelName, else the layer's model", () =>
+      Effect.gen(function*() {
+        const price = BudgetedLanguageModel.perMillionTokens({
+          "cheap": { input: 0.5, output: 0.5 },
+          "test-model": { input: 1, output: 4 },
+          "big": { input: 20, output: 20 }
+        })
+        const hundred = usage({ total: 100 }, { total: 100 })
+        const { budget, model } = yield* setup(() => (_, call) => ({
+          usage: hundred,
+          modelId: call === 1 ? "cheap" : undefined
+        }), { model: { price } })
+        const spent = Effect.map(budget.snapshot, (s) => s.usdUsed)
+        yield* Effect.provideService(model.generateText({ prompt }), Model.ModelName, "test-model")
+        const byResponse = yield* spent
+        yield* Effect.provideService(model.generateText({ prompt }), Model.ModelName, "test-model")
+        const byContext = (yield* spent) - byResponse
+        yield* model.generateText({ prompt })
+        const unnamed = (yield* spent) - byResponse - byContext
+        // 100 + 100 tokens at $0.5, $1 + $4, and the highest prices ($20 + $20) per million
+        assert.deepStrictEqual([byResponse, byContext, unnamed].map((usd) => Math.round(usd * 1e9)), [100_000, 500_000, 4_000_000])
+        const named = yield* setup(() => () => ({ usage: hundred }), { model: { price, model: "test-model" } })
+        yield* named.model.generateText({ prompt })
+        assert.strictEqual((yield* named.budget.snapshot).usdUsed, 0.0005)
+      }))
+
+    it.effect("a toolkit's calls are resolved and typed as without the wrapper", () =>
+      Effect.gen(function*() {
+        const GetWeather = Tool.make("GetWeather", {
+          parameters: Schema.Struct({ city: Schema.String }),
+          success: Schema.String
+        })
+        const Tools = Toolkit.make(GetWeather)
+        const { budget, model } = yield* setup(() => () => ({
+          toolCalls: [{ id: "c1", name: "GetWeather", params: { city: "Paris" } }],
+          usage: reported
+        }))
+        const response = yield* model.generateText({ prompt, toolkit: Tools }).pipe(
+          Effect.provide(Tools.toLayer({ GetWeather: ({ city }) => Effect.succeed(`sunny in ${city}`) }))
+        )
+        // typed as without the wrapper: the tool's name, its success or a denial
+        const name: "GetWeather" = response.toolResults[0]!.name
+        const result: string | { readonly type: string } = response.toolResults[0]!.result
+        assert.deepStrictEqual([name, result], ["GetWeather", "sunny in Paris"])
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
+      }))
+  })
+
+  describe("estimates", () => {
+    it.effect("input tokens come from a Tokenizer in context, else from the prompt's length", () =>
+      Effect.gen(function*() {
+        const held: Array<number> = []
+        const { model } = yield* setup((budget) => () => ({
+          usage: reported,
+          before: Effect.map(budget.snapshot, (s) => {
+            held.push(s.tokensReserved)
+          })
+        }))
+        const tokenizer = Tokenizer.make({ tokenize: () => Effect.succeed(Array.from({ length: 42 }, (_, i) => i)) })
+        yield* Effect.provideService(model.generateText({ prompt }), Tokenizer.Tokenizer, tokenizer)
+        const long = [
+          { role: "system" as const, content: "x".repeat(40) },
+          { role: "user" as const, content: [{ type: "text" as const, text: "y".repeat(81) }] }
+        ]
+        yield* model.generateText({ prompt: long })
+        // ⌈(40 + 81) / 4⌉ + 2 messages × 4 = 39
+        assert.deepStrictEqual(held, [42 + 500, 39 + 500])
+      }))
+
+    it.effect("withCallOptions overrides the estimate and the output allowance per call", () =>
+      Effect.gen(function*() {
+        const held: Array<readonly [number, number]> = []
+        const { model } = yield* setup((budget) => () => ({
+          usage: reported,
+          before: Effect.map(budget.snapshot, (s) => {
+            held.push([s.tokensReserved, s.usdReserved])
+          })
+        }))
+        yield* model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ maxOutputTokens: 2000 }))
+        yield* BudgetedLanguageModel.withCallOptions(model.generateText({ prompt }), { inputTokens: 100, usd: 0.5 })
+        // nested: the inner options win, the outer ones fill in
+        yield* model.generateText({ prompt }).pipe(
+          BudgetedLanguageModel.withCallOptions({ inputTokens: 10 }),
+          BudgetedLanguageModel.withCallOptions({ inputTokens: 99, maxOutputTokens: 90 })
+        )
+        // a stream takes the options around the effect that runs it
+        yield* Stream.runDrain(model.streamText({ prompt })).pipe(
+          BudgetedLanguageModel.withCallOptions({ maxOutputTokens: 2000 })
+        )
+        assert.deepStrictEqual(held, [[2007, 0.008007], [600, 0.5], [100, 0.00037], [2007, 0.008007]])
+      }))
+
+    it.effect("an under-estimate is charged in full and its overage reported", () =>
+      Effect.gen(function*() {
+        const log = captureLogs()
+        const { budget, model } = yield* setup(() => () => ({ usage: reported }), { budget: { tokenCap: 1000 } })
+        const stop = yield* listen(budget)
+        yield* model.generateText({ prompt }).pipe(Effect.provide(log.layer))
+        const committed = (yield* stop).find((e) => e._tag === "Committed")
+        assert.deepStrictEqual(committed, {
+          _tag: "Committed",
+          budget: "b",
+          tokens: reportedTokens,
+          usd: reportedUsd,
+          tokensOverage: reportedTokens - 1000,
+          usdOverage: 0
+        })
+        const snap = yield* budget.snapshot
+        assert.deepStrictEqual([snap.tokensUsed, snap.tokensRemaining], [reportedTokens, 0])
+        assert.strictEqual(log.lines.length, 1)
+        assert.include(log.lines[0], `past its cap by ${reportedTokens - 1000} tokens`)
+      }))
+
+    it.effect("an over-estimate gives the rest back", () =>
+      Effect.gen(function*() {
+        const small = usage({ total: 20 }, { total: 5 })
+        const { budget, model } = yield* setup(() => () => ({ usage: small }), { budget: { tokenCap: 100_000 } })
+        yield* model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ maxOutputTokens: 50_000 }))
+        // 20 × $1 + 5 × $4 per million
+        assert.deepStrictEqual(yield* counters(budget), settledAt(25, 0.00004))
+        assert.strictEqual((yield* budget.snapshot).tokensRemaining, 100_000 - 25)
+      }))
+
+    it.effect("a side the provider leaves out is charged at its estimate", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ usage: usage({}, { total: 30 }) }))
+        yield* model.generateText({ prompt })
+        // 7 estimated input tokens + 30 reported output tokens
+        assert.deepStrictEqual(yield* counters(budget), settledAt(37, 0.000127))
+      }))
+
+    it.effect("a provider that reports no usage is charged the estimate, with a warning", () =>
+      Effect.gen(function*() {
+        const log = captureLogs()
+        const { budget, model } = yield* setup(() => () => ({ text: "no usage here" }))
+        yield* model.generateText({ prompt }).pipe(Effect.provide(log.layer))
+        assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
+        yield* Stream.runDrain(model.streamText({ prompt })).pipe(Effect.provide(log.layer))
+        assert.deepStrictEqual(yield* counters(budget), settledAt(2 * estimateTokens, 2 * estimateUsd))
+        assert.deepStrictEqual(log.lines, [
+          `Warn: LanguageModel.generateText reported no usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`,
+          `Warn: LanguageModel.streamText reported no usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`
+        ])
+      }))
+
+    it.effect("a price function that returns no usable number for the usage charges the estimate's price", () =>
+      Effect.gen(function*() {
+        const log = captureLogs()
+        const { budget, model } = yield* setup(() => () => ({ usage: reported }), {
+          model: { price: (u) => u.outputTokens.total === 300 ? Number.NaN : 0.25 }
+        })
+        yield* model.generateText({ prompt }).pipe(Effect.provide(log.layer))
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, 0.25))
+        assert.strictEqual(log.lines.length, 1)
+        assert.include(log.lines[0], "Invalid price(usage, null): must be a dollar amount")
+      }))
+  })
+
+  describe("releasing", () => {
+    it.effect("a failed call releases its hold and keeps its own error", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ fail: true }))
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error.reason._tag, "InternalProviderError")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("an interrupted call releases its hold", () =>
+      Effect.gen(function*() {
+        const started = yield* Deferred.make<void>()
+        const { budget, model } = yield* setup(() => () => ({
+          usage: reported,
+          before: Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
+        }))
+        const fiber = yield* Effect.forkChild(model.generateText({ prompt }))
+        yield* Deferred.await(started)
+        assert.strictEqual((yield* budget.snapshot).tokensReserved, estimateTokens)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("a stream that fails part-way releases its hold", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ text: "one two", fail: true }))
+        const error = yield* Effect.flip(Stream.runDrain(model.streamText({ prompt })))
+        assert.strictEqual(error.reason._tag, "InternalProviderError")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("a stream interrupted part-way releases its hold", () =>
+      Effect.gen(function*() {
+        const firstPart = yield* Deferred.make<void>()
+        const { budget, model } = yield* setup(() => () => ({ text: "one two", hang: true }))
+        const fiber = yield* Effect.forkChild(
+          Stream.runForEach(model.streamText({ prompt }), () => Deferred.succeed(firstPart, undefined))
+        )
+        yield* Deferred.await(firstPart)
+        assert.strictEqual((yield* budget.snapshot).tokensReserved, estimateTokens)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("a consumer that stops reading releases, unless the usage was already reported", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => (_, call) =>
+          call === 1 ? { text: "one two three", hang: true } : { text: "one two three", usage: reported }
+        )
+        const cut = yield* Stream.runCollect(Stream.take(model.streamText({ prompt }), 2))
+        assert.strictEqual(cut.length, 2)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+        // This provider sends its parts in one chunk: the finish part, and
+        // its usage, had arrived when the consumer stopped.
+        yield* Stream.runCollect(Stream.take(model.streamText({ prompt }), 2))
+        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
+      }))
+  })
+
+  describe("refusing", () => {
+    it.effect("a refused call fails with an AiError carrying the BudgetExceeded, before reaching the provider", () =>
+      Effect.gen(function*() {
+        const { budget, model, provider } = yield* setup(() => () => ({ usage: reported }), {
+          budget: { tokenCap: 100 }
+        })
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error._tag, "AiError")
+        assert.strictEqual(error.reason._tag, "QuotaExhaustedError")
+        assert.isFalse(error.isRetryable)
+        assert.strictEqual(
+          error.message,
+          `BudgetedLanguageModel.generateText: Budget "b" refused ${estimateTokens} tokens: used + reserved + ` +
+            `requested would be ${estimateTokens} tokens, over its cap of 100 tokens`
+        )
+        const exceeded = yield* Effect.flip(BudgetedLanguageModel.unwrapBudgetExceeded(model.generateText({ prompt })))
+        assert.strictEqual(exceeded._tag, "BudgetExceeded")
+        assert.deepStrictEqual(
+          exceeded._tag === "BudgetExceeded" ? [exceeded.budget, exceeded.axis, exceeded.requested, exceeded.cap] : [],
+          ["b", "tokens", estimateTokens, 100]
+        )
+        // survives encoding, as a log shipper or an RPC boundary would
+        const decoded = Schema.decodeUnknownSync(AiError.AiError)(Schema.encodeSync(AiError.AiError)(error))
+        assert.strictEqual(BudgetedLanguageModel.budgetExceededOf(decoded)?.requested, estimateTokens)
+        const streamed = yield* Effect.flip(
+          BudgetedLanguageModel.unwrapBudgetExceeded(Stream.runDrain(model.streamText({ prompt })))
+        )
+        assert.strictEqual(streamed._tag, "BudgetExceeded")
+        assert.strictEqual(provider.calls(), 0)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("1,000 concurrent calls on a budget for 300: never past a cap, the refused never reach the provider", () =>
+      Effect.gen(function*() {
+        let peakTokens = 0
+        let peakUsd = 0
+        const { budget, model, provider } = yield* setup((budget) => () => ({
+          usage: usage({ total: 50 }, { total: 50 }),
+          before: Effect.gen(function*() {
+            const s = yield* budget.snapshot
+            peakTokens = Math.max(peakTokens, s.tokensUsed + s.tokensReserved)
+            peakUsd = Math.max(peakUsd, s.usdUsed + s.usdReserved)
+            yield* Effect.yieldNow
+          })
+        }), { budget: { tokenCap: 30_000, usdCap: 0.075 } })
+        // each call holds and spends 100 tokens, $0.00025
+        const outcomes = yield* Effect.forEach(
+          Array.from({ length: 1000 }, () => 0),
+          () =>
+            model.generateText({ prompt }).pipe(
+              BudgetedLanguageModel.withCallOptions({ inputTokens: 50, maxOutputTokens: 50 }),
+              BudgetedLanguageModel.unwrapBudgetExceeded,
+              Effect.as("done"),
+              Effect.catchTag("BudgetExceeded", () => Effect.succeed("refused"))
+            ),
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(outcomes.filter((o) => o === "done").length, 300)
+        assert.strictEqual(outcomes.filter((o) => o === "refused").length, 700)
+        assert.strictEqual(provider.calls(), 300)
+        assert.isAtMost(peakTokens, 30_000)
+        assert.isAtMost(peakUsd, 0.075)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(30_000, 0.075))
+      }))
+
+    it.effect("onExceeded: \"wait\" per call waits for room instead of failing", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        const order: Array<string> = []
+        const { budget, model } = yield* setup(() => (_, call) => ({
+          usage: usage({ total: 50 }, { total: 50 }),
+          before: call === 1
+            ? Effect.andThen(Deferred.await(gate), Effect.sync(() => order.push("first")))
+            : Effect.sync(() => order.push("second"))
+        }), { budget: { tokenCap: 1000 } })
+        const first = yield* Effect.forkChild(
+          model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: 500, maxOutputTokens: 500 }))
+        )
+        yield* yields
+        const second = yield* Effect.forkChild(
+          model.generateText({ prompt }).pipe(
+            BudgetedLanguageModel.withCallOptions({ inputTokens: 400, maxOutputTokens: 100, onExceeded: "wait" })
+          )
+        )
+        yield* yields
+        assert.deepStrictEqual(order, [])
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(first)
+        yield* Fiber.join(second)
+        assert.deepStrictEqual(order, ["first", "second"])
+        assert.deepStrictEqual(yield* counters(budget), settledAt(200, 0.0005))
+      }))
+
+    it.effect("onExceeded: \"wait\" per layer, and a call can still ask to fail", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        const { model, provider } = yield* setup(() => (_, call) => ({
+          usage: usage({ total: 50 }, { total: 50 }),
+          before: call === 1 ? Deferred.await(gate) : Effect.void
+        }), { budget: { tokenCap: 1000 }, model: { onExceeded: "wait", maxOutputTokens: 500 } })
+        const first = yield* Effect.forkChild(
+          model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: 500 }))
+        )
+        yield* yields
+        const refused = yield* Effect.flip(BudgetedLanguageModel.unwrapBudgetExceeded(
+          model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ onExceeded: "fail" }))
+        ))
+        assert.strictEqual(refused._tag, "BudgetExceeded")
+        const waiting = yield* Effect.forkChild(model.generateText({ prompt }))
+        yield* yields
+        assert.strictEqual(provider.calls(), 1)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(first)
+        yield* Fiber.join(waiting)
+        assert.strictEqual(provider.calls(), 2)
+      }))
+  })
+
+  describe("bad options", () => {
+    it.effect("fail with InvalidUsage saying which option and why", () =>
+      Effect.gen(function*() {
+        const messages: Array<string> = []
+        const invalid = (effect: Effect.Effect<unknown, unknown>) =>
+          Effect.map(Effect.flip(effect), (error) => {
+            assert.strictEqual((error as { _tag: string })._tag, "InvalidUsage")
+            messages.push((error as Error).message)
+          })
+        const { budget, model, provider } = yield* setup(() => () => ({ usage: reported }))
+        const wrap = (options: BudgetedLanguageModel.Options) =>
+          BudgetedLanguageModel.make(options).pipe(
+            Effect.provideService(LanguageModel.LanguageModel, provider.service),
+            Effect.provideService(Budget, budget)
+          )
+        yield* invalid(BudgetedLanguageModel.perMillionTokens({ "m": { input: -1, output: 2 } }))
+        yield* invalid(BudgetedLanguageModel.perMillionTokens({ "m": { input: 1, output: 2, cacheRead: Number.NaN } }))
+        yield* invalid(BudgetedLanguageModel.perMillionTokens({}))
+        yield* invalid(wrap({ maxOutputTokens: -5 }))
+        yield* invalid(wrap({ maxOutputTokens: 1.5 }))
+        yield* invalid(wrap({ onExceeded: "maybe" as "wait" }))
+        yield* invalid(wrap({ price: 0.002 as unknown as BudgetedLanguageModel.PriceFunction }))
+        yield* invalid(wrap({ price: BudgetedLanguageModel.perMillionTokens({ "m": { input: 1, output: -2 } }) }))
+        yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ usd: -0.5 })))
+        yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: -1 })))
+        assert.deepStrictEqual(messages, [
+          "Invalid prices[\"m\"].input: must be USD per million tokens, a number from 0 to 9007199, got -1",
+          "Invalid prices[\"m\"].cacheRead: must be USD per million tokens, a number from 0 to 9007199, or left out, got NaN",
+          "Invalid prices: must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }, got [object Object]",
+          "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got -5",
+          "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got 1.5",
+          "Invalid onExceeded: must be \"fail\" or \"wait\", got maybe",
+          "Invalid price: must be a function (usage, model) => usd, or BudgetedLanguageModel.perMillionTokens({...}), got 0.002",
+          "Invalid prices[\"m\"].output: must be USD per million tokens, a number from 0 to 9007199, got -2",
+          "Invalid usd: must be a dollar amount from 0 to 9007199, got -0.5",
+          "Invalid inputTokens: must be a whole number of tokens, 0 or more, got -1"
+        ])
+        assert.strictEqual(provider.calls(), 0)
+      }))
+
+    it.effect("a model is priced by its exact name, its longest prefix, \"*\", or else the highest prices", () =>
+      Effect.gen(function*() {
+        const price = yield* BudgetedLanguageModel.perMillionTokens({
+          "gpt": { input: 1, output: 1 },
+          "gpt-5-mini": { input: 2, output: 2 },
+          "claude": { input: 10, output: 30 }
+        })
+        const withStar = yield* BudgetedLanguageModel.perMillionTokens({ "gpt": { input: 1, output: 1 }, "*": { input: 5, output: 5 } })
+        const u = new Response.Usage({ inputTokens: { total: 1_000_000 }, outputTokens: { total: 1_000_000 } })
+        assert.deepStrictEqual(
+          [price(u, "gpt-5-mini"), price(u, "gpt-5-mini-2025"), price(u, "gpt-4o"), price(u, "llama"), price(u, undefined)],
+          [4, 4, 2, 40, 40]
+        )
+        assert.deepStrictEqual([withStar(u, "gpt-4o"), withStar(u, "llama")], [2, 10])
+      }))
+  })
+})
