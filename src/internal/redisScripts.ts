@@ -52,18 +52,7 @@ local function now_ms()
 end
 -- %.0f is exact up to 2^53; 0 first, as -0 would read "-0".
 local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
-local function key_of(path) return tree .. ':n:' .. path end
 local function path_of(key) return string.sub(key, #tree + 4) end
-local function line_of(path) return tree .. ':q:' .. path end
-local function ticket_of(ticket) return tree .. ':w:' .. ticket end
-
--- The keys of a budget's chain, from the budget up to the root.
-local function chain_of(path)
-  local keys, cuts = { key_of(path) }, {}
-  for at in string.gmatch(path, '()/') do table.insert(cuts, at) end
-  for i = #cuts, 1, -1 do table.insert(keys, key_of(string.sub(path, 1, cuts[i] - 1))) end
-  return keys
-end
 
 -- Events are published only while some process listens.
 local listening = nil
@@ -136,6 +125,12 @@ local function cross(b, tu, nu)
   end
 end
 
+local function settlement_of(v)
+  local s = {}
+  for x in string.gmatch(v, '[^ ]+') do table.insert(s, x) end
+  return s
+end
+
 -- Holds: "h <tokens> <nanos> <gen,...> <path>", or a settlement.
 local function hold_of(v)
   local t, n, gens, path = string.match(v, '^h (%d+) (%d+) ([^ ]+) (.*)$')
@@ -144,101 +139,123 @@ local function hold_of(v)
   for x in string.gmatch(gens, '[^,]+') do table.insert(g, x) end
   return { t = tonumber(t), n = tonumber(n), gens = g, path = path }
 end
-local function settlement_of(v)
-  local s = {}
-  for x in string.gmatch(v, '[^ ]+') do table.insert(s, x) end
-  return s
-end
--- Gives a hold back at each level whose generation it still has.
-local function give_back(h)
-  local keys = chain_of(h.path)
-  for i, key in ipairs(keys) do
-    local b = level(key)
-    if b.gen == h.gens[i] then
-      b.tr, b.nr = b.tr - h.t, b.nr - h.n
-      redis.call('HSET', key, 'tr', int(b.tr), 'nr', int(b.nr))
-    end
+-- What only some calls need (expired leases, waiting, holds of other
+-- budgets) is defined on first use: every function a script defines is
+-- made anew on each run, and most runs need none of these.
+local more = nil
+local function slow()
+  if more then return more end
+  local function key_of(path) return tree .. ':n:' .. path end
+  local function line_of(path) return tree .. ':q:' .. path end
+  local function ticket_of(ticket) return tree .. ':w:' .. ticket end
+  -- The keys of a budget's chain, from the budget up to the root.
+  local function chain_of(path)
+    local keys, cuts = { key_of(path) }, {}
+    for at in string.gmatch(path, '()/') do table.insert(cuts, at) end
+    for i = #cuts, 1, -1 do table.insert(keys, key_of(string.sub(path, 1, cuts[i] - 1))) end
+    return keys
   end
-  return keys
-end
 
--- --- waiting ------------------------------------------------------------
--- Tickets to tell, in order, and as a set.
-local woken, told = {}, {}
-local function head_of(path)
-  local head = redis.call('ZRANGE', line_of(path), 0, 0)
-  return head[1]
-end
--- The first budget of a waiter's chain that holds it back: one it does not
--- fit, or whose line has an earlier ticket in it.
-local function holds_back(seq, t, n, path)
-  for _, key in ipairs(chain_of(path)) do
-    local head = head_of(path_of(key))
-    if head and tonumber(head) < seq then return key end
-    if not fits(level(key), t, n) then return key end
-  end
-  return nil
-end
-local function move(ticket, from, to)
-  redis.call('ZREM', line_of(from), ticket)
-  redis.call('ZADD', line_of(to), ticket, ticket)
-  redis.call('HSET', ticket_of(ticket), 'l', to)
-end
--- Wakes the head of a budget's line if it now fits its whole chain; a head
--- held back higher up moves to that line, and the next head is considered.
-local function wake(path)
-  local at = key_of(path)
-  while true do
-    local head = head_of(path)
-    if not head or told[head] then return end
-    local w = redis.call('HMGET', ticket_of(head), 't', 'n', 'o')
-    local blocker = holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
-    if blocker == at then return end
-    if blocker == nil then
-      told[head] = true
-      table.insert(woken, head)
-      return
+  -- Gives a hold back at each level whose generation it still has.
+  local function give_back(h)
+    local keys = chain_of(h.path)
+    for i, key in ipairs(keys) do
+      local b = level(key)
+      if b.gen == h.gens[i] then
+        b.tr, b.nr = b.tr - h.t, b.nr - h.n
+        redis.call('HSET', key, 'tr', int(b.tr), 'nr', int(b.nr))
+      end
     end
-    move(head, path, path_of(blocker))
+    return keys
   end
+
+  -- --- waiting ------------------------------------------------------------
+  -- Tickets to tell, in order, and as a set.
+  local woken, told = {}, {}
+  local function head_of(path)
+    local head = redis.call('ZRANGE', line_of(path), 0, 0)
+    return head[1]
+  end
+  -- The first budget of a waiter's chain that holds it back: one it does not
+  -- fit, or whose line has an earlier ticket in it.
+  local function holds_back(seq, t, n, path)
+    for _, key in ipairs(chain_of(path)) do
+      local head = head_of(path_of(key))
+      if head and tonumber(head) < seq then return key end
+      if not fits(level(key), t, n) then return key end
+    end
+    return nil
+  end
+  local function move(ticket, from, to)
+    redis.call('ZREM', line_of(from), ticket)
+    redis.call('ZADD', line_of(to), ticket, ticket)
+    redis.call('HSET', ticket_of(ticket), 'l', to)
+  end
+  -- Wakes the head of a budget's line if it now fits its whole chain; a head
+  -- held back higher up moves to that line, and the next head is considered.
+  local function wake(path)
+    local at = key_of(path)
+    while true do
+      local head = head_of(path)
+      if not head or told[head] then return end
+      local w = redis.call('HMGET', ticket_of(head), 't', 'n', 'o')
+      local blocker = holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
+      if blocker == at then return end
+      if blocker == nil then
+        told[head] = true
+        table.insert(woken, head)
+        return
+      end
+      move(head, path, path_of(blocker))
+    end
+  end
+  local function waiting() return level(root).wq > 0 end
+  local function wake_all(keys)
+    if not waiting() then return end
+    for _, key in ipairs(keys) do wake(path_of(key)) end
+  end
+  -- A ticket leaving its line for good; the line may serve its next head.
+  local function leave(ticket)
+    local at = redis.call('HGET', ticket_of(ticket), 'l')
+    if not at then return end
+    redis.call('ZREM', line_of(at), ticket)
+    redis.call('ZREM', tree .. ':tickets', ticket)
+    redis.call('DEL', ticket_of(ticket))
+    local r = level(root)
+    r.wq = r.wq - 1
+    redis.call('HSET', root, 'wq', int(r.wq))
+    wake(at)
+  end
+
+  -- Gives back the holds and tickets whose leases ran out; true if any.
+  local function reap()
+    local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', int(now_ms()), 'LIMIT', 0, 64)
+    for _, id in ipairs(expired) do
+      redis.call('ZREM', tree .. ':leases', id)
+      local hkey = tree .. ':h:' .. id
+      local v = redis.call('GET', hkey)
+      local h = v and hold_of(v)
+      if h then
+        redis.call('DEL', hkey)
+        wake_all(give_back(h))
+      end
+    end
+    if waiting() then
+      for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', int(now_ms()), 'LIMIT', 0, 64)) do
+        leave(ticket)
+      end
+    end
+    return #expired > 0
+  end
+  more = {
+    line_of = line_of, ticket_of = ticket_of, give_back = give_back, holds_back = holds_back, move = move,
+    wake = wake, wake_all = wake_all, leave = leave, reap = reap, woken = woken
+  }
+  return more
 end
-local function waiting() return level(root).wq > 0 end
+-- Looks at the lines of these budgets, if anyone waits in the tree.
 local function wake_all(keys)
-  if not waiting() then return end
-  for _, key in ipairs(keys) do wake(path_of(key)) end
-end
--- A ticket leaving its line for good; the line may serve its next head.
-local function leave(ticket)
-  local at = redis.call('HGET', ticket_of(ticket), 'l')
-  if not at then return end
-  redis.call('ZREM', line_of(at), ticket)
-  redis.call('ZREM', tree .. ':tickets', ticket)
-  redis.call('DEL', ticket_of(ticket))
-  local r = level(root)
-  r.wq = r.wq - 1
-  redis.call('HSET', root, 'wq', int(r.wq))
-  wake(at)
-end
-
--- Gives back the holds and tickets whose leases ran out; true if any.
-local function reap()
-  local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', int(now_ms()), 'LIMIT', 0, 64)
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', tree .. ':leases', id)
-    local hkey = tree .. ':h:' .. id
-    local v = redis.call('GET', hkey)
-    local h = v and hold_of(v)
-    if h then
-      redis.call('DEL', hkey)
-      wake_all(give_back(h))
-    end
-  end
-  if waiting() then
-    for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', int(now_ms()), 'LIMIT', 0, 64)) do
-      leave(ticket)
-    end
-  end
-  return #expired > 0
+  if level(root).wq > 0 then slow().wake_all(keys) end
 end
 
 -- Every script ends here: lines of budgets whose window restarted are
@@ -249,7 +266,7 @@ local function finish(result)
     restarted = {}
     wake_all(keys)
   end
-  if #woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(woken, ' ')) end
+  if more and #more.woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(more.woken, ' ')) end
   return result
 end
 
@@ -267,7 +284,7 @@ local function refusal(t, n)
 end
 local function check(t, n)
   local r = refusal(t, n)
-  if r and reap() then r = refusal(t, n) end
+  if r and slow().reap() then r = refusal(t, n) end
   return r
 end
 local function exceeded(r, t, n)
@@ -372,39 +389,40 @@ local t, n, id, lease, ticket = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], t
 for i = 1, #KEYS do
   local r = too_big(level(KEYS[i]), t, n)
   if r then
-    if ticket ~= '' then leave(ticket) end
+    if ticket ~= '' then slow().leave(ticket) end
     table.insert(r, i)
     return exceeded(r, t, n)
   end
 end
-if ticket == '' and not waiting() and refusal(t, n) == nil then
+local r = level(root)
+if ticket == '' and r.wq == 0 and refusal(t, n) == nil then
   take(t, n, id, lease)
   return finish({ 'ok' })
 end
-reap()
-local r = level(root)
+local S = slow()
+S.reap()
 local from = false
-if ticket ~= '' then from = redis.call('HGET', ticket_of(ticket), 'l') end
+if ticket ~= '' then from = redis.call('HGET', S.ticket_of(ticket), 'l') end
 -- A ticket whose lease ran out while its process was away lines up again.
 if from == false then ticket = '' end
 local seq = tonumber(ticket)
 if ticket == '' then seq = redis.call('HINCRBY', root, 'seq', 1) end
-local blocker = holds_back(seq, t, n, path_of(KEYS[1]))
+local blocker = S.holds_back(seq, t, n, path_of(KEYS[1]))
 if blocker == nil then
   take(t, n, id, lease)
-  if ticket ~= '' then leave(ticket) end
+  if ticket ~= '' then S.leave(ticket) end
   return finish({ 'ok' })
 end
 local at = path_of(blocker)
 if ticket == '' then
   ticket = tostring(seq)
-  redis.call('HSET', ticket_of(ticket), 't', ARGV[2], 'n', ARGV[3], 'o', path_of(KEYS[1]), 'l', at)
-  redis.call('ZADD', line_of(at), seq, ticket)
+  redis.call('HSET', S.ticket_of(ticket), 't', ARGV[2], 'n', ARGV[3], 'o', path_of(KEYS[1]), 'l', at)
+  redis.call('ZADD', S.line_of(at), seq, ticket)
   r.wq = r.wq + 1
   redis.call('HSET', root, 'wq', int(r.wq))
 elseif from ~= at then
-  move(ticket, from, at)
-  wake(from)
+  S.move(ticket, from, at)
+  S.wake(from)
 end
 redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
 -- When to look again if no script calls the ticket: when what holds it back
@@ -414,7 +432,7 @@ redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
 local soon = now_ms() + lease
 local b = level(blocker)
 if b.wlen > 0 then soon = math.min(soon, b.wend) end
-local ahead = redis.call('ZRANGE', line_of(at), 0, 1)
+local ahead = redis.call('ZRANGE', S.line_of(at), 0, 1)
 if ahead[1] == ticket then
   local first = redis.call('ZRANGE', tree .. ':leases', 0, 0, 'WITHSCORES')
   if first[2] then soon = math.min(soon, tonumber(first[2])) end
@@ -433,7 +451,7 @@ export const leave = Redis.script(
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-leave(ARGV[2])
+slow().leave(ARGV[2])
 return finish(0)
 `
   }
@@ -499,7 +517,7 @@ local v = redis.call('GET', hkey)
 if v then
   local h = hold_of(v)
   if not h then return settlement_of(v) end
-  give_back(h)
+  slow().give_back(h)
   announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) })
 end
 redis.call('SET', hkey, 'r', 'PX', ARGV[3])
@@ -569,7 +587,7 @@ export const snapshot = Redis.script(
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-reap()
+slow().reap()
 local b = level(KEYS[1])
 return finish({ int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) })
 `
