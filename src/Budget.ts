@@ -6,7 +6,7 @@
  */
 import { Config, Context, Duration, Effect, Layer, Option, References, Scope, Tracer } from "effect"
 import type * as Redis from "effect/persistence/Redis"
-import type { Stream } from "effect"
+import type { Cron, Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
@@ -14,7 +14,6 @@ import * as MemoryStore from "./internal/memoryStore.ts"
 import { millisOf, settingsOf } from "./internal/options.ts"
 import * as RedisStore from "./internal/redisStore.ts"
 import type { BudgetStore } from "./internal/store.ts"
-import type { Window } from "./internal/window.ts"
 import { usageError, usdToNanos } from "./Usage.ts"
 import type { Usage } from "./Usage.ts"
 
@@ -22,6 +21,22 @@ import type { Usage } from "./Usage.ts"
  * How a settled reservation ended. `Committed` charged `tokens` and `usd`;
  * the overage fields tell how much of that charge went past a cap (charged
  * anyway: usage that happened is never dropped). `Released` charged nothing.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * const call = Effect.scoped(Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   const hold = yield* budget.reserve({ tokens: 1000 })
+ *   // the provider used more than was held: charged anyway, overage reported
+ *   const settlement = yield* hold.commit({ tokens: 1400 })
+ *   if (settlement.tokensOverage > 0) {
+ *     yield* Effect.logWarning(`${settlement.tokensOverage} tokens charged past the cap`)
+ *   }
+ * }))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -38,6 +53,26 @@ export interface Settlement {
  * A hold on part of a budget, taken before an LLM call and settled after it.
  * The first settlement wins: a later `commit` or `release` charges nothing
  * and returns it.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * // your LLM client: declared here, not implemented
+ * declare const callLlm: (prompt: string) => Effect.Effect<{ readonly text: string; readonly tokens: number }>
+ *
+ * // one call, one scope: if the call fails or is interrupted before the
+ * // commit, closing the scope releases the hold
+ * const answer = (prompt: string) =>
+ *   Effect.scoped(Effect.gen(function*() {
+ *     const budget = yield* Budget
+ *     const hold = yield* budget.reserve({ tokens: 2000, usd: 0.012 })
+ *     const result = yield* callLlm(prompt)
+ *     yield* hold.commit({ tokens: result.tokens }) // usd left out: charges the 0.012 held
+ *     return result.text
+ *   }))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -99,7 +134,23 @@ export interface RedisBudgetOptions extends BudgetOptions {
 
 /**
  * What `reserve` does when the hold does not fit: fail at once with
- * `BudgetExceeded` (the default), or wait in line until it fits.
+ * `BudgetExceeded` (the default), or wait in line until it fits, first come
+ * first served. A request larger than a cap fails at once either way.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * const patient = Effect.scoped(Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   // wait for room, but not for ever: a waiter that gives up holds nothing
+ *   const hold = yield* budget.reserve({ tokens: 8000 }, { onExceeded: "wait" }).pipe(
+ *     Effect.timeout("30 seconds")
+ *   )
+ *   yield* hold.commit({ tokens: 6400 })
+ * }))
+ * ```
  *
  * @since 0.1.0
  * @category models
@@ -108,7 +159,24 @@ export interface ReserveOptions {
   readonly onExceeded?: "fail" | "wait" | undefined
 }
 
-export type { Window } from "./internal/window.ts"
+/**
+ * How often a budget starts afresh: every `Duration` (aligned to the Unix
+ * epoch, so `"1 day"` ends at midnight UTC), or whenever a `Cron` schedule
+ * fires.
+ *
+ * @example
+ * ```ts
+ * import type { Window } from "effect-token-budget"
+ * import { Cron, Result } from "effect"
+ *
+ * const daily: Window = "1 day"
+ * const monthly: Window = Result.getOrThrow(Cron.parse("0 0 1 * *", "UTC"))
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Window = Duration.Input | Cron.Cron
 
 /**
  * A budget's name, caps, window, alert thresholds and metrics. A cap left
@@ -198,17 +266,32 @@ export interface BudgetService {
 export class Budget extends Context.Service<Budget, BudgetService>()("effect-token-budget/Budget") {
   /**
    * Makes an in-memory budget, shared by whoever holds the returned service,
-   * for as long as the scope lasts.
+   * for as long as the scope lasts: for a budget made at run time (one per
+   * request, per job, per test) rather than one per layer.
+   *
+   * @example
+   * ```ts
+   * import { Budget } from "effect-token-budget"
+   * import { Effect } from "effect"
+   *
+   * // a budget of its own for one batch job
+   * const job = Effect.scoped(Effect.gen(function*() {
+   *   const budget = yield* Budget.make({ name: "nightly-eval", usdCap: 2 })
+   *   yield* budget.record({ tokens: 1200, usd: 0.0036 })
+   *   return yield* budget.snapshot
+   * }))
+   * ```
    *
    * @since 0.1.0
    * @category constructors
    */
-  static readonly make = (options: BudgetOptions): Effect.Effect<BudgetService, InvalidUsage, Scope.Scope> =>
-    Effect.suspend(() => {
+  static make(options: BudgetOptions): Effect.Effect<BudgetService, InvalidUsage, Scope.Scope> {
+    return Effect.suspend(() => {
       const settings = settingsOf(options, "budget")
       if (settings instanceof InvalidUsage) return Effect.fail(settings)
       return Effect.map(MemoryStore.make(settings), fromStore)
     })
+  }
 
   /**
    * Makes a budget kept in Redis, shared by every process that makes one
@@ -217,10 +300,10 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @since 0.1.0
    * @category constructors
    */
-  static readonly makeRedis = (
+  static makeRedis(
     options: RedisBudgetOptions
-  ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
-    Effect.suspend(() => {
+  ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> {
+    return Effect.suspend(() => {
       const settings = settingsOf(options, "budget")
       const leaseMillis = millisOf("leaseTtl", options.leaseTtl ?? "30 seconds")
       const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
@@ -232,6 +315,7 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
         fromStore
       )
     })
+  }
 
   /**
    * A budget kept in Redis, through the `Redis` service of
@@ -253,18 +337,36 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @since 0.1.0
    * @category layers
    */
-  static readonly layerRedis = (
+  static layerRedis(
     options: RedisBudgetOptions
-  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> => Layer.effect(Budget, Budget.makeRedis(options))
+  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> {
+    return Layer.effect(Budget, Budget.makeRedis(options))
+  }
 
   /**
-   * An in-memory budget for this process.
+   * An in-memory budget for this process, shared by every fiber the layer
+   * is provided to. Fails with `InvalidUsage` when a cap is not a usable
+   * number.
+   *
+   * @example
+   * ```ts
+   * import { Budget } from "effect-token-budget"
+   * import { Effect } from "effect"
+   *
+   * const BudgetLive = Budget.layer({ name: "evals", tokenCap: 1_000_000, usdCap: 10 })
+   *
+   * const program = Effect.gen(function*() {
+   *   const budget = yield* Budget
+   *   yield* budget.record({ tokens: 1200, usd: 0.0036 })
+   * }).pipe(Effect.provide(BudgetLive))
+   * ```
    *
    * @since 0.1.0
    * @category layers
    */
-  static readonly layer = (options: BudgetOptions): Layer.Layer<Budget, InvalidUsage> =>
-    Layer.effect(Budget, Budget.make(options))
+  static layer(options: BudgetOptions): Layer.Layer<Budget, InvalidUsage> {
+    return Layer.effect(Budget, Budget.make(options))
+  }
 
   /**
    * An in-memory budget whose name and caps come from `Config`. By default
@@ -289,10 +391,11 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @since 0.1.0
    * @category layers
    */
-  static readonly layerConfig = (
+  static layerConfig(
     config: Config.Wrap<BudgetOptions> = defaultConfig
-  ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> =>
-    Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+  ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> {
+    return Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+  }
 
   /**
    * A child of the `Budget` in context: every charge to it also counts
@@ -313,11 +416,12 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @since 0.1.0
    * @category layers
    */
-  static readonly layerChild = (
+  static layerChild(
     name: string,
     options: Omit<BudgetOptions, "name"> = {}
-  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Budget> =>
-    Layer.effect(Budget, Effect.flatMap(Budget, (parent) => parent.child(name, options)))
+  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Budget> {
+    return Layer.effect(Budget, Effect.flatMap(Budget, (parent) => parent.child(name, options)))
+  }
 }
 
 const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>

@@ -55,6 +55,19 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
 /**
  * An amount or a cap that is not a usable number: negative, NaN, infinite,
  * fractional tokens, or too large to count exactly. Nothing was changed.
+ * `field` names what was wrong (`usage.tokens`, `actual.usd`, `usdCap`).
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect } from "effect"
+ *
+ * // tokens must be whole: "Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got 1.5"
+ * const bad = Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   yield* budget.record({ tokens: 1.5 })
+ * }).pipe(Effect.catchTag("InvalidUsage", (e) => Effect.logError(e.message)))
+ * ```
  *
  * @since 0.1.0
  * @category errors
@@ -71,7 +84,28 @@ export class InvalidUsage extends Schema.TaggedError<InvalidUsage>()("InvalidUsa
 
 /**
  * A remote store (Redis, say) could not answer; `cause` says why. The
- * operation may be retried.
+ * operation may be retried: a retried `commit` charges once, and a hold
+ * whose `reserve` got no reply expires with its lease. (A `record` carries
+ * no id, so one retried after a lost reply may charge twice.) The in-memory
+ * store never raises it.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect, Schedule } from "effect"
+ *
+ * const call = Effect.scoped(Effect.gen(function*() {
+ *   const budget = yield* Budget
+ *   const hold = yield* budget.reserve({ tokens: 2000 }).pipe(
+ *     Effect.retry({
+ *       while: (e) => e._tag === "BudgetUnavailable",
+ *       schedule: Schedule.exponential("100 millis"),
+ *       times: 3
+ *     })
+ *   )
+ *   yield* hold.commit({ tokens: 1800 })
+ * }))
+ * ```
  *
  * @since 0.1.0
  * @category errors

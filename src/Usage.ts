@@ -64,6 +64,13 @@ export const usdToNanos = (usd: number): number => Math.round(usd * nanosPerUsd)
  * distinctly up to $4,194,304 (2^22); above that a double is coarser than a
  * nano-dollar, though the counters behind it stay exact.
  *
+ * @example
+ * ```ts
+ * import { usdFromNanos, usdToNanos } from "effect-token-budget"
+ *
+ * usdFromNanos(usdToNanos(0.1) + usdToNanos(0.2)) // 0.3, where 0.1 + 0.2 reads 0.30000000000000004
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
