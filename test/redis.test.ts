@@ -4,12 +4,15 @@ import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
 import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
 
-const redis = { name: "the Redis store", make: makeRedisBudget, settle: settleRedis, drainWaiters: 2_000 }
+// A round trip per charge: fewer of them, each still a fraction of a cent
+// that floating point cannot hold exactly.
+const remote = { settle: settleRedis, drainWaiters: 2_000, smallCharges: 100_000 }
+
+const redis = { name: "the Redis store", make: makeRedisBudget, ...remote }
 
 const child = {
   name: "a grandchild in the Redis store",
-  settle: settleRedis,
-  drainWaiters: 2_000,
+  ...remote,
   make: ({ name, ...options }: Parameters<typeof makeRedisBudget>[0]) =>
     makeRedisBudget({ name: "org" }).pipe(
       Effect.flatMap((org) => org.child("tenant")),

@@ -42,7 +42,10 @@ import * as Redis from "effect/persistence/Redis"
 const prelude = `
 local tree = ARGV[1]
 local root = KEYS[#KEYS]
-local now = nil
+local now, listening, more, slow = nil, nil, nil, nil
+-- Budgets read once per script and kept here, so every step sees the
+-- changes of the steps before it.
+local levels, restarted = {}, {}
 local function now_ms()
   if now == nil then
     local t = redis.call('TIME')
@@ -54,84 +57,42 @@ end
 local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
 local function path_of(key) return string.sub(key, #tree + 4) end
 
--- Events are published only while some process listens.
-local listening = nil
-local function announce(event)
+-- Events are published only while some process listens; callers ask
+-- first, so no one builds an event no one hears.
+local function listens()
   if listening == nil then
     local lq = tonumber(redis.call('HGET', root, 'lq') or '0')
     listening = lq > 0 and lq > now_ms()
   end
-  if listening then redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
+  return listening
 end
+local function announce(event) redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
 
--- Budgets read once per script and kept here, so every step sees the
--- changes of the steps before it. A window that has ended restarts as it
--- is read.
-local levels, restarted = {}, {}
+-- A window that has ended restarts as its budget is read.
 local function level(key)
   local b = levels[key]
   if b then return b end
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'th', 'lq', 'wq')
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq')
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
-    wend = tonumber(v[9]) or 0, th = v[10] or '', wq = tonumber(v[12]) or 0
+    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0
   }
   levels[key] = b
   if key == root and listening == nil then
-    local lq = tonumber(v[11]) or 0
+    local lq = tonumber(v[10]) or 0
     listening = lq > 0 and lq > now_ms()
   end
-  if b.wlen > 0 and now_ms() >= b.wend then
-    b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
-    b.wend = (math.floor(now_ms() / b.wlen) + 1) * b.wlen
-    b.gen = tostring(redis.call('HINCRBY', key, 'gen', 1))
-    redis.call('HSET', key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
-    announce({ t = 'Reset', b = path_of(key), we = int(b.wend) })
-    table.insert(restarted, key)
-  end
+  if b.wlen > 0 and now_ms() >= b.wend then slow().restart(b) end
   return b
 end
 local function save(b) redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr)) end
-
-local function fits(b, t, n)
-  return (b.tc < 0 or b.tu + b.tr + t <= b.tc) and (b.nc < 0 or b.nu + b.nr + n <= b.nc)
-end
 local function refused(b, t, n)
   if b.tc >= 0 and b.tu + b.tr + t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
   if b.nc >= 0 and b.nu + b.nr + n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
   return nil
 end
-local function too_big(b, t, n)
-  if b.tc >= 0 and t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
-  if b.nc >= 0 and n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
-  return nil
-end
-
--- ThresholdCrossed for each threshold the charge took a budget's use past.
-local function cross(b, tu, nu)
-  if listening == false or b.th == '' then return end
-  for th in string.gmatch(b.th, '[^,]+') do
-    local f = tonumber(th)
-    if b.tc >= 0 and tu < f * b.tc and b.tu >= f * b.tc then
-      announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'tokens', th = th, u = int(b.tu), c = int(b.tc) })
-    end
-  end
-  for th in string.gmatch(b.th, '[^,]+') do
-    local f = tonumber(th)
-    if b.nc >= 0 and nu < f * b.nc and b.nu >= f * b.nc then
-      announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'usd', th = th, u = int(b.nu), c = int(b.nc) })
-    end
-  end
-end
-
-local function settlement_of(v)
-  local s = {}
-  for x in string.gmatch(v, '[^ ]+') do table.insert(s, x) end
-  return s
-end
-
--- Holds: "h <tokens> <nanos> <gen,...> <path>", or a settlement.
+-- Holds: "h <tokens> <nanos> <gen,...> <path>"; anything else is a settlement.
 local function hold_of(v)
   local t, n, gens, path = string.match(v, '^h (%d+) (%d+) ([^ ]+) (.*)$')
   if not t then return nil end
@@ -139,15 +100,95 @@ local function hold_of(v)
   for x in string.gmatch(gens, '[^,]+') do table.insert(g, x) end
   return { t = tonumber(t), n = tonumber(n), gens = g, path = path }
 end
--- What only some calls need (expired leases, waiting, holds of other
--- budgets) is defined on first use: every function a script defines is
--- made anew on each run, and most runs need none of these.
-local more = nil
-local function slow()
+
+-- Looks at the lines of these budgets, if anyone waits in the tree.
+local function wake_all(keys)
+  if level(root).wq > 0 then slow().wake_all(keys) end
+end
+-- Every script ends here: lines of budgets whose window restarted are
+-- looked at, and the woken tickets told.
+local function finish(result)
+  while #restarted > 0 do
+    local keys = restarted
+    restarted = {}
+    wake_all(keys)
+  end
+  if more and #more.woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(more.woken, ' ')) end
+  return result
+end
+
+-- The first level of the chain the charge does not fit, after giving back
+-- expired leases if that could change the answer.
+local function refusal(t, n)
+  for i = 1, #KEYS do
+    local r = refused(level(KEYS[i]), t, n)
+    if r then
+      table.insert(r, i)
+      return r
+    end
+  end
+  return nil
+end
+local function check(t, n)
+  local r = refusal(t, n)
+  if r and slow().reap() then r = refusal(t, n) end
+  return r
+end
+
+-- What only some runs need (a window ending, a refusal, thresholds,
+-- expired leases, waiting, settlements met again) is defined on first use:
+-- a script makes every function it defines anew on each run, and most runs
+-- need none of these.
+slow = function()
   if more then return more end
   local function key_of(path) return tree .. ':n:' .. path end
   local function line_of(path) return tree .. ':q:' .. path end
   local function ticket_of(ticket) return tree .. ':w:' .. ticket end
+
+  local function restart(b)
+    b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
+    b.wend = (math.floor(now_ms() / b.wlen) + 1) * b.wlen
+    b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
+    redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
+    if listens() then announce({ t = 'Reset', b = path_of(b.key), we = int(b.wend) }) end
+    table.insert(restarted, b.key)
+  end
+
+  local function exceeded(r, t, n)
+    if listens() then
+      announce({ t = 'Exceeded', b = path_of(KEYS[r[4]]), a = r[1], k = r[2], c = r[3], tk = int(t), n = int(n) })
+    end
+    return finish({ 'x', r[1], r[2], r[3], r[4] })
+  end
+  local function too_big(b, t, n)
+    if b.tc >= 0 and t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
+    if b.nc >= 0 and n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
+    return nil
+  end
+
+  -- ThresholdCrossed for each threshold the charge took a budget's use past.
+  local function cross(b, tu, nu)
+    local ths = redis.call('HGET', b.key, 'th') or ''
+    for th in string.gmatch(ths, '[^,]+') do
+      local f = tonumber(th)
+      if b.tc >= 0 and tu < f * b.tc and b.tu >= f * b.tc then
+        announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'tokens', th = th, u = int(b.tu), c = int(b.tc) })
+      end
+    end
+    for th in string.gmatch(ths, '[^,]+') do
+      local f = tonumber(th)
+      if b.nc >= 0 and nu < f * b.nc and b.nu >= f * b.nc then
+        announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'usd', th = th, u = int(b.nu), c = int(b.nc) })
+      end
+    end
+  end
+
+  local function settlement_of(v)
+    local s = {}
+    for x in string.gmatch(v, '[^ ]+') do table.insert(s, x) end
+    return s
+  end
+
   -- The keys of a budget's chain, from the budget up to the root.
   local function chain_of(path)
     local keys, cuts = { key_of(path) }, {}
@@ -169,9 +210,11 @@ local function slow()
     return keys
   end
 
-  -- --- waiting ------------------------------------------------------------
-  -- Tickets to tell, in order, and as a set.
+  -- Waiting. Tickets to tell, in order, and as a set.
   local woken, told = {}, {}
+  local function fits(b, t, n)
+    return (b.tc < 0 or b.tu + b.tr + t <= b.tc) and (b.nc < 0 or b.nu + b.nr + n <= b.nc)
+  end
   local function head_of(path)
     local head = redis.call('ZRANGE', line_of(path), 0, 0)
     return head[1]
@@ -209,9 +252,7 @@ local function slow()
       move(head, path, path_of(blocker))
     end
   end
-  local function waiting() return level(root).wq > 0 end
-  local function wake_all(keys)
-    if not waiting() then return end
+  local function wake_lines(keys)
     for _, key in ipairs(keys) do wake(path_of(key)) end
   end
   -- A ticket leaving its line for good; the line may serve its next head.
@@ -240,56 +281,20 @@ local function slow()
         wake_all(give_back(h))
       end
     end
-    if waiting() then
+    if level(root).wq > 0 then
       for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', int(now_ms()), 'LIMIT', 0, 64)) do
         leave(ticket)
       end
     end
     return #expired > 0
   end
+
   more = {
+    restart = restart, exceeded = exceeded, too_big = too_big, cross = cross, settlement_of = settlement_of,
     line_of = line_of, ticket_of = ticket_of, give_back = give_back, holds_back = holds_back, move = move,
-    wake = wake, wake_all = wake_all, leave = leave, reap = reap, woken = woken
+    wake = wake, wake_all = wake_lines, leave = leave, reap = reap, woken = woken
   }
   return more
-end
--- Looks at the lines of these budgets, if anyone waits in the tree.
-local function wake_all(keys)
-  if level(root).wq > 0 then slow().wake_all(keys) end
-end
-
--- Every script ends here: lines of budgets whose window restarted are
--- looked at, and the woken tickets told.
-local function finish(result)
-  while #restarted > 0 do
-    local keys = restarted
-    restarted = {}
-    wake_all(keys)
-  end
-  if more and #more.woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(more.woken, ' ')) end
-  return result
-end
-
--- The first level of the chain the charge does not fit, after giving back
--- expired leases if that could change the answer.
-local function refusal(t, n)
-  for i = 1, #KEYS do
-    local r = refused(level(KEYS[i]), t, n)
-    if r then
-      table.insert(r, i)
-      return r
-    end
-  end
-  return nil
-end
-local function check(t, n)
-  local r = refusal(t, n)
-  if r and slow().reap() then r = refusal(t, n) end
-  return r
-end
-local function exceeded(r, t, n)
-  announce({ t = 'Exceeded', b = path_of(KEYS[r[4]]), a = r[1], k = r[2], c = r[3], tk = int(t), n = int(n) })
-  return finish({ 'x', r[1], r[2], r[3], r[4] })
 end
 `
 
@@ -315,14 +320,17 @@ export const record = Redis.script(
     lua: `${prelude}
 local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r = check(t, n)
-if r then return exceeded(r, t, n) end
+if r then return slow().exceeded(r, t, n) end
+local events = listens()
 for i = 1, #KEYS do
   local b = level(KEYS[i])
   local tu, nu = b.tu, b.nu
   b.tu, b.nu = tu + t, nu + n
   redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
-  if i == 1 then announce({ t = 'Recorded', b = path_of(KEYS[1]), tk = ARGV[2], n = ARGV[3] }) end
-  cross(b, tu, nu)
+  if events then
+    if i == 1 then announce({ t = 'Recorded', b = path_of(KEYS[1]), tk = ARGV[2], n = ARGV[3] }) end
+    slow().cross(b, tu, nu)
+  end
 end
 return finish({ 'ok' })
 `
@@ -340,7 +348,7 @@ local function take(t, n, id, lease)
   end
   redis.call('SET', tree .. ':h:' .. id, 'h ' .. int(t) .. ' ' .. int(n) .. ' ' .. table.concat(gens, ',') .. ' ' .. path_of(KEYS[1]))
   redis.call('ZADD', tree .. ':leases', int(now_ms() + lease), id)
-  announce({ t = 'Reserved', b = path_of(KEYS[1]), tk = int(t), n = int(n) })
+  if listens() then announce({ t = 'Reserved', b = path_of(KEYS[1]), tk = int(t), n = int(n) }) end
 end
 `
 
@@ -359,7 +367,7 @@ export const reserve = Redis.script(
     lua: `${prelude}${hold}
 local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r = check(t, n)
-if r then return exceeded(r, t, n) end
+if r then return slow().exceeded(r, t, n) end
 take(t, n, ARGV[4], tonumber(ARGV[5]))
 return finish({ 'ok' })
 `
@@ -387,11 +395,11 @@ export const reserveWaiting = Redis.script(
 local t, n, id, lease, ticket = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
 -- Larger than a cap: no release or reset could ever make room.
 for i = 1, #KEYS do
-  local r = too_big(level(KEYS[i]), t, n)
+  local r = slow().too_big(level(KEYS[i]), t, n)
   if r then
     if ticket ~= '' then slow().leave(ticket) end
     table.insert(r, i)
-    return exceeded(r, t, n)
+    return slow().exceeded(r, t, n)
   end
 end
 local r = level(root)
@@ -479,28 +487,30 @@ local v = redis.call('GET', hkey)
 local h = nil
 if v then
   h = hold_of(v)
-  if not h then return settlement_of(v) end
+  if not h then return slow().settlement_of(v) end
 end
-local tover, nover = 0, 0
+level(root)
+local events = listens()
+local tover, nover, before = 0, 0, events and {}
 for i = 1, #KEYS do
   local b = level(KEYS[i])
   local et, en = 0, 0
   if h and b.gen == h.gens[i] then et, en = h.t, h.n end
   if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
   if b.nc >= 0 then nover = math.max(nover, n - en - math.max(0, b.nc - b.nu - b.nr)) end
-  local tu, nu = b.tu, b.nu
-  b.tu, b.nu, b.tr, b.nr = tu + t, nu + n, b.tr - et, b.nr - en
+  if events then before[i] = { b.tu, b.nu } end
+  b.tu, b.nu, b.tr, b.nr = b.tu + t, b.nu + n, b.tr - et, b.nr - en
   save(b)
-  if i == 1 then
-    announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = int(tover), no = int(nover) })
-  end
-  cross(b, tu, nu)
 end
-local settlement = 'c ' .. ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. int(tover) .. ' ' .. int(nover)
-redis.call('SET', hkey, settlement, 'PX', ARGV[5])
+local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
+redis.call('SET', hkey, table.concat(settlement, ' '), 'PX', ARGV[5])
 redis.call('ZREM', tree .. ':leases', id)
+if events then
+  announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = settlement[4], no = settlement[5] })
+  for i = 1, #KEYS do slow().cross(level(KEYS[i]), before[i][1], before[i][2]) end
+end
 wake_all(KEYS)
-return finish(settlement_of(settlement))
+return finish(settlement)
 `
   }
 ).withReturnType<SettlementResult>()
@@ -516,9 +526,9 @@ local hkey = tree .. ':h:' .. id
 local v = redis.call('GET', hkey)
 if v then
   local h = hold_of(v)
-  if not h then return settlement_of(v) end
+  if not h then return slow().settlement_of(v) end
   slow().give_back(h)
-  announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) })
+  if listens() then announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) }) end
 end
 redis.call('SET', hkey, 'r', 'PX', ARGV[3])
 redis.call('ZREM', tree .. ':leases', id)
@@ -606,7 +616,7 @@ save(b)
 b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
 local reset = { t = 'Reset', b = path_of(b.key) }
 if b.wlen > 0 then reset.we = int(b.wend) end
-announce(reset)
+if listens() then announce(reset) end
 wake_all({ b.key })
 return finish(0)
 `
