@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Cron, Effect } from "effect"
+import { Context, Cron, Effect, Layer } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import * as Scripts from "../src/internal/redisScripts.ts"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
-import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
+import { available, makeRedisBudget, RedisLive, settleRedis } from "./support/redis.ts"
 
 // A round trip per charge: fewer of them, each still a fraction of a cent
 // that floating point cannot hold exactly.
@@ -32,14 +34,48 @@ describe.runIf(available)("Redis", () => {
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, 0])
     }))
 
-  it.effect("a bad lease or timeout fails with InvalidUsage, and a cron window is refused for now", () =>
+  it.effect("a bad lease or timeout fails with InvalidUsage", () =>
     Effect.gen(function*() {
       const lease = yield* Effect.flip(makeRedisBudget({ leaseTtl: "soon" as never }))
       assert.include((lease as Error).message, "Invalid leaseTtl")
       const timeout = yield* Effect.flip(makeRedisBudget({ timeout: "0 millis" }))
       assert.include((timeout as Error).message, "Invalid timeout")
-      const cron = yield* Effect.flip(makeRedisBudget({ window: Cron.parseUnsafe("0 0 1 * *") }))
-      assert.include((cron as Error).message, "Invalid window")
+    }))
+
+  it.live("a cron window restarts a budget and its child at the schedule's ends, on Redis's clock", () =>
+    Effect.gen(function*() {
+      const everyTwoSeconds = Cron.parseUnsafe("*/2 * * * * *", "UTC")
+      const org = yield* makeRedisBudget({ name: "org", tokenCap: 100, window: everyTwoSeconds })
+      const team = yield* org.child("team", { window: everyTwoSeconds })
+      yield* team.record({ tokens: 30 })
+      const before = yield* org.snapshot
+      const end = before.windowEndsAt!
+      assert.strictEqual(end % 2_000, 0, "ends on an even second")
+      assert.isAtMost(end - Date.now(), 2_500)
+      assert.strictEqual(before.tokensUsed, 30)
+      yield* Effect.sleep(Math.max(0, end - Date.now()) + 100)
+      const [after, child] = [yield* org.snapshot, yield* team.snapshot]
+      assert.deepStrictEqual([after.tokensUsed, child.tokensUsed], [0, 0])
+      assert.strictEqual(after.windowEndsAt, end + 2_000)
+    }))
+
+  it.effect("a cron window that runs out of written ends waits for a process to write more", () =>
+    Effect.gen(function*() {
+      const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
+      const tree = `test:${process.pid}:${Date.now()}:ends:{t}`
+      const key = `${tree}:n:t`
+      const soon = Date.now() + 300
+      yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", [soon])
+      yield* redis.eval(Scripts.record)([key], tree, 5, 0)
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 400)))
+      // Past its last end: the window restarts, and its end is unknown.
+      assert.deepStrictEqual((yield* redis.eval(Scripts.snapshot)([key], tree)).slice(0, 1), ["0"])
+      yield* redis.eval(Scripts.record)([key], tree, 5, 0)
+      assert.strictEqual((yield* redis.eval(Scripts.snapshot)([key], tree))[7], "0")
+      yield* redis.eval(Scripts.extend)([key], tree, [soon + 5_000])
+      const [used, , , , , , , end] = yield* redis.eval(Scripts.snapshot)([key], tree)
+      assert.deepStrictEqual([used, end], ["5", String(soon + 5_000)])
+      yield* redis.send("UNLINK", key, `${tree}:b:t`)
     }))
 
   contract(redis)

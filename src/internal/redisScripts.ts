@@ -10,8 +10,9 @@ import * as Redis from "effect/persistence/Redis"
  *   tr, nr   tokens and nano-dollars held
  *   tc, nc   caps; -1 when unbounded
  *   gen      bumped by every reset; holds of an older generation are stale
- *   wlen     window length in milliseconds; 0 without a window
- *   wend     when the current window ends, in epoch milliseconds
+ *   wlen     window length in milliseconds; -1 for a cron window, 0 for none
+ *   wend     when the current window ends, in epoch milliseconds; 0 if unknown
+ *   wid      which window: its length, or its cron schedule
  *   th       the thresholds that raise ThresholdCrossed, comma-separated
  *
  * and the root's hash also says what the whole tree needs:
@@ -19,6 +20,10 @@ import * as Redis from "effect/persistence/Redis"
  *   lq       until when some process listens for events (epoch ms)
  *   wq       how many requests wait in the tree's lines
  *   seq      the last ticket handed to a waiting request
+ *
+ * A cron window's coming ends are in the sorted set `<tree>:b:<path>`:
+ * processes that open the budget compute them from the schedule, and the
+ * scripts take the next one from there when a window ends, on Redis's clock.
  *
  * A hold is a string `<tree>:h:<id>`, "h <tokens> <nanos> <gen,...> <path>",
  * with a lease: its expiry in the sorted set `<tree>:leases`. Settling
@@ -83,7 +88,7 @@ local function level(key)
     local lq = tonumber(v[10]) or 0
     listening = lq > 0 and lq > now_ms()
   end
-  if b.wlen > 0 and now_ms() >= b.wend then slow().restart(b) end
+  if b.wlen ~= 0 and b.wend > 0 and now_ms() >= b.wend then slow().restart(b) end
   return b
 end
 local function save(b) redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr)) end
@@ -145,9 +150,18 @@ slow = function()
   local function line_of(path) return tree .. ':q:' .. path end
   local function ticket_of(ticket) return tree .. ':w:' .. ticket end
 
+  -- When the window that holds now ends: the next multiple of its length,
+  -- or its cron schedule's next end that a process has written; 0 if none.
+  local function window_end(b)
+    if b.wlen > 0 then return (math.floor(now_ms() / b.wlen) + 1) * b.wlen end
+    if b.wlen == 0 then return 0 end
+    local ends = tree .. ':b:' .. path_of(b.key)
+    redis.call('ZREMRANGEBYSCORE', ends, '-inf', int(now_ms()))
+    return tonumber(redis.call('ZRANGE', ends, 0, 0)[1] or '0')
+  end
   local function restart(b)
     b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
-    b.wend = (math.floor(now_ms() / b.wlen) + 1) * b.wlen
+    b.wend = window_end(b)
     b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
     redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
     if listens() then announce({ t = 'Reset', b = path_of(b.key), we = int(b.wend) }) end
@@ -290,7 +304,7 @@ slow = function()
   end
 
   more = {
-    restart = restart, exceeded = exceeded, too_big = too_big, cross = cross, settlement_of = settlement_of,
+    window_end = window_end, restart = restart, exceeded = exceeded, too_big = too_big, cross = cross, settlement_of = settlement_of,
     line_of = line_of, ticket_of = ticket_of, give_back = give_back, holds_back = holds_back, move = move,
     wake = wake, wake_all = wake_lines, leave = leave, reap = reap, woken = woken
   }
@@ -439,7 +453,7 @@ redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
 -- (a lost message).
 local soon = now_ms() + lease
 local b = level(blocker)
-if b.wlen > 0 then soon = math.min(soon, b.wend) end
+if b.wlen ~= 0 and b.wend > 0 then soon = math.min(soon, b.wend) end
 local ahead = redis.call('ZRANGE', S.line_of(at), 0, 1)
 if ahead[1] == ticket then
   local first = redis.call('ZRANGE', tree .. ':leases', 0, 0, 'WITHSCORES')
@@ -615,7 +629,7 @@ b.tu, b.nu, b.tr, b.nr = 0, 0, 0, 0
 save(b)
 b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
 local reset = { t = 'Reset', b = path_of(b.key) }
-if b.wlen > 0 then reset.we = int(b.wend) end
+if b.wlen ~= 0 then reset.we = int(b.wend) end
 if listens() then announce(reset) end
 wake_all({ b.key })
 return finish(0)
@@ -623,29 +637,57 @@ return finish(0)
   }
 ).withReturnType<number>()
 
-/** Makes a budget, or sets the caps, window and thresholds of one that exists. */
+/**
+ * Makes a budget, or sets the caps, window and thresholds of one that exists.
+ * `window` is a length in milliseconds, -1 for a cron schedule (`windowId`
+ * says which, `ends` are its coming ends), or 0.
+ */
 export const ensure = Redis.script(
   (
     chain: ReadonlyArray<string>,
     tree: string,
     tokenCap: number,
     nanoCap: number,
-    windowMillis: number,
-    thresholds: string
-  ) => [...chain, tree, tokenCap, nanoCap, windowMillis, thresholds],
+    thresholds: string,
+    window: number,
+    windowId: string,
+    ends: ReadonlyArray<number>
+  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, ...ends],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local key, wlen = KEYS[1], tonumber(ARGV[4])
+local key, wid = KEYS[1], ARGV[6]
 local b = level(key)
-if b.wlen ~= wlen then
-  local wend = 0
-  if wlen > 0 then wend = (math.floor(now_ms() / wlen) + 1) * wlen end
-  redis.call('HSET', key, 'wlen', ARGV[4], 'wend', int(wend))
+local ends = tree .. ':b:' .. path_of(key)
+if redis.call('HGET', key, 'wid') ~= wid then
+  -- Another window: the current one ends as the new schedule says.
+  redis.call('DEL', ends)
+  b.wlen, b.wend = tonumber(ARGV[5]), 0
 end
-redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', ARGV[5], 'gen', b.gen)
+for i = 7, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+if b.wend == 0 then b.wend = slow().window_end(b) end
+redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', ARGV[4], 'gen', b.gen, 'wlen', ARGV[5], 'wid', wid, 'wend', int(b.wend))
 b.tc, b.nc = tonumber(ARGV[2]), tonumber(ARGV[3])
 wake_all({ key })
+return finish(0)
+`
+  }
+).withReturnType<number>()
+
+/** Adds coming ends of a budget's cron window; one that ran out of them takes the next. */
+export const extend = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string, ends: ReadonlyArray<number>) => [...chain, tree, ...ends],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+local b = level(KEYS[1])
+if b.wlen ~= -1 then return 0 end
+local ends = tree .. ':b:' .. path_of(KEYS[1])
+for i = 2, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+if b.wend == 0 then
+  b.wend = slow().window_end(b)
+  redis.call('HSET', KEYS[1], 'wend', int(b.wend))
+end
 return finish(0)
 `
   }

@@ -1,4 +1,4 @@
-import { Effect, Exit, Queue, Schedule, Stream } from "effect"
+import { Cron, Effect, Exit, Queue, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
@@ -169,11 +169,35 @@ const exceeded = (
 
 const capArg = (cap: number) => cap === Infinity ? -1 : cap
 
-const windowArg = (settings: BudgetSettings): number | InvalidUsage =>
-  settings.window === undefined ? 0 : typeof settings.window === "number" ? settings.window : new InvalidUsage({
-    field: "window",
-    value: settings.window,
-    reason: "must be a Duration on the Redis store (cron windows are kept in memory only, for now)"
+/**
+ * A cron window's coming ends, as this host's clock sees them: a minute
+ * back (clocks of a fleet disagree a little, and the scripts drop the ends
+ * Redis's clock has passed) to 64 ends ahead.
+ */
+const cronEnds = (cron: Cron.Cron): Array<number> => {
+  const now = Date.now()
+  const ends: Array<number> = []
+  let ahead = 0
+  for (let at = now - 60_000; ahead < 64 && ends.length < 256;) {
+    at = Cron.next(cron, at).getTime()
+    ends.push(at)
+    if (at > now) ahead++
+  }
+  return ends
+}
+
+/**
+ * Keeps a budget's cron window supplied with coming ends while this process
+ * has it open: half way through the ends it wrote, it writes the next.
+ */
+const extendEnds = (tree: Tree, keys: ReadonlyArray<string>, cron: Cron.Cron, ends: ReadonlyArray<number>) =>
+  Effect.gen(function*() {
+    let last = ends
+    for (;;) {
+      yield* Effect.sleep(Math.max(1_000, last[Math.floor(last.length / 2)]! - Date.now()))
+      last = cronEnds(cron)
+      yield* Effect.ignore(tree.redis.eval(Scripts.extend)(keys, tree.key, last))
+    }
   })
 
 /** The store of a budget tree kept in Redis; its root is described by `settings`. */
@@ -244,22 +268,26 @@ const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.opt
 
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
   Effect.gen(function*() {
-    const window = windowArg(settings)
-    if (window instanceof InvalidUsage) return yield* window
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
     const chain = [{ path, key: `${tree.key}:n:${path}` }, ...parent]
+    const keys = chain.map((level) => level.key)
+    const window = settings.window
+    const ends = Cron.isCron(window) ? cronEnds(window) : []
     yield* reach(
       tree,
       path,
       tree.redis.eval(Scripts.ensure)(
-        chain.map((level) => level.key),
+        keys,
         tree.key,
         capArg(settings.tokenCap),
         capArg(settings.nanoCap),
-        window,
-        settings.thresholds.join(",")
+        settings.thresholds.join(","),
+        window === undefined ? 0 : Cron.isCron(window) ? -1 : window,
+        window === undefined ? "" : Cron.isCron(window) ? `cron ${JSON.stringify(window)}` : `every ${window}`,
+        ends
       )
     )
+    if (Cron.isCron(window)) yield* Effect.forkScoped(extendEnds(tree, keys, window, ends))
     return chain
   })
 
@@ -435,7 +463,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           usdCap: usdFromNanos(nanoCap),
           tokensRemaining: Math.max(0, tokenCap - tokensUsed - tokensReserved),
           usdRemaining: usdFromNanos(Math.max(0, nanoCap - nanosUsed - nanosReserved)),
-          windowEndsAt: Number(wlen) > 0 ? Number(wend) : undefined
+          windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
         }
       })
     ),
