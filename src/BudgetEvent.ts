@@ -59,7 +59,8 @@ export interface Reserved {
 
 /**
  * A hold settled by `commit`: what it charged, and how much of that went past
- * a cap.
+ * a cap. `estimated` is true when the commit carried no actual usage and so
+ * charged the amounts held, as for an LLM call whose provider reported none.
  *
  * @since 0.1.0
  * @category models
@@ -71,6 +72,7 @@ export interface Committed {
   readonly usd: number
   readonly tokensOverage: number
   readonly usdOverage: number
+  readonly estimated: boolean
 }
 
 /**

@@ -568,16 +568,21 @@ export const contract = (store: StoreUnderTest) =>
           yield* agent.record({ tokens: 10, usd: 0.01 })
           yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
           yield* Effect.scoped(agent.reserve({ tokens: 5 }))
+          yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 3 }), (r) => r.commit()))
           yield* Effect.flip(agent.record({ tokens: 80 }))
           yield* org.reset
           yield* settle
+          const committed = { _tag: "Committed", budget: agent.path, usd: 0, tokensOverage: 0, usdOverage: 0 } as const
           assert.deepStrictEqual(seen, [
             { _tag: "Recorded", budget: agent.path, tokens: 10, usd: 0.01 },
             { _tag: "Reserved", budget: agent.path, tokens: 20, usd: 0 },
-            { _tag: "Committed", budget: agent.path, tokens: 25, usd: 0, tokensOverage: 0, usdOverage: 0 },
+            { ...committed, tokens: 25, estimated: false },
             { _tag: "Reserved", budget: agent.path, tokens: 5, usd: 0 },
             { _tag: "Released", budget: agent.path, tokens: 5, usd: 0 },
-            { _tag: "Exceeded", budget: org.path, axis: "tokens", requested: 80, attempted: 115, cap: 100 },
+            { _tag: "Reserved", budget: agent.path, tokens: 3, usd: 0 },
+            // commit() with no actual charges what was held, and says so
+            { ...committed, tokens: 3, estimated: true },
+            { _tag: "Exceeded", budget: org.path, axis: "tokens", requested: 80, attempted: 118, cap: 100 },
             { _tag: "Reset", budget: org.path, windowEndsAt: undefined }
           ])
         }))

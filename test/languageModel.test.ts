@@ -254,7 +254,8 @@ describe("BudgetedLanguageModel", () => {
           tokens: reportedTokens,
           usd: reportedUsd,
           tokensOverage: reportedTokens - 1000,
-          usdOverage: 0
+          usdOverage: 0,
+          estimated: false
         })
         const snap = yield* budget.snapshot
         assert.deepStrictEqual([snap.tokensUsed, snap.tokensRemaining], [reportedTokens, 0])
@@ -280,10 +281,11 @@ describe("BudgetedLanguageModel", () => {
         assert.deepStrictEqual(yield* counters(budget), settledAt(37, 0.000127))
       }))
 
-    it.effect("a provider that reports no usage is charged the estimate, with a warning", () =>
+    it.effect("a provider that reports no usage is charged the estimate, with a warning and an estimated commit", () =>
       Effect.gen(function*() {
         const log = captureLogs()
         const { budget, model } = yield* setup(() => () => ({ text: "no usage here" }))
+        const stop = yield* listen(budget)
         yield* model.generateText({ prompt }).pipe(Effect.provide(log.layer))
         assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
         yield* Stream.runDrain(model.streamText({ prompt })).pipe(Effect.provide(log.layer))
@@ -292,6 +294,8 @@ describe("BudgetedLanguageModel", () => {
           `Warn: LanguageModel.generateText reported no usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`,
           `Warn: LanguageModel.streamText reported no usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`
         ])
+        const commits = (yield* stop).flatMap((e) => e._tag === "Committed" ? [e.estimated] : [])
+        assert.deepStrictEqual(commits, [true, true])
       }))
 
     it.effect("a price function that returns no usable number for the usage charges the estimate's price", () =>
@@ -303,7 +307,7 @@ describe("BudgetedLanguageModel", () => {
         yield* model.generateText({ prompt }).pipe(Effect.provide(log.layer))
         assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, 0.25))
         assert.strictEqual(log.lines.length, 1)
-        assert.include(log.lines[0], "Invalid price(usage, null): must be a dollar amount")
+        assert.include(log.lines[0], "Invalid price(usage, <no model name>): must be a dollar amount")
       }))
   })
 
@@ -512,10 +516,10 @@ describe("BudgetedLanguageModel", () => {
         assert.deepStrictEqual(messages, [
           "Invalid prices[\"m\"].input: must be USD per million tokens, a number from 0 to 9007199, got -1",
           "Invalid prices[\"m\"].cacheRead: must be USD per million tokens, a number from 0 to 9007199, or left out, got NaN",
-          "Invalid prices: must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }, got [object Object]",
+          "Invalid prices: must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }, got {}",
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got -5",
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got 1.5",
-          "Invalid onExceeded: must be \"fail\" or \"wait\", got maybe",
+          "Invalid onExceeded: must be \"fail\" or \"wait\", got \"maybe\" (a string)",
           "Invalid price: must be a function (usage, model) => usd, or BudgetedLanguageModel.perMillionTokens({...}), got 0.002",
           "Invalid prices[\"m\"].output: must be USD per million tokens, a number from 0 to 9007199, got -2",
           "Invalid usd: must be a dollar amount from 0 to 9007199, got -0.5",

@@ -139,8 +139,8 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const reserved = yield* redis.eval(Scripts.reserve)([key], tree, 30, 0, "retried", 30_000)
       assert.deepStrictEqual(reserved, ["ok"])
       // the first reply is lost: the caller cannot tell, and commits again
-      const first = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000)
-      const again = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000)
+      const first = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000, false)
+      const again = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000, false)
       assert.deepStrictEqual(again, first)
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [25, 0])

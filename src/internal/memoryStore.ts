@@ -192,10 +192,14 @@ class Hold implements MemoryReservation {
   }
 
   commit(actual?: Usage) {
-    if (actual === undefined) return this.settling(this.tokens, this.nanos)
+    if (actual === undefined) return this.settling(this.tokens, this.nanos, true)
     const invalid = usageError(actual, "actual")
     if (invalid !== undefined) return Effect.fail(invalid)
-    return this.settling(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
+    return this.settling(
+      actual.tokens ?? this.tokens,
+      actual.usd === undefined ? this.nanos : usdToNanos(actual.usd),
+      false
+    )
   }
 
   get release() {
@@ -205,10 +209,10 @@ class Hold implements MemoryReservation {
   }
 
   // Only a chain with a window needs the time, and reading it costs a step.
-  private settling(tokens: number, nanos: number) {
+  private settling(tokens: number, nanos: number, estimated: boolean) {
     return this.origin.timed
-      ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, timeOf(fiber))))
-      : Effect.sync(() => this.settle(tokens, nanos, 0))
+      ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, estimated, timeOf(fiber))))
+      : Effect.sync(() => this.settle(tokens, nanos, estimated, 0))
   }
 
   private giveBack(now: number): Settlement {
@@ -228,7 +232,7 @@ class Hold implements MemoryReservation {
     return released
   }
 
-  private settle(tokens: number, nanos: number, now: number): Settlement {
+  private settle(tokens: number, nanos: number, estimated: boolean, now: number): Settlement {
     if (this.settlement !== undefined) return this.settlement
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
@@ -264,7 +268,7 @@ class Hold implements MemoryReservation {
     }
     this.settlement = settlement
     wakeChain(chain)
-    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path })
+    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated })
     crossAll(chain)
     return settlement
   }

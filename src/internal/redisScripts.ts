@@ -484,14 +484,15 @@ return finish(0)
  * chain. Returns the settlement, the first one if it was settled before.
  */
 export const commit = Redis.script(
-  (chain: ReadonlyArray<string>, tree: string, id: string, tokens: number, nanos: number, keepMillis: number) => [
-    ...chain,
-    tree,
-    id,
-    tokens,
-    nanos,
-    keepMillis
-  ],
+  (
+    chain: ReadonlyArray<string>,
+    tree: string,
+    id: string,
+    tokens: number,
+    nanos: number,
+    keepMillis: number,
+    estimated: boolean
+  ) => [...chain, tree, id, tokens, nanos, keepMillis, estimated ? 1 : 0],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
@@ -520,7 +521,7 @@ local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
 redis.call('SET', hkey, table.concat(settlement, ' '), 'PX', ARGV[5])
 redis.call('ZREM', tree .. ':leases', id)
 if events then
-  announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = settlement[4], no = settlement[5] })
+  announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = settlement[4], no = settlement[5], e = ARGV[6] })
   for i = 1, #KEYS do slow().cross(level(KEYS[i]), before[i][1], before[i][2]) end
 end
 wake_all(KEYS)

@@ -86,7 +86,8 @@ export class RedisHold implements Reservation {
   readonly usd: number
   private settlement: Settlement | undefined = undefined
   /** The actual of a commit that has not had its reply: the scope settles it, not releases it. */
-  private pending: { readonly tokens: number; readonly nanos: number } | undefined = undefined
+  private pending: { readonly tokens: number; readonly nanos: number; readonly estimated: boolean } | undefined =
+    undefined
   constructor(
     readonly tree: Tree,
     /** The budget it was taken on. */
@@ -101,10 +102,14 @@ export class RedisHold implements Reservation {
   }
 
   commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
-    if (actual === undefined) return this.charge(this.tokens, this.nanos)
+    if (actual === undefined) return this.charge(this.tokens, this.nanos, true)
     const invalid = usageError(actual, "actual")
     if (invalid !== undefined) return Effect.fail(invalid)
-    return this.charge(actual.tokens ?? this.tokens, actual.usd === undefined ? this.nanos : usdToNanos(actual.usd))
+    return this.charge(
+      actual.tokens ?? this.tokens,
+      actual.usd === undefined ? this.nanos : usdToNanos(actual.usd),
+      false
+    )
   }
 
   /**
@@ -115,7 +120,9 @@ export class RedisHold implements Reservation {
   get close(): Effect.Effect<void> {
     return Effect.suspend(() => {
       const pending = this.pending
-      return Effect.ignore(pending === undefined ? this.release : this.charge(pending.tokens, pending.nanos))
+      return Effect.ignore(
+        pending === undefined ? this.release : this.charge(pending.tokens, pending.nanos, pending.estimated)
+      )
     }).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
   }
 
@@ -125,11 +132,19 @@ export class RedisHold implements Reservation {
 
   // Remembered when it runs, not when it is built: only a commit sent for
   // real turns the scope's release into a retried commit.
-  private charge(tokens: number, nanos: number): Effect.Effect<Settlement, BudgetUnavailable> {
+  private charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
-      this.pending ??= { tokens, nanos }
+      this.pending ??= { tokens, nanos, estimated }
       return this.settle(
-        this.tree.redis.eval(Scripts.commit)(this.keys, this.tree.key, this.id, tokens, nanos, keepMillis(this.tree))
+        this.tree.redis.eval(Scripts.commit)(
+          this.keys,
+          this.tree.key,
+          this.id,
+          tokens,
+          nanos,
+          keepMillis(this.tree),
+          estimated
+        )
       )
     })
   }
@@ -231,7 +246,7 @@ export const make = (
     const messages = yield* redis.subscribe(`${tree.key}:wake`)
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(messages), ({ message }) =>
       Effect.sync(() => {
-        for (const ticket of message.split(" ")) call(tree, ticket)
+        for (const ticket of message.split(" ")) callTicket(tree, ticket)
       }))))
     return storeOf(tree, root)
   })
@@ -239,7 +254,7 @@ export const make = (
 // A called ticket whose waiter is not waiting yet (its reply is on the way,
 // or it is between attempts) is kept, a bounded number of them, for it to
 // find.
-const call = (tree: Tree, ticket: string): void => {
+const callTicket = (tree: Tree, ticket: string): void => {
   const wake = tree.tickets.get(ticket)
   if (wake !== undefined) return wake()
   tree.called.add(ticket)
@@ -328,7 +343,8 @@ const eventOf = (e: Record<string, string>): BudgetEvent => {
         tokens,
         usd,
         tokensOverage: Number(e["to"]),
-        usdOverage: usdFromNanos(Number(e["no"]))
+        usdOverage: usdFromNanos(Number(e["no"])),
+        estimated: e["e"] === "1"
       }
     case "Exceeded": {
       const axis = e["a"] === "usd" ? "usd" : "tokens"
