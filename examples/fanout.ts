@@ -6,7 +6,7 @@
  * refused and skipped. The budget runs out part-way, and the report at the
  * end checks that nothing went past a cap and that no hold leaked.
  *
- *   npm start                     # a random run
+ *   npm start                     # a random run; the header prints its seed
  *   npm start -- --seed=42        # the same calls every time
  *
  * Tests can import `run` and call it with a small `latencyScale`.
@@ -28,7 +28,7 @@ export interface FanoutOptions {
   readonly latencyScale: number
   /** Share of calls that fail upstream (after their latency). */
   readonly failureRate: number
-  /** Same seed, same calls (sizes, latencies, failures). */
+  /** Same seed, same calls (sizes, latencies, failures). Left out, one is drawn and printed. */
   readonly seed?: string | number | undefined
   /** Milliseconds between progress lines, before `latencyScale`. */
   readonly progressEveryMs: number
@@ -370,15 +370,23 @@ export const printReport = (r: FanoutReport): Effect.Effect<void> => {
   return Console.log(lines.join("\n"))
 }
 
-/** Runs the demo with its own budget; options default to `defaults`. */
-export const run = (overrides: Partial<FanoutOptions> = {}) => {
-  const options: FanoutOptions = { ...defaults, ...overrides }
-  const program = fanout(options).pipe(
-    Effect.tap((report) => options.quiet ? Effect.void : printReport(report)),
-    Effect.provide(Budget.layer({ name: "demo", tokenCap: options.tokenCap, usdCap: options.usdCap }))
+/**
+ * Runs the demo with its own budget; options default to `defaults`. Without
+ * a seed, one is drawn and shown in the header, so `--seed=<it>` replays the
+ * run.
+ */
+export const run = (overrides: Partial<FanoutOptions> = {}) =>
+  Effect.flatMap(
+    overrides.seed === undefined ? Random.nextIntBetween(1, 999_999) : Effect.succeed(overrides.seed),
+    (seed) => {
+      const options: FanoutOptions = { ...defaults, ...overrides, seed }
+      return fanout(options).pipe(
+        Effect.tap((report) => options.quiet ? Effect.void : printReport(report)),
+        Effect.provide(Budget.layer({ name: "demo", tokenCap: options.tokenCap, usdCap: options.usdCap })),
+        Random.withSeed(seed)
+      )
+    }
   )
-  return options.seed === undefined ? program : Random.withSeed(program, options.seed)
-}
 
 // --- entry point: only when run directly, not when imported by a test -----
 

@@ -371,7 +371,8 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
   /**
    * An in-memory budget whose name and caps come from `Config`. By default
    * they are read from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and
-   * `BUDGET_USD_CAP`, each optional.
+   * `BUDGET_USD_CAP`, each optional. With neither `BUDGET_TOKEN_CAP` nor
+   * `BUDGET_USD_CAP` set, the budget has no cap.
    *
    * @example
    * ```ts

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
+import { Formatter, Schema } from "effect"
 
 /**
  * Which side of a budget a figure belongs to.
@@ -78,9 +78,15 @@ export class InvalidUsage extends Schema.TaggedError<InvalidUsage>()("InvalidUsa
   reason: Schema.String
 }) {
   override get message(): string {
-    return `Invalid ${this.field}: ${this.reason}, got ${String(this.value)}`
+    return `Invalid ${this.field}: ${this.reason}, got ${received(this.value)}`
   }
 }
+
+// A received value, unambiguous: `"0.01" (a string)` is not the number 0.01,
+// `""` is visibly empty; numbers, `undefined`, `null` and objects as
+// `Formatter.format` writes them.
+const received = (value: unknown): string =>
+  typeof value === "string" && value.length > 0 ? `${JSON.stringify(value)} (a string)` : Formatter.format(value)
 
 /**
  * A remote store (Redis, say) could not answer; `cause` says why. The

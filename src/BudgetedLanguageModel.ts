@@ -636,6 +636,9 @@ const holdFailure = (method: Method) =>
 
 const fmtUsd = (usd: number) => `$${usd}`
 
+/** The model a price function was called with, as an error's field names it. */
+const modelArgument = (model: string | undefined) => model === undefined ? "<no model name>" : JSON.stringify(model)
+
 const wrapper = (settings: Settings, layerContext: LayerContext) => {
   /** Prices `usage`, or fails with why the price function's answer is unusable. */
   const priceOf = (usage: Response.Usage, model: string | undefined): Effect.Effect<number, InvalidUsage> => {
@@ -646,13 +649,13 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
         try: () => price(usage, model),
         catch: (cause) =>
           new InvalidUsage({
-            field: "price(usage, model)",
+            field: `price(usage, ${modelArgument(model)})`,
             value: cause,
-            reason: `threw for model ${String(model)}`
+            reason: "threw"
           })
       }),
       (usd) => {
-        const invalid = usdError(`price(usage, ${JSON.stringify(model ?? null)})`, usd)
+        const invalid = usdError(`price(usage, ${modelArgument(model)})`, usd)
         return invalid === undefined ? Effect.succeed(usd) : Effect.fail(invalid)
       }
     )

@@ -27,6 +27,12 @@ describe("Budget.layerConfig", () => {
       assert.deepStrictEqual([snap.name, snap.tokenCap, snap.usdCap], ["budget", Infinity, 3])
     }))
 
+  it.effect("with no variable set, has no cap", () =>
+    Effect.gen(function*() {
+      const snap = yield* snapshotFrom(Budget.layerConfig(), {})
+      assert.deepStrictEqual([snap.name, snap.tokenCap, snap.usdCap], ["budget", Infinity, Infinity])
+    }))
+
   it.effect("takes Configs of the caller's own", () =>
     Effect.gen(function*() {
       const layer = Budget.layerConfig({ name: Config.succeed("team"), tokenCap: Config.Int("TEAM_TOKENS") })

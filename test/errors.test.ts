@@ -39,6 +39,35 @@ describe("error messages name the budget, the axis or field, and the numbers", (
       assert.strictEqual(error.message, "Invalid actual.usd: must be a number from 0 to 9007199, got NaN")
     }))
 
+  it.effect("InvalidUsage shows what it got unambiguously: strings quoted, empty ones visible", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "evals" })
+      // a string that reads like a valid number must not look like one
+      const usd = yield* Effect.flip(budget.record({ usd: "0.01" as unknown as number }))
+      assert.strictEqual(usd.message, `Invalid usage.usd: must be a number from 0 to 9007199, got "0.01" (a string)`)
+      const tokens = yield* Effect.flip(budget.record({ tokens: "5" as unknown as number }))
+      assert.strictEqual(
+        tokens.message,
+        `Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got "5" (a string)`
+      )
+      const usage = yield* Effect.flip(budget.record(null as unknown as { tokens: number }))
+      assert.strictEqual(usage.message, "Invalid usage: expected an object like { tokens, usd }, got null")
+      const name = yield* Effect.flip(Budget.make({ name: "" }))
+      assert.strictEqual(name.message, `Invalid name: must be a non-empty string without "/", got ""`)
+      const thresholds = yield* Effect.flip(Budget.make({ thresholds: [0.5, 2] }))
+      assert.strictEqual(
+        thresholds.message,
+        "Invalid thresholds: must be fractions of a cap, each greater than 0 and at most 1 (0.8 for 80%), got [0.5,2]"
+      )
+    }))
+
+  it("InvalidUsage names undefined and null", () => {
+    const missing = new InvalidUsage({ field: "usage.usd", value: undefined, reason: "must be a number" })
+    assert.strictEqual(missing.message, "Invalid usage.usd: must be a number, got undefined")
+    const empty = new InvalidUsage({ field: "name", value: null, reason: "must be a non-empty string" })
+    assert.strictEqual(empty.message, "Invalid name: must be a non-empty string, got null")
+  })
+
   it("BudgetUnavailable carries its cause", () => {
     const error = new BudgetUnavailable({ budget: "shared", cause: new Error("connection refused") })
     assert.strictEqual(error.message, `Budget "shared" is unavailable: connection refused`)
