@@ -45,37 +45,36 @@ import * as Redis from "effect/persistence/Redis"
  * level.
  */
 const prelude = `
-local tree = ARGV[1]
-local root = KEYS[#KEYS]
-local now, listening, more, slow = nil, nil, nil, nil
--- Budgets read once per script and kept here, so every step sees the
--- changes of the steps before it.
-local levels, restarted = {}, {}
-local function now_ms()
-  if now == nil then
+-- The state of one run, and the functions over it. Each function reaches
+-- the rest through S alone: a script makes all its functions anew on every
+-- run, and a closure costs more to make for every local it captures.
+local S = { tree = ARGV[1], root = KEYS[#KEYS], levels = {}, restarted = {} }
+function S.now_ms()
+  if S.now == nil then
     local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    S.now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   end
-  return now
+  return S.now
 end
 -- %.0f is exact up to 2^53; 0 first, as -0 would read "-0".
-local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
-local function path_of(key) return string.sub(key, #tree + 4) end
+function S.int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
+function S.path_of(key) return string.sub(key, #S.tree + 4) end
 
 -- Events are published only while some process listens; callers ask
 -- first, so no one builds an event no one hears.
-local function listens()
-  if listening == nil then
-    local lq = tonumber(redis.call('HGET', root, 'lq') or '0')
-    listening = lq > 0 and lq > now_ms()
+function S.listens()
+  if S.listening == nil then
+    local lq = tonumber(redis.call('HGET', S.root, 'lq') or '0')
+    S.listening = lq > 0 and lq > S.now_ms()
   end
-  return listening
+  return S.listening
 end
-local function announce(event) redis.call('PUBLISH', tree .. ':events', cjson.encode(event)) end
+function S.announce(event) redis.call('PUBLISH', S.tree .. ':events', cjson.encode(event)) end
 
--- A window that has ended restarts as its budget is read.
-local function level(key)
-  local b = levels[key]
+-- Budgets are read once per run and kept, so every step sees the changes
+-- of the steps before it. A window that has ended restarts as it is read.
+function S.level(key)
+  local b = S.levels[key]
   if b then return b end
   local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq')
   b = {
@@ -83,22 +82,25 @@ local function level(key)
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
     wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0
   }
-  levels[key] = b
-  if key == root and listening == nil then
+  S.levels[key] = b
+  if key == S.root and S.listening == nil then
     local lq = tonumber(v[10]) or 0
-    listening = lq > 0 and lq > now_ms()
+    S.listening = lq > 0 and lq > S.now_ms()
   end
-  if b.wlen ~= 0 and b.wend > 0 and now_ms() >= b.wend then slow().restart(b) end
+  if b.wlen ~= 0 and b.wend > 0 and S.now_ms() >= b.wend then S.slow().restart(b) end
   return b
 end
-local function save(b) redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr)) end
-local function refused(b, t, n)
-  if b.tc >= 0 and b.tu + b.tr + t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
-  if b.nc >= 0 and b.nu + b.nr + n > b.nc then return { 'usd', int(b.nu + b.nr), int(b.nc) } end
+function S.save(b)
+  local int = S.int
+  redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr))
+end
+function S.refused(b, t, n)
+  if b.tc >= 0 and b.tu + b.tr + t > b.tc then return { 'tokens', S.int(b.tu + b.tr), S.int(b.tc) } end
+  if b.nc >= 0 and b.nu + b.nr + n > b.nc then return { 'usd', S.int(b.nu + b.nr), S.int(b.nc) } end
   return nil
 end
 -- Holds: "h <tokens> <nanos> <gen,...> <path>"; anything else is a settlement.
-local function hold_of(v)
+function S.hold_of(v)
   local t, n, gens, path = string.match(v, '^h (%d+) (%d+) ([^ ]+) (.*)$')
   if not t then return nil end
   local g = {}
@@ -107,26 +109,27 @@ local function hold_of(v)
 end
 
 -- Looks at the lines of these budgets, if anyone waits in the tree.
-local function wake_all(keys)
-  if level(root).wq > 0 then slow().wake_all(keys) end
+function S.wake_all(keys)
+  if S.level(S.root).wq > 0 then S.slow().wake_all(keys) end
 end
--- Every script ends here: lines of budgets whose window restarted are
--- looked at, and the woken tickets told.
-local function finish(result)
-  while #restarted > 0 do
-    local keys = restarted
-    restarted = {}
-    wake_all(keys)
+-- Every run ends here: lines of budgets whose window restarted are looked
+-- at, and the woken tickets told.
+function S.finish(result)
+  while #S.restarted > 0 do
+    local keys = S.restarted
+    S.restarted = {}
+    S.wake_all(keys)
   end
-  if more and #more.woken > 0 then redis.call('PUBLISH', tree .. ':wake', table.concat(more.woken, ' ')) end
+  local more = S.more
+  if more and #more.woken > 0 then redis.call('PUBLISH', S.tree .. ':wake', table.concat(more.woken, ' ')) end
   return result
 end
 
 -- The first level of the chain the charge does not fit, after giving back
 -- expired leases if that could change the answer.
-local function refusal(t, n)
+function S.refusal(t, n)
   for i = 1, #KEYS do
-    local r = refused(level(KEYS[i]), t, n)
+    local r = S.refused(S.level(KEYS[i]), t, n)
     if r then
       table.insert(r, i)
       return r
@@ -134,18 +137,16 @@ local function refusal(t, n)
   end
   return nil
 end
-local function check(t, n)
-  local r = refusal(t, n)
-  if r and slow().reap() then r = refusal(t, n) end
+function S.check(t, n)
+  local r = S.refusal(t, n)
+  if r and S.slow().reap() then r = S.refusal(t, n) end
   return r
 end
 
--- What only some runs need (a window ending, a refusal, thresholds,
--- expired leases, waiting, settlements met again) is defined on first use:
--- a script makes every function it defines anew on each run, and most runs
--- need none of these.
-slow = function()
-  if more then return more end
+function S.slow()
+  if S.more then return S.more end
+  local tree, root, now_ms, int, path_of = S.tree, S.root, S.now_ms, S.int, S.path_of
+  local listens, announce, level, hold_of, wake_all, finish = S.listens, S.announce, S.level, S.hold_of, S.wake_all, S.finish
   local function key_of(path) return tree .. ':n:' .. path end
   local function line_of(path) return tree .. ':q:' .. path end
   local function ticket_of(ticket) return tree .. ':w:' .. ticket end
@@ -165,7 +166,7 @@ slow = function()
     b.gen = tostring(redis.call('HINCRBY', b.key, 'gen', 1))
     redis.call('HSET', b.key, 'tu', 0, 'nu', 0, 'tr', 0, 'nr', 0, 'wend', int(b.wend))
     if listens() then announce({ t = 'Reset', b = path_of(b.key), we = int(b.wend) }) end
-    table.insert(restarted, b.key)
+    table.insert(S.restarted, b.key)
   end
 
   local function exceeded(r, t, n)
@@ -303,13 +304,16 @@ slow = function()
     return #expired > 0
   end
 
-  more = {
+  S.more = {
     window_end = window_end, restart = restart, exceeded = exceeded, too_big = too_big, cross = cross, settlement_of = settlement_of,
     line_of = line_of, ticket_of = ticket_of, give_back = give_back, holds_back = holds_back, move = move,
     wake = wake, wake_all = wake_lines, leave = leave, reap = reap, woken = woken
   }
-  return more
+  return S.more
 end
+local tree, root, int, path_of, listens, announce = S.tree, S.root, S.int, S.path_of, S.listens, S.announce
+local level, save, hold_of, wake_all, finish, refusal, check, slow = S.level, S.save, S.hold_of, S.wake_all, S.finish, S.refusal, S.check, S.slow
+local now_ms = S.now_ms
 `
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
