@@ -12,6 +12,7 @@ import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
 import { redisCases, redisPlan } from "./redis.ts"
+import { redisCpuReport } from "./redisCpu.ts"
 import { renewalReport } from "./renewal.ts"
 import { run } from "./runner.ts"
 import { render } from "./table.ts"
@@ -35,6 +36,7 @@ const program = Effect.gen(function*() {
   console.log(render(rows))
   console.log(`\n${yield* memoryReport}`)
   console.log(`\n${yield* renewalReport}`)
+  console.log(`\n${yield* redisCpuReport}`)
   console.log(
     `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +
       `ratio the median per-round ratio to "vs".`

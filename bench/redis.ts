@@ -70,7 +70,7 @@ const cleanUp = (redis: Redis.Redis["Service"]) =>
   }).pipe(Effect.ignore)
 
 /** The trivial script: one write, and nothing else a round trip could be charged for. */
-const raw = Redis.script((key: string) => [key, 1], {
+export const raw = Redis.script((key: string) => [key, 1], {
   numberOfKeys: 1,
   lua: "return redis.call('HINCRBY', KEYS[1], 'n', ARGV[1])"
 }).withReturnType<number>()
