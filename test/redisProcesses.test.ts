@@ -61,10 +61,15 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       assert.isAbove(samples, 10)
     }), 120_000)
 
-  it.live("a process killed holding leases gives them back within the lease, and nothing else changes", () =>
+  it.live("a process killed holding leases gives them back within the lease, as released holds, and nothing else changes", () =>
     Effect.gen(function*() {
       const prefix = `test:kill:${process.pid}:${Date.now()}:`
       const budget = yield* sharedBudget(prefix, "1 second")
+      const released: Array<BudgetEvent> = []
+      yield* Effect.forkChild(
+        Stream.runForEach(Stream.filter(budget.events, (e) => e._tag === "Released"), (e) => Effect.sync(() => released.push(e))),
+        { startImmediately: true }
+      )
       yield* budget.record({ tokens: 7 })
       const { child, firstLine } = worker(["hold", prefix, "shared", "20", "0", "1 second"])
       yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
@@ -74,6 +79,9 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       yield* Effect.sleep("1500 millis")
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, 7])
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual(released.length, 20)
+      assert.deepStrictEqual(released[0], { _tag: "Released", budget: "shared", tokens: 10, usd: 0.01 })
     }), 30_000)
 
   it.live("a hold renewed by a live process outlives its lease", () =>

@@ -294,6 +294,7 @@ function S.slow()
       if h then
         redis.call('DEL', hkey)
         wake_all(give_back(h))
+        if listens() then announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) }) end
       end
     end
     if level(root).wq > 0 then
