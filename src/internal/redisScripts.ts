@@ -317,6 +317,46 @@ local level, save, hold_of, wake_all, finish, refusal, check, slow = S.level, S.
 local now_ms = S.now_ms
 `
 
+/*
+ * The common case first, before the prelude: no window on the chain and
+ * nobody listening (and, for a commit, nobody waiting). It reads each level
+ * once and makes no functions, which is most of what a run costs: Redis's
+ * Lua makes every function and table a script defines anew on each run.
+ * Anything else (a refusal, a window, events, waiters, a settled hold) falls
+ * through to the general path below, which decides everything afresh.
+ * Each level's fields: tu nu tr nr tc nc gen wlen, then lq and wq (root).
+ */
+const quick = `
+local quick = {}
+for i = 1, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'lq', 'wq')
+  if v[8] and v[8] ~= '0' then
+    quick = nil
+    break
+  end
+  quick[i] = {
+    tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
+    tonumber(v[5]) or -1, tonumber(v[6]) or -1, v[7] or '0'
+  }
+  if i == #KEYS then
+    local lq = tonumber(v[9]) or 0
+    if lq > 0 then
+      local time = redis.call('TIME')
+      if lq > tonumber(time[1]) * 1000 then quick = nil end
+    end
+    if quick then quick.waiting = (tonumber(v[10]) or 0) > 0 end
+  end
+end
+-- Whether the charge fits every level: used + held + charge within each cap.
+local function quick_fits(t, n)
+  for i = 1, #KEYS do
+    local l = quick[i]
+    if (l[5] >= 0 and l[1] + l[3] + t > l[5]) or (l[6] >= 0 and l[2] + l[4] + n > l[6]) then return false end
+  end
+  return true
+end
+`
+
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
 
 /** `["ok"]`, or `["x", axis, used + reserved, cap, level]` for the first level that refuses. */
@@ -336,7 +376,15 @@ export const record = Redis.script(
   (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number) => [...chain, tree, tokens, nanos],
   {
     numberOfKeys: (chain) => chain.length,
-    lua: `${prelude}
+    lua: `${quick}
+if quick and quick_fits(tonumber(ARGV[2]), tonumber(ARGV[3])) then
+  local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+  for i = 1, #KEYS do
+    redis.call('HSET', KEYS[i], 'tu', string.format('%.0f', quick[i][1] + t), 'nu', string.format('%.0f', quick[i][2] + n))
+  end
+  return { 'ok' }
+end
+${prelude}
 local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r = check(t, n)
 if r then return slow().exceeded(r, t, n) end
@@ -383,7 +431,23 @@ export const reserve = Redis.script(
   ],
   {
     numberOfKeys: (chain) => chain.length,
-    lua: `${prelude}${hold}
+    lua: `${quick}
+if quick and quick_fits(tonumber(ARGV[2]), tonumber(ARGV[3])) then
+  local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local gens = {}
+  for i = 1, #KEYS do
+    local l = quick[i]
+    redis.call('HSET', KEYS[i], 'tr', string.format('%.0f', l[3] + t), 'nr', string.format('%.0f', l[4] + n))
+    gens[i] = l[7]
+  end
+  local tree = ARGV[1]
+  redis.call('SET', tree .. ':h:' .. ARGV[4], 'h ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. table.concat(gens, ',') .. ' ' .. string.sub(KEYS[1], #tree + 4))
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('ZADD', tree .. ':leases', string.format('%.0f', now + tonumber(ARGV[5])), ARGV[4])
+  return { 'ok' }
+end
+${prelude}${hold}
 local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
 local r = check(t, n)
 if r then return slow().exceeded(r, t, n) end
@@ -500,7 +564,30 @@ export const commit = Redis.script(
   ) => [...chain, tree, id, tokens, nanos, keepMillis, estimated ? 1 : 0],
   {
     numberOfKeys: (chain) => chain.length,
-    lua: `${prelude}
+    lua: `${quick}
+local held = redis.call('GET', ARGV[1] .. ':h:' .. ARGV[2])
+local ht, hn, hgens = nil, nil, nil
+if held then ht, hn, hgens = string.match(held, '^h (%d+) (%d+) ([^ ]+) ') end
+if quick and not quick.waiting and ht then
+  local t, n = tonumber(ARGV[3]), tonumber(ARGV[4])
+  ht, hn = tonumber(ht), tonumber(hn)
+  local tover, nover, i = 0, 0, 1
+  for gen in string.gmatch(hgens, '[^,]+') do
+    local l = quick[i]
+    local et, en = 0, 0
+    if l[7] == gen then et, en = ht, hn end
+    if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
+    if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
+    redis.call('HSET', KEYS[i], 'tu', string.format('%.0f', l[1] + t), 'nu', string.format('%.0f', l[2] + n),
+      'tr', string.format('%.0f', l[3] - et), 'nr', string.format('%.0f', l[4] - en))
+    i = i + 1
+  end
+  local settlement = { 'c', ARGV[3], ARGV[4], string.format('%.0f', tover), string.format('%.0f', nover) }
+  redis.call('SET', ARGV[1] .. ':h:' .. ARGV[2], table.concat(settlement, ' '), 'PX', ARGV[5])
+  redis.call('ZREM', ARGV[1] .. ':leases', ARGV[2])
+  return settlement
+end
+${prelude}
 local id, t, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local hkey = tree .. ':h:' .. id
 local v = redis.call('GET', hkey)
