@@ -187,7 +187,9 @@ const capArg = (cap: number) => cap === Infinity ? -1 : cap
 /**
  * A cron window's coming ends, as this host's clock sees them: a minute
  * back (clocks of a fleet disagree a little, and the scripts drop the ends
- * Redis's clock has passed) to 64 ends ahead.
+ * Redis's clock has passed) to 64 ends ahead. The wall clock, not `Clock`:
+ * the scripts compare these ends with Redis's time, which no `TestClock`
+ * moves.
  */
 const cronEnds = (cron: Cron.Cron): Array<number> => {
   const now = Date.now()
