@@ -3,8 +3,9 @@ import type { Fiber, Scope } from "effect"
 import type { Reservation, Settlement } from "../Budget.ts"
 import type { BudgetEvent } from "../BudgetEvent.ts"
 import { BudgetExceeded } from "../BudgetError.ts"
-import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
+import { usdFromNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
+import { commitActual } from "./actual.ts"
 import { EventHub } from "./eventHub.ts"
 import { crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart, snapshotOf } from "./node.ts"
 import type { Node, Tree } from "./node.ts"
@@ -192,14 +193,7 @@ class Hold implements MemoryReservation {
   }
 
   commit(actual?: Usage) {
-    if (actual === undefined) return this.settling(this.tokens, this.nanos, true)
-    const invalid = usageError(actual, "actual")
-    if (invalid !== undefined) return Effect.fail(invalid)
-    return this.settling(
-      actual.tokens ?? this.tokens,
-      actual.usd === undefined ? this.nanos : usdToNanos(actual.usd),
-      false
-    )
+    return commitActual(this, actual)
   }
 
   get release() {
@@ -209,7 +203,7 @@ class Hold implements MemoryReservation {
   }
 
   // Only a chain with a window needs the time, and reading it costs a step.
-  private settling(tokens: number, nanos: number, estimated: boolean) {
+  charge(tokens: number, nanos: number, estimated: boolean) {
     return this.origin.timed
       ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, estimated, timeOf(fiber))))
       : Effect.sync(() => this.settle(tokens, nanos, estimated, 0))

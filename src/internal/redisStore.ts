@@ -4,8 +4,9 @@ import * as Redis from "effect/persistence/Redis"
 import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
 import type { BudgetEvent } from "../BudgetEvent.ts"
 import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
-import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
+import { usdFromNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
+import { commitActual } from "./actual.ts"
 import { deadline } from "./deadline.ts"
 import type { BudgetSettings } from "./options.ts"
 import * as Scripts from "./redisScripts.ts"
@@ -102,14 +103,7 @@ export class RedisHold implements Reservation {
   }
 
   commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
-    if (actual === undefined) return this.charge(this.tokens, this.nanos, true)
-    const invalid = usageError(actual, "actual")
-    if (invalid !== undefined) return Effect.fail(invalid)
-    return this.charge(
-      actual.tokens ?? this.tokens,
-      actual.usd === undefined ? this.nanos : usdToNanos(actual.usd),
-      false
-    )
+    return commitActual(this, actual)
   }
 
   /**
@@ -132,7 +126,7 @@ export class RedisHold implements Reservation {
 
   // Remembered when it runs, not when it is built: only a commit sent for
   // real turns the scope's release into a retried commit.
-  private charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
+  charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       this.pending ??= { tokens, nanos, estimated }
       return this.settle(
