@@ -257,14 +257,23 @@ function S.slow()
       local head = head_of(path)
       if not head or told[head] then return end
       local w = redis.call('HMGET', ticket_of(head), 't', 'n', 'o')
-      local blocker = holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
-      if blocker == at then return end
-      if blocker == nil then
-        told[head] = true
-        table.insert(woken, head)
-        return
+      if not w[1] then
+        -- A ticket nothing is known of cannot be served: it leaves.
+        redis.call('ZREM', line_of(path), head)
+        redis.call('ZREM', tree .. ':tickets', head)
+        local r = level(root)
+        r.wq = r.wq - 1
+        redis.call('HSET', root, 'wq', int(r.wq))
+      else
+        local blocker = holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
+        if blocker == at then return end
+        if blocker == nil then
+          told[head] = true
+          table.insert(woken, head)
+          return
+        end
+        move(head, path, path_of(blocker))
       end
-      move(head, path, path_of(blocker))
     end
   end
   local function wake_lines(keys)
@@ -571,16 +580,16 @@ if held then ht, hn, hgens = string.match(held, '^h (%d+) (%d+) ([^ ]+) ') end
 if quick and not quick.waiting and ht then
   local t, n = tonumber(ARGV[3]), tonumber(ARGV[4])
   ht, hn = tonumber(ht), tonumber(hn)
-  local tover, nover, i = 0, 0, 1
-  for gen in string.gmatch(hgens, '[^,]+') do
+  local tover, nover = 0, 0
+  local gens = string.gmatch(hgens, '[^,]+')
+  for i = 1, #KEYS do
     local l = quick[i]
     local et, en = 0, 0
-    if l[7] == gen then et, en = ht, hn end
+    if l[7] == gens() then et, en = ht, hn end
     if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
     if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
     redis.call('HSET', KEYS[i], 'tu', string.format('%.0f', l[1] + t), 'nu', string.format('%.0f', l[2] + n),
       'tr', string.format('%.0f', l[3] - et), 'nr', string.format('%.0f', l[4] - en))
-    i = i + 1
   end
   local settlement = { 'c', ARGV[3], ARGV[4], string.format('%.0f', tover), string.format('%.0f', nover) }
   redis.call('SET', ARGV[1] .. ':h:' .. ARGV[2], table.concat(settlement, ' '), 'PX', ARGV[5])
