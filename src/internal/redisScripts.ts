@@ -499,30 +499,30 @@ if ticket == '' and r.wq == 0 and refusal(t, n) == nil then
   take(t, n, id, lease)
   return finish({ 'ok' })
 end
-local S = slow()
-S.reap()
+local W = slow()
+W.reap()
 local from = false
-if ticket ~= '' then from = redis.call('HGET', S.ticket_of(ticket), 'l') end
+if ticket ~= '' then from = redis.call('HGET', W.ticket_of(ticket), 'l') end
 -- A ticket whose lease ran out while its process was away lines up again.
 if from == false then ticket = '' end
 local seq = tonumber(ticket)
 if ticket == '' then seq = redis.call('HINCRBY', root, 'seq', 1) end
-local blocker = S.holds_back(seq, t, n, path_of(KEYS[1]))
+local blocker = W.holds_back(seq, t, n, path_of(KEYS[1]))
 if blocker == nil then
   take(t, n, id, lease)
-  if ticket ~= '' then S.leave(ticket) end
+  if ticket ~= '' then W.leave(ticket) end
   return finish({ 'ok' })
 end
 local at = path_of(blocker)
 if ticket == '' then
   ticket = tostring(seq)
-  redis.call('HSET', S.ticket_of(ticket), 't', ARGV[2], 'n', ARGV[3], 'o', path_of(KEYS[1]), 'l', at)
-  redis.call('ZADD', S.line_of(at), seq, ticket)
+  redis.call('HSET', W.ticket_of(ticket), 't', ARGV[2], 'n', ARGV[3], 'o', path_of(KEYS[1]), 'l', at)
+  redis.call('ZADD', W.line_of(at), seq, ticket)
   r.wq = r.wq + 1
   redis.call('HSET', root, 'wq', int(r.wq))
 elseif from ~= at then
-  S.move(ticket, from, at)
-  S.wake(from)
+  W.move(ticket, from, at)
+  W.wake(from)
 end
 redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
 -- When to look again if no script calls the ticket: when what holds it back
@@ -532,7 +532,7 @@ redis.call('ZADD', tree .. ':tickets', int(now_ms() + lease), ticket)
 local soon = now_ms() + lease
 local b = level(blocker)
 if b.wlen ~= 0 and b.wend > 0 then soon = math.min(soon, b.wend) end
-local ahead = redis.call('ZRANGE', S.line_of(at), 0, 1)
+local ahead = redis.call('ZRANGE', W.line_of(at), 0, 1)
 if ahead[1] == ticket then
   local first = redis.call('ZRANGE', tree .. ':leases', 0, 0, 'WITHSCORES')
   if first[2] then soon = math.min(soon, tonumber(first[2])) end
