@@ -47,6 +47,9 @@ describe.runIf(available)("Redis", () => {
       const everyTwoSeconds = Cron.parseUnsafe("*/2 * * * * *", "UTC")
       const org = yield* makeRedisBudget({ name: "org", tokenCap: 100, window: everyTwoSeconds })
       const team = yield* org.child("team", { window: everyTwoSeconds })
+      // Start just after a window begins, so the record and the first
+      // snapshot fall in the same one.
+      yield* Effect.sleep(2_000 - (Date.now() % 2_000) + 50)
       yield* team.record({ tokens: 30 })
       const before = yield* org.snapshot
       const end = before.windowEndsAt!
