@@ -8,6 +8,8 @@ import { usdFromNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
 import { commitActual } from "./actual.ts"
 import { deadline } from "./deadline.ts"
+import { count, observed, watch } from "./redisMetrics.ts"
+import type { Watching } from "./redisMetrics.ts"
 import type { BudgetSettings } from "./options.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { BudgetStore } from "./store.ts"
@@ -45,6 +47,8 @@ interface Tree {
   readonly called: Set<string>
   /** This process's name in `<tree>:listeners` while it streams events. */
   readonly process: string
+  /** Budgets of the tree whose metrics this process reports. */
+  readonly watching: Watching
 }
 
 interface Level {
@@ -95,6 +99,8 @@ export class RedisHold implements Reservation {
     readonly origin: Level,
     /** The key of every level of its chain, shared by the holds of one budget. */
     readonly keys: ReadonlyArray<string>,
+    /** The path of every level of its chain, likewise. */
+    readonly paths: ReadonlyArray<string>,
     readonly id: string,
     readonly tokens: number,
     readonly nanos: number
@@ -148,7 +154,10 @@ export class RedisHold implements Reservation {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       return reach(this.tree, this.origin.path, script).pipe(
         Effect.map((result) => {
-          this.settlement ??= settlementOf(result)
+          if (this.settlement === undefined) {
+            this.settlement = settlementOf(result)
+            count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
+          }
           this.tree.live.delete(this.id)
           return this.settlement
         })
@@ -158,6 +167,7 @@ export class RedisHold implements Reservation {
 }
 
 const exceeded = (
+  tree: Tree,
   chain: ReadonlyArray<Level>,
   refusal: Extract<Scripts.ChargeResult, readonly ["x", ...Array<unknown>]>,
   tokens: number,
@@ -165,6 +175,7 @@ const exceeded = (
 ): BudgetExceeded => {
   const [, axis, taken, cap, level] = refusal
   const budget = chain[Number(level) - 1]!.path
+  count(tree.watching, [budget], "exceeded")
   return axis === "tokens"
     ? new BudgetExceeded({ budget, axis, requested: tokens, attempted: Number(taken) + tokens, cap: Number(cap) })
     : new BudgetExceeded({
@@ -225,7 +236,8 @@ export const make = (
       live: new Set(),
       tickets: new Map(),
       called: new Set(),
-      process: crypto.randomUUID()
+      process: crypto.randomUUID(),
+      watching: new Map()
     }
     const root = yield* ensure(tree, [], settings)
 
@@ -244,7 +256,18 @@ export const make = (
       Effect.sync(() => {
         for (const ticket of message.split(" ")) callTicket(tree, ticket)
       }))))
-    return storeOf(tree, root)
+    return yield* opened(tree, root, settings)
+  })
+
+/** The store of the budget at the head of `chain`, with its metrics if it asks for them. */
+const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: BudgetSettings) =>
+  Effect.gen(function*() {
+    const store = storeOf(tree, chain)
+    if (settings.metrics) {
+      const bounded = { tokens: settings.tokenCap !== Infinity, usd: settings.nanoCap !== Infinity }
+      yield* watch(tree.watching, store.path, bounded, store.snapshot, yield* Effect.context<never>())
+    }
+    return store
   })
 
 // A called ticket whose waiter is not waiting yet (its reply is on the way,
@@ -377,6 +400,7 @@ const eventOf = (e: Record<string, string>): BudgetEvent => {
 const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
   const { path } = chain[0]!
   const keys = chain.map((level) => level.key)
+  const paths = chain.map((level) => level.path)
   const redis = tree.redis
   const lease = tree.options.leaseMillis
   const call = <A>(script: Effect.Effect<A, Redis.RedisError>) => reach(tree, path, script)
@@ -394,9 +418,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
     Effect.suspend(() => {
       const id = crypto.randomUUID()
       return Effect.flatMap(holding(id, redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, lease)), (result) => {
-        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, id, tokens, nanos))
+        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
-        return Effect.fail(exceeded(chain, result, tokens, nanos))
+        return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
 
@@ -418,12 +442,12 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           (result) => {
             if (result[0] === "ok") {
               forget()
-              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, id, tokens, nanos))
+              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
             }
             tree.live.delete(id)
             if (result[0] === "x") {
               forget()
-              return Effect.fail(exceeded(chain, result, tokens, nanos))
+              return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
             }
             if (result[1] !== ticket) {
               forget()
@@ -449,7 +473,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
     record: (tokens, nanos) =>
       call(redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
         Effect.flatMap((result) =>
-          result[0] === "ok" ? Effect.void : Effect.fail(exceeded(chain, result, tokens, nanos))
+          result[0] === "ok" ? Effect.void : Effect.fail(exceeded(tree, chain, result, tokens, nanos))
         )
       ),
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
@@ -477,10 +501,11 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           usdRemaining: usdFromNanos(Math.max(0, nanoCap - nanosUsed - nanosReserved)),
           windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
         }
-      })
+      }),
+      Effect.tap((snapshot) => Effect.sync(() => observed(tree.watching, snapshot)))
     ),
     reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
-    child: (settings) => Effect.map(ensure(tree, chain, settings), (childChain) => storeOf(tree, childChain)),
+    child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {
       return events(tree, chain[chain.length - 1]!, path)
     }
