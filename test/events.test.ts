@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, Stream } from "effect"
+import { Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetService } from "../src/index.ts"
 import { yields as settle } from "./contract.ts"
+import { series } from "./support/metrics.ts"
 
 /** Starts collecting `budget`'s events; the returned effect stops and reads them. */
 const listen = (budget: BudgetService) =>
@@ -98,15 +99,6 @@ describe("events", () => {
 })
 
 describe("metrics", () => {
-  const series = (budget: string) =>
-    Effect.map(Metric.snapshot, (all) =>
-      Object.fromEntries(
-        all.filter((s) => s.attributes?.["budget"] === budget).map((s) => [
-          s.id,
-          "value" in s.state ? s.state.value : "count" in s.state ? s.state.count : undefined
-        ])
-      ))
-
   it.effect("gauges and counters per budget, read from its counters", () =>
     Effect.gen(function*() {
       const org = yield* Budget.make({ name: "metrics-org", tokenCap: 1000, usdCap: 1 })

@@ -5,16 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
+import { series } from "./support/metrics.ts"
 import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
 
-const series = (budget: string) =>
-  Effect.map(Metric.snapshot, (all) =>
-    Object.fromEntries(
-      all.filter((s) => s.attributes?.["budget"] === budget).map((s) => [
-        s.id,
-        "value" in s.state ? s.state.value : "count" in s.state ? s.state.count : undefined
-      ])
-    ))
 
 describe.runIf(available)("metrics of a Redis budget", () => {
   it.live("counters of this process's operations, gauges from the last snapshot", () =>

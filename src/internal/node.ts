@@ -1,9 +1,9 @@
-import { Metric } from "effect"
 import type { Context } from "effect"
 import type { Snapshot } from "../Budget.ts"
 import type { BudgetEvent } from "../BudgetEvent.ts"
 import { usdFromNanos } from "../Usage.ts"
 import type { EventHub } from "./eventHub.ts"
+import { registerMetrics } from "./metrics.ts"
 import type { BudgetSettings } from "./options.ts"
 import { WaitQueue } from "./waitQueue.ts"
 import { windowEnd, type WindowSchedule } from "./window.ts"
@@ -94,7 +94,7 @@ export const makeNode = (
     unregister: noop
   }
   ;(node.chain as Array<Node>).push(node, ...(parent?.chain ?? []))
-  if (metricsContext !== undefined) node.unregister = registerMetrics(node, metricsContext)
+  if (metricsContext !== undefined) node.unregister = registerMetricsOf(node, metricsContext)
   return node
 }
 
@@ -175,49 +175,15 @@ export const snapshotOf = (node: Node): Snapshot => ({
   windowEndsAt: windowEndsAt(node)
 })
 
-// Metrics are read from the counters when exported, so keeping them costs
-// the hot path nothing: no update per operation.
-const gauges = {
-  budget_tokens_used: (node: Node) => node.tokensUsed,
-  budget_usd_used: (node: Node) => usdFromNanos(node.nanosUsed),
-  budget_tokens_reserved: (node: Node) => node.tokensReserved,
-  budget_usd_reserved: (node: Node) => usdFromNanos(node.nanosReserved),
-  budget_tokens_remaining: (node: Node) => Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved),
-  budget_usd_remaining: (node: Node) => usdFromNanos(Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved))
-} as const
-
-const counters = {
-  budget_committed_total: (node: Node) => node.committed,
-  budget_released_total: (node: Node) => node.released,
-  budget_exceeded_total: (node: Node) => node.exceeded
-} as const
-
-// An unbounded axis has no remaining to report: Infinity is no number an
-// exporter can carry.
-const bounded = (node: Node, name: string): boolean =>
-  name === "budget_tokens_remaining" ? node.tokenCap !== Infinity :
-  name === "budget_usd_remaining" ? node.nanoCap !== Infinity :
-  true
-
-const registerMetrics = (node: Node, context: Context.Context<never>): () => void => {
-  const attributes = { budget: node.path }
-  const registrations = [
-    ...Object.entries(gauges).filter(([name]) => bounded(node, name)).map(([name, read]) =>
-      Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
-        get: () => ({ value: read(node) }),
-        update: noop,
-        modify: noop
-      })
-    ),
-    ...Object.entries(counters).map(([name, read]) =>
-      Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
-        get: () => ({ count: read(node), incremental: true }),
-        update: noop,
-        modify: noop
-      })
-    )
-  ]
-  return () => {
-    for (const registration of registrations) registration.remove()
-  }
-}
+const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void =>
+  registerMetrics(
+    {
+      path: node.path,
+      snapshot: () => snapshotOf(node),
+      committed: () => node.committed,
+      released: () => node.released,
+      exceeded: () => node.exceeded
+    },
+    { tokens: node.tokenCap !== Infinity, usd: node.nanoCap !== Infinity },
+    context
+  )

@@ -1,11 +1,12 @@
-import { Effect, Metric } from "effect"
+import { Effect } from "effect"
 import type { Context, Scope } from "effect"
 import type { Snapshot } from "../Budget.ts"
 import type { BudgetUnavailable } from "../BudgetError.ts"
+import { registerMetrics } from "./metrics.ts"
 
 /*
  * The metrics of budgets kept in Redis, as this process reports them: the
- * same series as in memory. Counters count what this process did (an
+ * same series as in memory (metrics.ts). Counters count what this process did (an
  * exporter per process, summed by the backend, gives the fleet's). Gauges
  * show the budget's last snapshot: a gauge is read synchronously and cannot
  * ask Redis, so a read that finds the snapshot older than a second starts a
@@ -61,7 +62,7 @@ export const observed = (watching: Watching, snapshot: Snapshot): void => {
 export const watch = (
   watching: Watching,
   path: string,
-  bounded: { readonly tokens: boolean; readonly usd: boolean },
+  capped: { readonly tokens: boolean; readonly usd: boolean },
   snapshot: Effect.Effect<Snapshot, BudgetUnavailable>,
   context: Context.Context<never>
 ): Effect.Effect<void, never, Scope.Scope> =>
@@ -80,7 +81,7 @@ export const watch = (
           unregister: noop
         }
         const refresh = Effect.runForkWith(context)
-        const read = (value: (snapshot: Snapshot) => number) => () => {
+        const latest = () => {
           if (!created.refreshing && Date.now() - created.takenAt > staleAfterMillis) {
             created.refreshing = true
             refresh(snapshot.pipe(
@@ -90,9 +91,15 @@ export const watch = (
               }))
             ))
           }
-          return { value: created.snapshot === undefined ? 0 : value(created.snapshot) }
+          return created.snapshot
         }
-        created.unregister = register(path, bounded, created, read, context)
+        created.unregister = registerMetrics({
+          path,
+          snapshot: latest,
+          committed: () => created.committed,
+          released: () => created.released,
+          exceeded: () => created.exceeded
+        }, capped, context)
         watching.set(path, created)
         watched = created
       }
@@ -106,43 +113,3 @@ export const watch = (
         watching.delete(path)
       })
   )
-
-const register = (
-  path: string,
-  bounded: { readonly tokens: boolean; readonly usd: boolean },
-  watched: Watched,
-  read: (value: (snapshot: Snapshot) => number) => () => { readonly value: number },
-  context: Context.Context<never>
-): () => void => {
-  const attributes = { budget: path }
-  // An unbounded axis has no remaining to report: Infinity is no number an
-  // exporter can carry.
-  const gauges: Array<readonly [string, (snapshot: Snapshot) => number]> = [
-    ["budget_tokens_used", (s) => s.tokensUsed],
-    ["budget_usd_used", (s) => s.usdUsed],
-    ["budget_tokens_reserved", (s) => s.tokensReserved],
-    ["budget_usd_reserved", (s) => s.usdReserved]
-  ]
-  if (bounded.tokens) gauges.push(["budget_tokens_remaining", (s) => s.tokensRemaining])
-  if (bounded.usd) gauges.push(["budget_usd_remaining", (s) => s.usdRemaining])
-  const counters: Array<readonly [string, () => number]> = [
-    ["budget_committed_total", () => watched.committed],
-    ["budget_released_total", () => watched.released],
-    ["budget_exceeded_total", () => watched.exceeded]
-  ]
-  const registrations = [
-    ...gauges.map(([name, value]) =>
-      Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, { get: read(value), update: noop, modify: noop })
-    ),
-    ...counters.map(([name, value]) =>
-      Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
-        get: () => ({ count: value(), incremental: true }),
-        update: noop,
-        modify: noop
-      })
-    )
-  ]
-  return () => {
-    for (const registration of registrations) registration.remove()
-  }
-}

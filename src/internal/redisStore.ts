@@ -264,8 +264,8 @@ const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: BudgetSetting
   Effect.gen(function*() {
     const store = storeOf(tree, chain)
     if (settings.metrics) {
-      const bounded = { tokens: settings.tokenCap !== Infinity, usd: settings.nanoCap !== Infinity }
-      yield* watch(tree.watching, store.path, bounded, store.snapshot, yield* Effect.context<never>())
+      const capped = { tokens: settings.tokenCap !== Infinity, usd: settings.nanoCap !== Infinity }
+      yield* watch(tree.watching, store.path, capped, store.snapshot, yield* Effect.context<never>())
     }
     return store
   })
