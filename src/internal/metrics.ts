@@ -15,9 +15,8 @@ export interface MetricsSource {
   readonly path: string
   /** The budget's counters; `undefined` reads as 0. */
   readonly snapshot: () => Snapshot | undefined
-  readonly committed: () => number
-  readonly released: () => number
-  readonly exceeded: () => number
+  /** Settlements and refusals so far, read when exported. */
+  readonly counts: { readonly committed: number; readonly released: number; readonly exceeded: number }
 }
 
 const gauges: ReadonlyArray<readonly [string, (snapshot: Snapshot) => number]> = [
@@ -29,7 +28,11 @@ const gauges: ReadonlyArray<readonly [string, (snapshot: Snapshot) => number]> =
   ["budget_usd_remaining", (s) => s.usdRemaining]
 ]
 
-const counters = ["committed", "released", "exceeded"] as const
+const counters = [
+  ["budget_committed_total", "committed"],
+  ["budget_released_total", "released"],
+  ["budget_exceeded_total", "exceeded"]
+] as const
 
 const noop = () => {}
 
@@ -44,28 +47,26 @@ export const registerMetrics = (
   context: Context.Context<never>
 ): () => void => {
   const attributes = { budget: source.path }
-  const reported = gauges.filter(([name]) =>
-    name === "budget_tokens_remaining" ? capped.tokens : name === "budget_usd_remaining" ? capped.usd : true
-  )
-  const registrations = [
-    ...reported.map(([name, value]) =>
-      Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
-        get: () => {
-          const snapshot = source.snapshot()
-          return { value: snapshot === undefined ? 0 : value(snapshot) }
-        },
-        update: noop,
-        modify: noop
-      })
-    ),
-    ...counters.map((kind) =>
-      Metric.registerUnsafe(Metric.counter(`budget_${kind}_total`, { attributes, incremental: true }), context, {
-        get: () => ({ count: source[kind](), incremental: true }),
-        update: noop,
-        modify: noop
-      })
-    )
-  ]
+  const registrations: Array<{ readonly remove: () => void }> = []
+  for (const [name, value] of gauges) {
+    if (name === "budget_tokens_remaining" && !capped.tokens) continue
+    if (name === "budget_usd_remaining" && !capped.usd) continue
+    registrations.push(Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
+      get: () => {
+        const snapshot = source.snapshot()
+        return { value: snapshot === undefined ? 0 : value(snapshot) }
+      },
+      update: noop,
+      modify: noop
+    }))
+  }
+  for (const [name, kind] of counters) {
+    registrations.push(Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
+      get: () => ({ count: source.counts[kind], incremental: true }),
+      update: noop,
+      modify: noop
+    }))
+  }
   return () => {
     for (const registration of registrations) registration.remove()
   }

@@ -177,13 +177,7 @@ export const snapshotOf = (node: Node): Snapshot => ({
 
 const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void =>
   registerMetrics(
-    {
-      path: node.path,
-      snapshot: () => snapshotOf(node),
-      committed: () => node.committed,
-      released: () => node.released,
-      exceeded: () => node.exceeded
-    },
+    { path: node.path, snapshot: () => snapshotOf(node), counts: node },
     { tokens: node.tokenCap !== Infinity, usd: node.nanoCap !== Infinity },
     context
   )

@@ -93,13 +93,7 @@ export const watch = (
           }
           return created.snapshot
         }
-        created.unregister = registerMetrics({
-          path,
-          snapshot: latest,
-          committed: () => created.committed,
-          released: () => created.released,
-          exceeded: () => created.exceeded
-        }, capped, context)
+        created.unregister = registerMetrics({ path, snapshot: latest, counts: created }, capped, context)
         watching.set(path, created)
         watched = created
       }
