@@ -13,7 +13,8 @@ import { Budget } from "./Budget.ts"
 import type { BudgetService, Reservation, Settlement } from "./Budget.ts"
 import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
-import { maxUsd, nanosPerUsd } from "./Usage.ts"
+import { nanosOf, pricesTableOf, usdOfNanos } from "./internal/priceTable.ts"
+import { maxUsd } from "./Usage.ts"
 
 // --- models -----------------------------------------------------------------
 
@@ -317,99 +318,6 @@ export const perMillionTokens = (
       usdOfNanos(nanosOf(usage, table.lookup(model)))
     )
   })
-
-// Nano-dollars per token at a price per million tokens: 1e9 / 1e6.
-const nanosPerTokenPerUsdPerMillion = 1000
-
-interface NanoPrices {
-  readonly input: number
-  readonly output: number
-  readonly cacheRead: number
-  readonly cacheWrite: number
-  readonly reasoning: number
-}
-
-const priceFields = ["input", "output", "cacheRead", "cacheWrite", "reasoning"] as const
-
-const pricesTableOf = (
-  prices: Readonly<Record<string, TokenPrices>>
-): { readonly lookup: (model: string | undefined) => NanoPrices } | InvalidUsage => {
-  if (prices === null || typeof prices !== "object" || Object.keys(prices).length === 0) {
-    return new InvalidUsage({
-      field: "prices",
-      value: prices,
-      reason: "must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }"
-    })
-  }
-  const byModel = new Map<string, NanoPrices>()
-  for (const [model, entry] of Object.entries(prices)) {
-    if (entry === null || typeof entry !== "object") {
-      return new InvalidUsage({
-        field: `prices["${model}"]`,
-        value: entry,
-        reason: "must be an object like { input: 0.25, output: 2 } (USD per million tokens)"
-      })
-    }
-    for (const field of priceFields) {
-      const price = entry[field]
-      const required = field === "input" || field === "output"
-      if (price === undefined && !required) continue
-      if (!(typeof price === "number" && price >= 0 && price <= maxUsd)) {
-        return new InvalidUsage({
-          field: `prices["${model}"].${field}`,
-          value: price,
-          reason: `must be USD per million tokens, a number from 0 to ${maxUsd}${required ? "" : ", or left out"}`
-        })
-      }
-    }
-    const input = entry.input * nanosPerTokenPerUsdPerMillion
-    const output = entry.output * nanosPerTokenPerUsdPerMillion
-    byModel.set(model, {
-      input,
-      output,
-      cacheRead: entry.cacheRead === undefined ? input : entry.cacheRead * nanosPerTokenPerUsdPerMillion,
-      cacheWrite: entry.cacheWrite === undefined ? input : entry.cacheWrite * nanosPerTokenPerUsdPerMillion,
-      reasoning: entry.reasoning === undefined ? output : entry.reasoning * nanosPerTokenPerUsdPerMillion
-    })
-  }
-  const all = [...byModel.values()]
-  const highest: NanoPrices = {
-    input: Math.max(...all.map((p) => p.input)),
-    output: Math.max(...all.map((p) => p.output)),
-    cacheRead: Math.max(...all.map((p) => p.cacheRead)),
-    cacheWrite: Math.max(...all.map((p) => p.cacheWrite)),
-    reasoning: Math.max(...all.map((p) => p.reasoning))
-  }
-  // Longest first, so the most specific prefix wins.
-  const prefixes = [...byModel.keys()].filter((key) => key !== "*").sort((a, b) => b.length - a.length)
-  const fallback = byModel.get("*") ?? highest
-  return {
-    lookup: (model) => {
-      if (model === undefined) return fallback
-      const exact = byModel.get(model)
-      if (exact !== undefined) return exact
-      const prefix = prefixes.find((key) => model.startsWith(key))
-      return prefix === undefined ? fallback : byModel.get(prefix)!
-    }
-  }
-}
-
-/** What `usage` costs at `prices`, in nano-dollars, rounded once at the end. */
-const nanosOf = (usage: Response.Usage, prices: NanoPrices): number => {
-  const input = usage.inputTokens
-  const cacheRead = input.cacheRead ?? 0
-  const cacheWrite = input.cacheWrite ?? 0
-  const uncached = input.uncached ?? Math.max(0, (input.total ?? 0) - cacheRead - cacheWrite)
-  const output = usage.outputTokens
-  const reasoning = output.reasoning ?? 0
-  const text = output.text ?? Math.max(0, (output.total ?? 0) - reasoning)
-  return Math.round(
-    uncached * prices.input + cacheRead * prices.cacheRead + cacheWrite * prices.cacheWrite +
-      text * prices.output + reasoning * prices.reasoning
-  )
-}
-
-const usdOfNanos = (nanos: number): number => nanos / nanosPerUsd
 
 // --- validation -------------------------------------------------------------
 
