@@ -3,10 +3,11 @@
  * over a way to make a budget, run against each store.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Option, Ref, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Stream } from "effect"
 import type { Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetOptions } from "../src/index.ts"
+import { series } from "./support/metrics.ts"
 
 type Service = Budget["Service"]
 
@@ -626,6 +627,57 @@ export const contract = (store: StoreUnderTest) =>
               "org tokens 0.5 50/100"
             ]
           )
+        }))
+    })
+
+    describe("metrics", () => {
+      it.effect("gauges and counters per budget; a budget opened twice reports once, until both close", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "metrics-org", tokenCap: 1000, usdCap: 1 })
+          const agent = yield* org.child("agent", { tokenCap: 100 })
+          yield* agent.record({ tokens: 10, usd: 0.1 })
+          yield* agent.reserve({ tokens: 20, usd: 0.2 })
+          yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 30 }), (r) => r.commit({ tokens: 25 })))
+          // Opened again and closed: the budget still reports, once.
+          yield* Effect.scoped(
+            Effect.flatMap(org.child("agent", { tokenCap: 100 }), (again) => Effect.scoped(again.reserve({ tokens: 5 })))
+          )
+          yield* Effect.flip(agent.record({ tokens: 100 }))
+          // A remote store's gauges show its latest snapshot.
+          yield* agent.snapshot
+          yield* org.snapshot
+          assert.deepStrictEqual(yield* series(agent.path), {
+            budget_tokens_used: 35,
+            budget_usd_used: 0.1,
+            budget_tokens_reserved: 20,
+            budget_usd_reserved: 0.2,
+            budget_tokens_remaining: 45,
+            budget_committed_total: 1,
+            budget_released_total: 1,
+            budget_exceeded_total: 1
+          })
+          const org_ = yield* series(org.path)
+          assert.deepStrictEqual(
+            [org_["budget_tokens_used"], org_["budget_usd_remaining"], org_["budget_committed_total"], org_["budget_exceeded_total"]],
+            [35, 0.7, 1, 0]
+          )
+          const registered = (yield* Metric.snapshot).filter((s) =>
+            s.attributes?.["budget"] === agent.path && s.id === "budget_committed_total"
+          )
+          assert.strictEqual(registered.length, 1)
+        }))
+
+      it.effect("metrics: false registers none; a closed budget removes its own", () =>
+        Effect.gen(function*() {
+          const paths = yield* Effect.scoped(Effect.gen(function*() {
+            const quiet = yield* make({ name: "quiet", metrics: false })
+            yield* quiet.record({ tokens: 1 })
+            assert.deepStrictEqual(yield* series(quiet.path), {})
+            const loud = yield* make({ name: "loud" })
+            assert.strictEqual((yield* series(loud.path))["budget_tokens_used"], 0)
+            return [loud.path]
+          }))
+          assert.deepStrictEqual(yield* series(paths[0]!), {})
         }))
     })
 

@@ -99,42 +99,14 @@ describe("events", () => {
 })
 
 describe("metrics", () => {
-  it.effect("gauges and counters per budget, read from its counters", () =>
+  it.effect("in memory, gauges read the budget's counters as they are, with no snapshot", () =>
     Effect.gen(function*() {
-      const org = yield* Budget.make({ name: "metrics-org", tokenCap: 1000, usdCap: 1 })
-      const agent = yield* org.child("agent", { tokenCap: 100 })
-      yield* agent.record({ tokens: 10, usd: 0.1 })
-      yield* agent.reserve({ tokens: 20, usd: 0.2 })
-      yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 30 }), (r) => r.commit({ tokens: 25 })))
-      yield* Effect.scoped(agent.reserve({ tokens: 5 }))
-      yield* Effect.flip(agent.record({ tokens: 100 }))
-      assert.deepStrictEqual(yield* series("metrics-org/agent"), {
-        budget_tokens_used: 35,
-        budget_usd_used: 0.1,
-        budget_tokens_reserved: 20,
-        budget_usd_reserved: 0.2,
-        budget_tokens_remaining: 45,
-        budget_committed_total: 1,
-        budget_released_total: 1,
-        budget_exceeded_total: 1
-      })
-      const org_ = yield* series("metrics-org")
-      assert.deepStrictEqual([org_["budget_tokens_used"], org_["budget_usd_remaining"], org_["budget_exceeded_total"]], [
-        35,
-        0.7,
-        0
-      ])
-    }))
-
-  it.effect("metrics: false registers none; a closed budget removes its own", () =>
-    Effect.gen(function*() {
-      yield* Effect.scoped(Effect.gen(function*() {
-        const quiet = yield* Budget.make({ name: "quiet", metrics: false })
-        yield* quiet.record({ tokens: 1 })
-        assert.deepStrictEqual(yield* series("quiet"), {})
-        yield* Budget.make({ name: "loud" })
-        assert.strictEqual((yield* series("loud"))["budget_tokens_used"], 0)
-      }))
-      assert.deepStrictEqual(yield* series("loud"), {})
+      const budget = yield* Budget.make({ name: "live-gauges", tokenCap: 100 })
+      yield* budget.record({ tokens: 10 })
+      yield* Effect.scoped(budget.reserve({ tokens: 5 }))
+      assert.deepStrictEqual(
+        [(yield* series(budget.path))["budget_tokens_used"], (yield* series(budget.path))["budget_tokens_remaining"]],
+        [10, 90]
+      )
     }))
 })
