@@ -43,14 +43,14 @@ const noop = () => {}
  */
 export const registerMetrics = (
   source: MetricsSource,
-  capped: { readonly tokens: boolean; readonly usd: boolean },
+  caps: { readonly tokenCap: number; readonly nanoCap: number },
   context: Context.Context<never>
 ): () => void => {
   const attributes = { budget: source.path }
   const registrations: Array<{ readonly remove: () => void }> = []
   for (const [name, value] of gauges) {
-    if (name === "budget_tokens_remaining" && !capped.tokens) continue
-    if (name === "budget_usd_remaining" && !capped.usd) continue
+    if (name === "budget_tokens_remaining" && caps.tokenCap === Infinity) continue
+    if (name === "budget_usd_remaining" && caps.nanoCap === Infinity) continue
     registrations.push(Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
       get: () => {
         const snapshot = source.snapshot()

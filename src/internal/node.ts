@@ -178,6 +178,6 @@ export const snapshotOf = (node: Node): Snapshot => ({
 const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void =>
   registerMetrics(
     { path: node.path, snapshot: () => snapshotOf(node), counts: node },
-    { tokens: node.tokenCap !== Infinity, usd: node.nanoCap !== Infinity },
+    node,
     context
   )

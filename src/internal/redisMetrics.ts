@@ -62,7 +62,7 @@ export const observed = (watching: Watching, snapshot: Snapshot): void => {
 export const watch = (
   watching: Watching,
   path: string,
-  capped: { readonly tokens: boolean; readonly usd: boolean },
+  caps: { readonly tokenCap: number; readonly nanoCap: number },
   snapshot: Effect.Effect<Snapshot, BudgetUnavailable>,
   context: Context.Context<never>
 ): Effect.Effect<void, never, Scope.Scope> =>
@@ -93,7 +93,7 @@ export const watch = (
           }
           return created.snapshot
         }
-        created.unregister = registerMetrics({ path, snapshot: latest, counts: created }, capped, context)
+        created.unregister = registerMetrics({ path, snapshot: latest, counts: created }, caps, context)
         watching.set(path, created)
         watched = created
       }

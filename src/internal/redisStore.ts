@@ -264,8 +264,7 @@ const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: BudgetSetting
   Effect.gen(function*() {
     const store = storeOf(tree, chain)
     if (settings.metrics) {
-      const capped = { tokens: settings.tokenCap !== Infinity, usd: settings.nanoCap !== Infinity }
-      yield* watch(tree.watching, store.path, capped, store.snapshot, yield* Effect.context<never>())
+      yield* watch(tree.watching, store.path, settings, store.snapshot, yield* Effect.context<never>())
     }
     return store
   })
