@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Cron, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
+import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
@@ -68,12 +69,16 @@ describe.runIf(available)("Redis", () => {
       const tree = `test:${process.pid}:${Date.now()}:ends:{t}`
       const key = `${tree}:n:t`
       const soon = Date.now() + 300
+      const record = redis.eval(Scripts.batch)(...Batch.batchArguments(
+        { tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 2_000 },
+        [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }]
+      ))
       yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", [soon])
-      yield* redis.eval(Scripts.record)([key], tree, 5, 0)
+      yield* record
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 400)))
       // Past its last end: the window restarts, and its end is unknown.
       assert.deepStrictEqual((yield* redis.eval(Scripts.snapshot)([key], tree)).slice(0, 1), ["0"])
-      yield* redis.eval(Scripts.record)([key], tree, 5, 0)
+      yield* record
       assert.strictEqual((yield* redis.eval(Scripts.snapshot)([key], tree))[7], "0")
       yield* redis.eval(Scripts.extend)([key], tree, [soon + 5_000])
       const [used, , , , , , , end] = yield* redis.eval(Scripts.snapshot)([key], tree)

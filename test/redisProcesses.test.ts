@@ -9,6 +9,7 @@ import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
+import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { available, RedisLive } from "./support/redis.ts"
 
@@ -144,11 +145,15 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
       const tree = `${prefix}{shared}`
       const key = `${tree}:n:shared`
-      const reserved = yield* redis.eval(Scripts.reserve)([key], tree, 30, 0, "retried", 30_000)
+      const options = { tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 2_000 }
+      const run = (operation: Batch.Operation) =>
+        Effect.map(redis.eval(Scripts.batch)(...Batch.batchArguments(options, [operation])), (results) => results[0])
+      const reserved = yield* run({ _tag: "Reserve", chain: [key], id: "retried", tokens: 30, nanos: 0 })
       assert.deepStrictEqual(reserved, ["ok"])
       // the first reply is lost: the caller cannot tell, and commits again
-      const first = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000, false)
-      const again = yield* redis.eval(Scripts.commit)([key], tree, "retried", 25, 0, 60_000, false)
+      const commit: Batch.Operation = { _tag: "Commit", chain: [key], id: "retried", tokens: 25, nanos: 0, estimated: false }
+      const first = yield* run(commit)
+      const again = yield* run(commit)
       assert.deepStrictEqual(again, first)
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [25, 0])

@@ -1,10 +1,12 @@
 import * as Redis from "effect/persistence/Redis"
 
 /*
- * The Lua side of the Redis store. Every operation is one script, atomic in
- * Redis, on Redis's clock (`TIME`). Every script gets the chain of the
- * budget it acts on as KEYS, from that budget up to the root, and the
- * tree's key as ARGV[1]. A budget is a hash `<tree>:n:<path>`:
+ * The Lua side of the Redis store. Every operation is atomic in Redis, on
+ * Redis's clock (`TIME`). The hot ones (record, reserve, commit, release)
+ * run in batches: one `batch` script runs every operation a process sends
+ * together, each in turn (redisBatch.ts). The other scripts get the chain
+ * of the budget they act on as KEYS, from that budget up to the root; every
+ * script gets the tree's key as ARGV[1]. A budget is a hash `<tree>:n:<path>`:
  *
  *   tu, nu   tokens and nano-dollars used
  *   tr, nr   tokens and nano-dollars held
@@ -41,13 +43,14 @@ import * as Redis from "effect/persistence/Redis"
  * All keys of one tree share the hash tag of `<tree>`, so the scripts stay
  * within one Redis Cluster slot. Integers leave Lua formatted with %.0f,
  * exact up to 2^53. Every `redis.call` costs about a microsecond, so the
- * common paths make as few as they can: a record is a read and a write per
- * level.
+ * common paths make as few as they can: a budget is read once per script
+ * run, however many operations of a batch touch it.
  */
 const prelude = `
 -- The state of one run, and the functions over it. Each function reaches
 -- the rest through S alone: a script makes all its functions anew on every
--- run, and a closure costs more to make for every local it captures.
+-- run, and a closure costs more to make for every local it captures. The
+-- root's key is the last of KEYS, for every script.
 local S = { tree = ARGV[1], root = KEYS[#KEYS], levels = {}, restarted = {} }
 function S.now_ms()
   if S.now == nil then
@@ -112,14 +115,18 @@ end
 function S.wake_all(keys)
   if S.level(S.root).wq > 0 then S.slow().wake_all(keys) end
 end
--- Every run ends here: lines of budgets whose window restarted are looked
--- at, and the woken tickets told.
-function S.finish(result)
+-- After every operation: lines of budgets whose window restarted are
+-- looked at.
+function S.settle()
   while #S.restarted > 0 do
     local keys = S.restarted
     S.restarted = {}
     S.wake_all(keys)
   end
+end
+-- Every run ends here, and the woken tickets are told.
+function S.finish(result)
+  S.settle()
   local more = S.more
   if more and #more.woken > 0 then redis.call('PUBLISH', S.tree .. ':wake', table.concat(more.woken, ' ')) end
   return result
@@ -127,9 +134,9 @@ end
 
 -- The first level of the chain the charge does not fit, after giving back
 -- expired leases if that could change the answer.
-function S.refusal(t, n)
-  for i = 1, #KEYS do
-    local r = S.refused(S.level(KEYS[i]), t, n)
+function S.refusal(keys, t, n)
+  for i = 1, #keys do
+    local r = S.refused(S.level(keys[i]), t, n)
     if r then
       table.insert(r, i)
       return r
@@ -137,16 +144,16 @@ function S.refusal(t, n)
   end
   return nil
 end
-function S.check(t, n)
-  local r = S.refusal(t, n)
-  if r and S.slow().reap() then r = S.refusal(t, n) end
+function S.check(keys, t, n)
+  local r = S.refusal(keys, t, n)
+  if r and S.slow().reap() then r = S.refusal(keys, t, n) end
   return r
 end
 
 function S.slow()
   if S.more then return S.more end
   local tree, root, now_ms, int, path_of = S.tree, S.root, S.now_ms, S.int, S.path_of
-  local listens, announce, level, hold_of, wake_all, finish = S.listens, S.announce, S.level, S.hold_of, S.wake_all, S.finish
+  local listens, announce, level, hold_of, wake_all = S.listens, S.announce, S.level, S.hold_of, S.wake_all
   local function key_of(path) return tree .. ':n:' .. path end
   local function line_of(path) return tree .. ':q:' .. path end
   local function ticket_of(ticket) return tree .. ':w:' .. ticket end
@@ -169,11 +176,11 @@ function S.slow()
     table.insert(S.restarted, b.key)
   end
 
-  local function exceeded(r, t, n)
+  local function exceeded(keys, r, t, n)
     if listens() then
-      announce({ t = 'Exceeded', b = path_of(KEYS[r[4]]), a = r[1], k = r[2], c = r[3], tk = int(t), n = int(n) })
+      announce({ t = 'Exceeded', b = path_of(keys[r[4]]), a = r[1], k = r[2], c = r[3], tk = int(t), n = int(n) })
     end
-    return finish({ 'x', r[1], r[2], r[3], r[4] })
+    return { 'x', r[1], r[2], r[3], r[4] }
   end
   local function too_big(b, t, n)
     if b.tc >= 0 and t > b.tc then return { 'tokens', int(b.tu + b.tr), int(b.tc) } end
@@ -322,48 +329,9 @@ function S.slow()
   return S.more
 end
 local tree, root, int, path_of, listens, announce = S.tree, S.root, S.int, S.path_of, S.listens, S.announce
-local level, save, hold_of, wake_all, finish, refusal, check, slow = S.level, S.save, S.hold_of, S.wake_all, S.finish, S.refusal, S.check, S.slow
+local level, save, hold_of, wake_all, settle, finish, refusal, check, slow =
+  S.level, S.save, S.hold_of, S.wake_all, S.settle, S.finish, S.refusal, S.check, S.slow
 local now_ms = S.now_ms
-`
-
-/*
- * The common case first, before the prelude: no window on the chain and
- * nobody listening (and, for a commit, nobody waiting). It reads each level
- * once and makes no functions, which is most of what a run costs: Redis's
- * Lua makes every function and table a script defines anew on each run.
- * Anything else (a refusal, a window, events, waiters, a settled hold) falls
- * through to the general path below, which decides everything afresh.
- * Each level's fields: tu nu tr nr tc nc gen wlen, then lq and wq (root).
- */
-const quick = `
-local quick = {}
-for i = 1, #KEYS do
-  local v = redis.call('HMGET', KEYS[i], 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'lq', 'wq')
-  if v[8] and v[8] ~= '0' then
-    quick = nil
-    break
-  end
-  quick[i] = {
-    tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
-    tonumber(v[5]) or -1, tonumber(v[6]) or -1, v[7] or '0'
-  }
-  if i == #KEYS then
-    local lq = tonumber(v[9]) or 0
-    if lq > 0 then
-      local time = redis.call('TIME')
-      if lq > tonumber(time[1]) * 1000 then quick = nil end
-    end
-    if quick then quick.waiting = (tonumber(v[10]) or 0) > 0 end
-  end
-end
--- Whether the charge fits every level: used + held + charge within each cap.
-local function quick_fits(t, n)
-  for i = 1, #KEYS do
-    local l = quick[i]
-    if (l[5] >= 0 and l[1] + l[3] + t > l[5]) or (l[6] >= 0 and l[2] + l[4] + n > l[6]) then return false end
-  end
-  return true
-end
 `
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
@@ -380,91 +348,315 @@ export type WaitResult = ChargeResult | readonly ["w", string, number]
 /** A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or `["r"]`. */
 export type SettlementResult = readonly ["c", string, string, string, string] | readonly ["r"]
 
-/** Charges every level of the chain, or none. */
-export const record = Redis.script(
-  (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number) => [...chain, tree, tokens, nanos],
-  {
-    numberOfKeys: (chain) => chain.length,
-    lua: `${quick}
-if quick and quick_fits(tonumber(ARGV[2]), tonumber(ARGV[3])) then
-  local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-  for i = 1, #KEYS do
-    redis.call('HSET', KEYS[i], 'tu', string.format('%.0f', quick[i][1] + t), 'nu', string.format('%.0f', quick[i][2] + n))
-  end
-  return { 'ok' }
-end
-${prelude}
-local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local r = check(t, n)
-if r then return slow().exceeded(r, t, n) end
-local events = listens()
-for i = 1, #KEYS do
-  local b = level(KEYS[i])
-  local tu, nu = b.tu, b.nu
-  b.tu, b.nu = tu + t, nu + n
-  redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
-  if events then
-    if i == 1 then announce({ t = 'Recorded', b = path_of(KEYS[1]), tk = ARGV[2], n = ARGV[3] }) end
-    slow().cross(b, tu, nu)
-  end
-end
-return finish({ 'ok' })
-`
-  }
-).withReturnType<ChargeResult>()
-
+/** Takes a hold on every level of `keys`, under a lease. */
 const hold = `
-local function take(t, n, id, lease)
+local function take(keys, t, n, id, lease)
   local gens = {}
-  for i = 1, #KEYS do
-    local b = level(KEYS[i])
+  for i = 1, #keys do
+    local b = level(keys[i])
     b.tr, b.nr = b.tr + t, b.nr + n
     redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
     gens[i] = b.gen
   end
-  redis.call('SET', tree .. ':h:' .. id, 'h ' .. int(t) .. ' ' .. int(n) .. ' ' .. table.concat(gens, ',') .. ' ' .. path_of(KEYS[1]))
+  redis.call('SET', tree .. ':h:' .. id, 'h ' .. int(t) .. ' ' .. int(n) .. ' ' .. table.concat(gens, ',') .. ' ' .. path_of(keys[1]))
   redis.call('ZADD', tree .. ':leases', int(now_ms() + lease), id)
-  if listens() then announce({ t = 'Reserved', b = path_of(KEYS[1]), tk = int(t), n = int(n) }) end
+  if listens() then announce({ t = 'Reserved', b = path_of(keys[1]), tk = int(t), n = int(n) }) end
 end
 `
 
-/** Holds on every level of the chain, or none, under a lease. */
-export const reserve = Redis.script(
-  (chain: ReadonlyArray<string>, tree: string, tokens: number, nanos: number, id: string, leaseMillis: number) => [
-    ...chain,
-    tree,
-    tokens,
-    nanos,
-    id,
-    leaseMillis
-  ],
-  {
-    numberOfKeys: (chain) => chain.length,
-    lua: `${quick}
-if quick and quick_fits(tonumber(ARGV[2]), tonumber(ARGV[3])) then
-  local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local gens = {}
-  for i = 1, #KEYS do
-    local l = quick[i]
-    redis.call('HSET', KEYS[i], 'tr', string.format('%.0f', l[3] + t), 'nr', string.format('%.0f', l[4] + n))
-    gens[i] = l[7]
+/*
+ * The hot operations, each over the chain `keys` of the budget it acts on.
+ * Each returns its result; the batch script runs them.
+ */
+const operations = `
+local OK = { 'ok' }
+
+-- Charges every level of the chain, or none.
+local function record(keys, t, n)
+  local r = check(keys, t, n)
+  if r then return slow().exceeded(keys, r, t, n) end
+  local events = listens()
+  for i = 1, #keys do
+    local b = level(keys[i])
+    local tu, nu = b.tu, b.nu
+    b.tu, b.nu = tu + t, nu + n
+    redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
+    if events then
+      if i == 1 then announce({ t = 'Recorded', b = path_of(keys[1]), tk = int(t), n = int(n) }) end
+      slow().cross(b, tu, nu)
+    end
   end
-  local tree = ARGV[1]
-  redis.call('SET', tree .. ':h:' .. ARGV[4], 'h ' .. ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. table.concat(gens, ',') .. ' ' .. string.sub(KEYS[1], #tree + 4))
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('ZADD', tree .. ':leases', string.format('%.0f', now + tonumber(ARGV[5])), ARGV[4])
-  return { 'ok' }
+  return OK
 end
-${prelude}${hold}
-local t, n = tonumber(ARGV[2]), tonumber(ARGV[3])
-local r = check(t, n)
-if r then return slow().exceeded(r, t, n) end
-take(t, n, ARGV[4], tonumber(ARGV[5]))
-return finish({ 'ok' })
+
+-- Holds on every level of the chain, or none, under a lease. A request that
+-- fails rather than waits does not line up: it takes what is free now.
+local function reserve(keys, t, n, id, lease)
+  local r = check(keys, t, n)
+  if r then return slow().exceeded(keys, r, t, n) end
+  take(keys, t, n, id, lease)
+  return OK
+end
+
+-- Settles a hold: gives it back and charges the actual at every level of
+-- the chain. Returns the settlement, the first one if it was settled before.
+local function commit(keys, id, t, n, estimated, keep)
+  local hkey = tree .. ':h:' .. id
+  local v = redis.call('GET', hkey)
+  local h = nil
+  if v then
+    h = hold_of(v)
+    if not h then return slow().settlement_of(v) end
+  end
+  level(root)
+  local events = listens()
+  local tover, nover, before = 0, 0, events and {}
+  for i = 1, #keys do
+    local b = level(keys[i])
+    local et, en = 0, 0
+    if h and b.gen == h.gens[i] then et, en = h.t, h.n end
+    if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
+    if b.nc >= 0 then nover = math.max(nover, n - en - math.max(0, b.nc - b.nu - b.nr)) end
+    if events then before[i] = { b.tu, b.nu } end
+    b.tu, b.nu, b.tr, b.nr = b.tu + t, b.nu + n, b.tr - et, b.nr - en
+    save(b)
+  end
+  local settlement = { 'c', int(t), int(n), int(tover), int(nover) }
+  redis.call('SET', hkey, table.concat(settlement, ' '), 'PX', keep)
+  redis.call('ZREM', tree .. ':leases', id)
+  if events then
+    announce({ t = 'Committed', b = path_of(keys[1]), tk = settlement[2], n = settlement[3], to = settlement[4], no = settlement[5], e = estimated })
+    for i = 1, #keys do slow().cross(level(keys[i]), before[i][1], before[i][2]) end
+  end
+  wake_all(keys)
+  return settlement
+end
+
+-- Gives a hold back, unless it was settled before: returns the settlement.
+local function release(keys, id, keep)
+  local hkey = tree .. ':h:' .. id
+  local v = redis.call('GET', hkey)
+  if v then
+    local h = hold_of(v)
+    if not h then return slow().settlement_of(v) end
+    slow().give_back(h)
+    if listens() then announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) }) end
+  end
+  redis.call('SET', hkey, 'r', 'PX', keep)
+  redis.call('ZREM', tree .. ':leases', id)
+  wake_all(keys)
+  return { 'r' }
+end
+`
+
+/**
+ * Runs a batch of hot operations in order, each as if alone, and returns
+ * their results in order. KEYS: every key the batch touches, the root last.
+ * ARGV: the tree, the lease and how long a settlement is kept (ms), the
+ * number of chains, each chain (its length, then the places in KEYS of its
+ * keys but the last, the root), then the operations, each a letter, its
+ * chain's place, and its arguments:
+ *
+ *   r <chain> <tokens> <nanos>                   record
+ *   h <chain> <tokens> <nanos> <id>              reserve
+ *   c <chain> <id> <tokens> <nanos> <estimated>  commit
+ *   x <chain> <id>                               release
+ *
+ * redisBatch.ts writes these.
+ *
+ * The common case takes a path of its own: budgets with no window, no one
+ * listening for events, and (for what frees room) no one waiting. It reads
+ * each budget once a batch and writes it back once, and makes almost no
+ * functions: Redis's Lua makes every function a script defines anew on
+ * each run, and the general path's cost more than the operations. Anything
+ * else (a refusal, a window, events, waiters, a settled hold) sets up the
+ * general path, which the rest of the batch then takes.
+ */
+export const batch = Redis.script(
+  (keys: ReadonlyArray<string>, args: ReadonlyArray<string | number>) => [...keys, ...args],
+  {
+    numberOfKeys: (keys) => keys.length,
+    lua: `
+local tree, root, lease, keep = ARGV[1], KEYS[#KEYS], tonumber(ARGV[2]), ARGV[3]
+local fmt = string.format
+local chains, at = {}, 5
+for c = 1, tonumber(ARGV[4]) do
+  local keys, length = {}, tonumber(ARGV[at])
+  for j = 1, length - 1 do keys[j] = KEYS[tonumber(ARGV[at + j])] end
+  keys[length] = root
+  chains[c] = keys
+  at = at + length
+end
+
+-- Each level as the common path keeps it: { tu, nu, tr, nr, tc, nc, gen,
+-- changed }, or false if it has a window; a chain's, or false. Its writes
+-- of holds and leases wait for the end too, to go in one call each.
+local now, quiet, idle, levels = nil, true, true, {}
+local holds, leased, unleased = {}, {}, {}
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+local function read(key)
+  local l = levels[key]
+  if l ~= nil then return l end
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'lq', 'wq')
+  l = (not v[8] or v[8] == '0') and {
+    tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
+    tonumber(v[5]) or -1, tonumber(v[6]) or -1, v[7] or '0', false
+  }
+  if key == root then
+    local lq = tonumber(v[9]) or 0
+    quiet = lq == 0 or lq <= clock()
+    idle = (tonumber(v[10]) or 0) == 0
+  end
+  levels[key] = l
+  return l
+end
+read(root)
+local chain_levels = {}
+for c = 1, #chains do
+  local ls = {}
+  for i, key in ipairs(chains[c]) do
+    ls[i] = read(key)
+    if not ls[i] then
+      ls = false
+      break
+    end
+  end
+  chain_levels[c] = ls
+end
+-- What the holds the batch settles hold, read in one call: the hold's
+-- string, its settlement's, or false.
+local sizes, held = { r = 4, h = 5, c = 6, x = 3 }, {}
+if quiet and idle then
+  local ids, i = {}, at
+  while i <= #ARGV do
+    local op = ARGV[i]
+    if op == 'c' or op == 'x' then ids[#ids + 1] = tree .. ':h:' .. ARGV[i + 2] end
+    i = i + sizes[op]
+  end
+  if #ids > 0 then
+    local values = redis.call('MGET', unpack(ids))
+    for j = 1, #ids do held[ids[j]] = values[j] end
+  end
+end
+-- Whether a charge fits every level: used + held + charge within each cap.
+local function fits(ls, t, n)
+  for i = 1, #ls do
+    local l = ls[i]
+    if (l[5] >= 0 and l[1] + l[3] + t > l[5]) or (l[6] >= 0 and l[2] + l[4] + n > l[6]) then return false end
+  end
+  return true
+end
+local function write_back()
+  for key, l in pairs(levels) do
+    if l and l[8] then
+      redis.call('HSET', key, 'tu', fmt('%.0f', l[1]), 'nu', fmt('%.0f', l[2]), 'tr', fmt('%.0f', l[3]), 'nr', fmt('%.0f', l[4]))
+      l[8] = false
+    end
+  end
+  if #holds > 0 then redis.call('MSET', unpack(holds)) end
+  if #leased > 0 then redis.call('ZADD', tree .. ':leases', unpack(leased)) end
+  if #unleased > 0 then redis.call('ZREM', tree .. ':leases', unpack(unleased)) end
+  holds, leased, unleased = {}, {}, {}
+end
+
+-- The general path: every function, and every case. Its budgets are read
+-- afresh, after the common path's are written back.
+local function general()
+  write_back()
+${prelude}${hold}${operations}
+  return function(op, keys, a)
+    local result
+    if op == 'r' then
+      result = record(keys, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]))
+    elseif op == 'h' then
+      result = reserve(keys, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), ARGV[a + 4], lease)
+    elseif op == 'c' then
+      result = commit(keys, ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5], keep)
+    else
+      result = release(keys, ARGV[a + 2], keep)
+    end
+    settle()
+    return result
+  end, finish
+end
+
+local OK, run, finish, results = { 'ok' }, nil, nil, {}
+while at <= #ARGV do
+  local op, c = ARGV[at], tonumber(ARGV[at + 1])
+  local ls, result = not run and quiet and chain_levels[c], nil
+  if op == 'r' then
+    local t, n = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+    if ls and fits(ls, t, n) then
+      for i = 1, #ls do
+        local l = ls[i]
+        l[1], l[2], l[8] = l[1] + t, l[2] + n, true
+      end
+      result = OK
+    end
+  elseif op == 'h' then
+    local t, n, id = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4]
+    if ls and fits(ls, t, n) then
+      local gens = {}
+      for i = 1, #ls do
+        local l = ls[i]
+        l[3], l[4], l[8], gens[i] = l[3] + t, l[4] + n, true, l[7]
+      end
+      local path = string.sub(chains[c][1], #tree + 4)
+      holds[#holds + 1] = tree .. ':h:' .. id
+      holds[#holds + 1] = 'h ' .. ARGV[at + 2] .. ' ' .. ARGV[at + 3] .. ' ' .. table.concat(gens, ',') .. ' ' .. path
+      leased[#leased + 1] = fmt('%.0f', clock() + lease)
+      leased[#leased + 1] = id
+      result = OK
+    end
+  elseif ls and idle then
+    -- Commit or release of a hold that is still held.
+    local id = ARGV[at + 2]
+    local hkey = tree .. ':h:' .. id
+    local ht, hn, hgens = nil, nil, nil
+    if held[hkey] then ht, hn, hgens = string.match(held[hkey], '^h (%d+) (%d+) ([^ ]+) ') end
+    if ht then
+      local t, n = 0, 0
+      if op == 'c' then t, n = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]) end
+      ht, hn = tonumber(ht), tonumber(hn)
+      local tover, nover = 0, 0
+      local gens = string.gmatch(hgens, '[^,]+')
+      for i = 1, #ls do
+        local l = ls[i]
+        local et, en = 0, 0
+        if l[7] == gens() then et, en = ht, hn end
+        if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
+        if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
+        l[1], l[2], l[3], l[4], l[8] = l[1] + t, l[2] + n, l[3] - et, l[4] - en, true
+      end
+      if op == 'c' then
+        result = { 'c', ARGV[at + 3], ARGV[at + 4], fmt('%.0f', tover), fmt('%.0f', nover) }
+      else
+        result = { 'r' }
+      end
+      held[hkey] = table.concat(result, ' ')
+      redis.call('SET', hkey, held[hkey], 'PX', keep)
+      unleased[#unleased + 1] = id
+    end
+  end
+  if result == nil then
+    if not run then run, finish = general() end
+    result = run(op, chains[c], at)
+  end
+  results[#results + 1] = result
+  at = at + sizes[op]
+end
+if run then return finish(results) end
+write_back()
+return results
 `
   }
-).withReturnType<ChargeResult>()
+).withReturnType<ReadonlyArray<unknown>>()
 
 /**
  * A waiting request's attempt: a hold if nothing holds it back (no cap, no
@@ -491,12 +683,12 @@ for i = 1, #KEYS do
   if r then
     if ticket ~= '' then slow().leave(ticket) end
     table.insert(r, i)
-    return slow().exceeded(r, t, n)
+    return finish(slow().exceeded(KEYS, r, t, n))
   end
 end
 local r = level(root)
-if ticket == '' and r.wq == 0 and refusal(t, n) == nil then
-  take(t, n, id, lease)
+if ticket == '' and r.wq == 0 and refusal(KEYS, t, n) == nil then
+  take(KEYS, t, n, id, lease)
   return finish({ 'ok' })
 end
 local W = slow()
@@ -509,7 +701,7 @@ local seq = tonumber(ticket)
 if ticket == '' then seq = redis.call('HINCRBY', root, 'seq', 1) end
 local blocker = W.holds_back(seq, t, n, path_of(KEYS[1]))
 if blocker == nil then
-  take(t, n, id, lease)
+  take(KEYS, t, n, id, lease)
   if ticket ~= '' then W.leave(ticket) end
   return finish({ 'ok' })
 end
@@ -556,103 +748,6 @@ return finish(0)
 `
   }
 ).withReturnType<number>()
-
-/**
- * Settles a hold: gives it back and charges the actual at every level of the
- * chain. Returns the settlement, the first one if it was settled before.
- */
-export const commit = Redis.script(
-  (
-    chain: ReadonlyArray<string>,
-    tree: string,
-    id: string,
-    tokens: number,
-    nanos: number,
-    keepMillis: number,
-    estimated: boolean
-  ) => [...chain, tree, id, tokens, nanos, keepMillis, estimated ? 1 : 0],
-  {
-    numberOfKeys: (chain) => chain.length,
-    lua: `${quick}
-local held = redis.call('GET', ARGV[1] .. ':h:' .. ARGV[2])
-local ht, hn, hgens = nil, nil, nil
-if held then ht, hn, hgens = string.match(held, '^h (%d+) (%d+) ([^ ]+) ') end
-if quick and not quick.waiting and ht then
-  local t, n = tonumber(ARGV[3]), tonumber(ARGV[4])
-  ht, hn = tonumber(ht), tonumber(hn)
-  local tover, nover = 0, 0
-  local gens = string.gmatch(hgens, '[^,]+')
-  for i = 1, #KEYS do
-    local l = quick[i]
-    local et, en = 0, 0
-    if l[7] == gens() then et, en = ht, hn end
-    if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
-    if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
-    redis.call('HSET', KEYS[i], 'tu', string.format('%.0f', l[1] + t), 'nu', string.format('%.0f', l[2] + n),
-      'tr', string.format('%.0f', l[3] - et), 'nr', string.format('%.0f', l[4] - en))
-  end
-  local settlement = { 'c', ARGV[3], ARGV[4], string.format('%.0f', tover), string.format('%.0f', nover) }
-  redis.call('SET', ARGV[1] .. ':h:' .. ARGV[2], table.concat(settlement, ' '), 'PX', ARGV[5])
-  redis.call('ZREM', ARGV[1] .. ':leases', ARGV[2])
-  return settlement
-end
-${prelude}
-local id, t, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local hkey = tree .. ':h:' .. id
-local v = redis.call('GET', hkey)
-local h = nil
-if v then
-  h = hold_of(v)
-  if not h then return slow().settlement_of(v) end
-end
-level(root)
-local events = listens()
-local tover, nover, before = 0, 0, events and {}
-for i = 1, #KEYS do
-  local b = level(KEYS[i])
-  local et, en = 0, 0
-  if h and b.gen == h.gens[i] then et, en = h.t, h.n end
-  if b.tc >= 0 then tover = math.max(tover, t - et - math.max(0, b.tc - b.tu - b.tr)) end
-  if b.nc >= 0 then nover = math.max(nover, n - en - math.max(0, b.nc - b.nu - b.nr)) end
-  if events then before[i] = { b.tu, b.nu } end
-  b.tu, b.nu, b.tr, b.nr = b.tu + t, b.nu + n, b.tr - et, b.nr - en
-  save(b)
-end
-local settlement = { 'c', ARGV[3], ARGV[4], int(tover), int(nover) }
-redis.call('SET', hkey, table.concat(settlement, ' '), 'PX', ARGV[5])
-redis.call('ZREM', tree .. ':leases', id)
-if events then
-  announce({ t = 'Committed', b = path_of(KEYS[1]), tk = ARGV[3], n = ARGV[4], to = settlement[4], no = settlement[5], e = ARGV[6] })
-  for i = 1, #KEYS do slow().cross(level(KEYS[i]), before[i][1], before[i][2]) end
-end
-wake_all(KEYS)
-return finish(settlement)
-`
-  }
-).withReturnType<SettlementResult>()
-
-/** Gives a hold back, unless it was settled before: returns the settlement. */
-export const release = Redis.script(
-  (chain: ReadonlyArray<string>, tree: string, id: string, keepMillis: number) => [...chain, tree, id, keepMillis],
-  {
-    numberOfKeys: (chain) => chain.length,
-    lua: `${prelude}
-local id = ARGV[2]
-local hkey = tree .. ':h:' .. id
-local v = redis.call('GET', hkey)
-if v then
-  local h = hold_of(v)
-  if not h then return slow().settlement_of(v) end
-  slow().give_back(h)
-  if listens() then announce({ t = 'Released', b = h.path, tk = int(h.t), n = int(h.n) }) end
-end
-redis.call('SET', hkey, 'r', 'PX', ARGV[3])
-redis.call('ZREM', tree .. ':leases', id)
-wake_all(KEYS)
-return finish({ 'r' })
-`
-  }
-).withReturnType<SettlementResult>()
 
 /** Extends the leases of this process's live holds and waiting tickets. */
 export const renew = Redis.script(

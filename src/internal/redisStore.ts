@@ -8,6 +8,7 @@ import { usdFromNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
 import { commitActual } from "./actual.ts"
 import { deadline } from "./deadline.ts"
+import * as Batch from "./redisBatch.ts"
 import { count, observed, watch } from "./redisMetrics.ts"
 import type { Watching } from "./redisMetrics.ts"
 import type { BudgetSettings } from "./options.ts"
@@ -16,9 +17,10 @@ import type { BudgetStore } from "./store.ts"
 
 /*
  * Budgets kept in Redis, shared by every process that reaches them. Each
- * operation is one script round trip (redisScripts.ts), and so is the
- * ordering of waiters; this side only shapes arguments and results, renews
- * the leases of this process's holds and tickets, and wakes its waiters when
+ * operation is one script round trip (redisScripts.ts; the hot ones share
+ * theirs with those sent together, redisBatch.ts), and so is the ordering
+ * of waiters; this side only shapes arguments and results, renews the
+ * leases of this process's holds and tickets, and wakes its waiters when
  * their ticket is called.
  */
 
@@ -36,6 +38,8 @@ interface Tree {
   readonly key: string
   readonly redis: Redis.Redis["Service"]
   readonly options: RedisOptions
+  /** Sends the hot operations, in batches. */
+  readonly batcher: Batch.Batcher
   /** Holds of this process, renewed until settled. */
   readonly live: Set<string>
   /**
@@ -58,7 +62,7 @@ interface Level {
 
 // A settlement is kept long after its lease could have run out, so a retry
 // of a commit whose reply was lost finds it.
-const keepMillis = (tree: Tree) => Math.max(60_000, tree.options.leaseMillis * 10)
+const keepMillis = (options: RedisOptions) => Math.max(60_000, options.leaseMillis * 10)
 
 const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
 
@@ -70,6 +74,8 @@ const settlementOf = (result: Scripts.SettlementResult): Settlement =>
     tokensOverage: Number(result[3]),
     usdOverage: usdFromNanos(Number(result[4]))
   }
+
+const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
 
 /**
  * One round trip, bounded by the store's timeout: a Redis that is down or
@@ -84,8 +90,12 @@ const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.Redis
       tree.options.timeoutMillis,
       () => new Redis.RedisError({ cause: new Error(`no reply within ${tree.options.timeoutMillis} ms`) })
     ),
-    (error) => new BudgetUnavailable({ budget: path, cause: error.cause })
+    unavailable(path)
   )
+
+/** A hot operation, in this process's next batch: bounded likewise. */
+const send = <O extends Batch.Operation>(tree: Tree, path: string, operation: O) =>
+  Effect.mapError(tree.batcher.run(operation), unavailable(path))
 
 export class RedisHold implements Reservation {
   readonly usd: number
@@ -127,7 +137,7 @@ export class RedisHold implements Reservation {
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
-    return this.settle(this.tree.redis.eval(Scripts.release)(this.keys, this.tree.key, this.id, keepMillis(this.tree)))
+    return this.settle({ _tag: "Release", chain: this.keys, id: this.id })
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
@@ -135,24 +145,14 @@ export class RedisHold implements Reservation {
   charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       this.pending ??= { tokens, nanos, estimated }
-      return this.settle(
-        this.tree.redis.eval(Scripts.commit)(
-          this.keys,
-          this.tree.key,
-          this.id,
-          tokens,
-          nanos,
-          keepMillis(this.tree),
-          estimated
-        )
-      )
+      return this.settle({ _tag: "Commit", chain: this.keys, id: this.id, tokens, nanos, estimated })
     })
   }
 
-  private settle(script: Effect.Effect<Scripts.SettlementResult, Redis.RedisError>): Effect.Effect<Settlement, BudgetUnavailable> {
+  private settle(operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }>): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
-      return reach(this.tree, this.origin.path, script).pipe(
+      return send(this.tree, this.origin.path, operation).pipe(
         Effect.map((result) => {
           if (this.settlement === undefined) {
             this.settlement = settlementOf(result)
@@ -229,10 +229,17 @@ export const make = (
 ): Effect.Effect<BudgetStore<RedisHold>, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
   Effect.gen(function*() {
     const redis = yield* Redis.Redis
+    const key = `${options.prefix}{${encodeURIComponent(settings.name)}}`
     const tree: Tree = {
-      key: `${options.prefix}{${encodeURIComponent(settings.name)}}`,
+      key,
       redis,
       options,
+      batcher: Batch.makeBatcher(redis, {
+        tree: key,
+        leaseMillis: options.leaseMillis,
+        keepMillis: keepMillis(options),
+        timeoutMillis: options.timeoutMillis
+      }),
       live: new Set(),
       tickets: new Map(),
       called: new Set(),
@@ -407,16 +414,16 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   // Renewed from before the request: a reply lost on the way still leaves a
   // hold that a later release can find, or that expires. Not renewed after a
   // failed request: a hold it made anyway expires.
-  const holding = <A>(id: string, script: Effect.Effect<A, Redis.RedisError>) =>
+  const holding = <A>(id: string, request: Effect.Effect<A, BudgetUnavailable>) =>
     Effect.suspend(() => {
       tree.live.add(id)
-      return Effect.tapError(call(script), () => Effect.sync(() => tree.live.delete(id)))
+      return Effect.tapError(request, () => Effect.sync(() => tree.live.delete(id)))
     })
 
   const reserveNow = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
       const id = crypto.randomUUID()
-      return Effect.flatMap(holding(id, redis.eval(Scripts.reserve)(keys, tree.key, tokens, nanos, id, lease)), (result) => {
+      return Effect.flatMap(holding(id, send(tree, path, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
         if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
@@ -437,7 +444,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
       }
       const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.suspend(() =>
         Effect.flatMap(
-          holding(id, redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket)),
+          holding(id, call(redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket))),
           (result) => {
             if (result[0] === "ok") {
               forget()
@@ -470,7 +477,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   return {
     path,
     record: (tokens, nanos) =>
-      call(redis.eval(Scripts.record)(keys, tree.key, tokens, nanos)).pipe(
+      send(tree, path, { _tag: "Record", chain: keys, tokens, nanos }).pipe(
         Effect.flatMap((result) =>
           result[0] === "ok" ? Effect.void : Effect.fail(exceeded(tree, chain, result, tokens, nanos))
         )

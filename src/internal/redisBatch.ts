@@ -1,0 +1,180 @@
+import { Effect, Exit } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { deadline } from "./deadline.ts"
+import * as Scripts from "./redisScripts.ts"
+import type { ChargeResult, SettlementResult } from "./redisScripts.ts"
+
+/*
+ * The hot operations of a budget tree (record, reserve, commit, release) go
+ * to Redis in batches, as one `batch` script that runs them in order, each
+ * as if alone. An operation sent while none is on its way goes at once, by
+ * itself, from its own fiber. One sent while others are on their way waits
+ * for the end of the current task, with every other sent meanwhile (the
+ * replies of one read from the socket resume many fibers in one task). So
+ * an operation is one round trip either way, one alone pays nothing for
+ * batching, and 64 in flight cost Redis a few script calls, not 64.
+ *
+ * The host's microtask queue and timer, not the fiber scheduler or `Clock`:
+ * a batch leaves as soon as the task that filled it ends, and a deadline on
+ * the network holds even where a `TestClock` stops time.
+ */
+
+/** The keys of a budget's chain, from the budget up to the root; shared by its operations. */
+type Chain = ReadonlyArray<string>
+
+export type Operation =
+  | { readonly _tag: "Record"; readonly chain: Chain; readonly tokens: number; readonly nanos: number }
+  | { readonly _tag: "Reserve"; readonly chain: Chain; readonly id: string; readonly tokens: number; readonly nanos: number }
+  | {
+    readonly _tag: "Commit"
+    readonly chain: Chain
+    readonly id: string
+    readonly tokens: number
+    readonly nanos: number
+    readonly estimated: boolean
+  }
+  | { readonly _tag: "Release"; readonly chain: Chain; readonly id: string }
+
+/** What the script answers an operation. */
+export type Result<O extends Operation> = O extends { readonly _tag: "Commit" | "Release" } ? SettlementResult
+  : ChargeResult
+
+export interface BatchOptions {
+  readonly tree: string
+  readonly leaseMillis: number
+  /** How long a settlement is kept for a retried commit to find. */
+  readonly keepMillis: number
+  readonly timeoutMillis: number
+}
+
+/** Sends operations of one tree, in batches. */
+export interface Batcher {
+  /** One operation, in this task's batch; a batch that fails fails each of its operations alike. */
+  readonly run: <O extends Operation>(operation: O) => Effect.Effect<Result<O>, Redis.RedisError>
+}
+
+interface Entry {
+  readonly operation: Operation
+  /** Until it is answered, or leaves unanswered (interrupted). */
+  resume: ((exit: Exit.Exit<unknown, Redis.RedisError>) => void) | undefined
+}
+
+/**
+ * A script runs alone in Redis, so a batch is bounded: 256 operations take
+ * a few hundred microseconds, no longer than other clients can wait.
+ */
+const maxBatch = 256
+
+/** The `batch` script's KEYS and ARGV for `operations`, in order (see redisScripts.ts). */
+export const batchArguments = (
+  options: BatchOptions,
+  operations: ReadonlyArray<Operation>
+): [keys: Array<string>, args: Array<string | number>] => {
+  // Chains are shared by the operations of one budget: each is written once.
+  const chains = new Map<Chain, number>()
+  const places = new Map<string, number>()
+  const keys: Array<string> = []
+  const chainArgs: Array<string | number> = []
+  const opArgs: Array<string | number> = []
+  for (const op of operations) {
+    let chain = chains.get(op.chain)
+    if (chain === undefined) {
+      chain = chains.size + 1
+      chains.set(op.chain, chain)
+      // The root, last of every chain, is left out: it is the last key.
+      chainArgs.push(op.chain.length)
+      for (let i = 0; i < op.chain.length - 1; i++) {
+        const key = op.chain[i]!
+        let place = places.get(key)
+        if (place === undefined) {
+          place = keys.push(key)
+          places.set(key, place)
+        }
+        chainArgs.push(place)
+      }
+    }
+    switch (op._tag) {
+      case "Record":
+        opArgs.push("r", chain, op.tokens, op.nanos)
+        break
+      case "Reserve":
+        opArgs.push("h", chain, op.tokens, op.nanos, op.id)
+        break
+      case "Commit":
+        opArgs.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
+        break
+      case "Release":
+        opArgs.push("x", chain, op.id)
+    }
+  }
+  const chain = operations[0]!.chain
+  keys.push(chain[chain.length - 1]!)
+  return [keys, [options.tree, options.leaseMillis, options.keepMillis, chains.size, ...chainArgs, ...opArgs]]
+}
+
+export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions): Batcher => {
+  let pending: Array<Entry> = []
+  /** Batches sent and not yet answered. */
+  let inFlight = 0
+  const late = () => new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })
+
+  const alone = <O extends Operation>(operation: O): Effect.Effect<Result<O>, Redis.RedisError> =>
+    Effect.suspend(() => {
+      inFlight++
+      return Effect.map(
+        deadline(redis.eval(Scripts.batch)(...batchArguments(options, [operation])), options.timeoutMillis, late),
+        (results) => results[0] as Result<O>
+      )
+    }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
+
+  const send = (batch: ReadonlyArray<Entry>) => {
+    // Interrupted before they left: never sent.
+    const entries = batch.filter((entry) => entry.resume !== undefined)
+    if (entries.length === 0) return
+    const [keys, args] = batchArguments(options, entries.map((entry) => entry.operation))
+    inFlight++
+    const fiber = Effect.runFork(redis.eval(Scripts.batch)(keys, args))
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      fiber.interruptUnsafe()
+    }, options.timeoutMillis)
+    fiber.addObserver((exit) => {
+      clearTimeout(timer)
+      // Counted out first: a fiber this resumes may send again at once.
+      inFlight--
+      const failed: Exit.Exit<never, Redis.RedisError> | undefined = Exit.isSuccess(exit)
+        ? undefined
+        : timedOut
+        ? Exit.fail(late())
+        : Exit.failCause(exit.cause)
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!
+        const resume = entry.resume
+        if (resume === undefined) continue
+        entry.resume = undefined
+        resume(failed ?? Exit.succeed((exit as Exit.Success<ReadonlyArray<unknown>>).value[i]))
+      }
+    })
+  }
+
+  const flush = () => {
+    const entries = pending
+    pending = []
+    for (let i = 0; i < entries.length; i += maxBatch) send(entries.slice(i, i + maxBatch))
+  }
+
+  const batched = <O extends Operation>(operation: O) =>
+    Effect.callback<Result<O>, Redis.RedisError>((resume) => {
+      const entry: Entry = { operation, resume: resume as Entry["resume"] }
+      if (pending.push(entry) === 1) queueMicrotask(flush)
+      // Leaving unanswered: dropped if not sent yet; a reply that comes is ignored.
+      return Effect.sync(() => {
+        entry.resume = undefined
+      })
+    })
+
+  return {
+    run: (operation) => Effect.suspend(() => inFlight === 0 && pending.length === 0 ? alone(operation) : batched(operation))
+  }
+}
