@@ -59,6 +59,12 @@ interface Entry {
   resume: ((exit: Exit.Exit<unknown, Redis.RedisError>) => void) | undefined
 }
 
+const ok: ChargeResult = ["ok"]
+
+/** An operation's answer, from the words the script answers it with. */
+const resultOf = <O extends Operation>(reply: string): Result<O> =>
+  (reply === "ok" ? ok : reply.split(" ")) as Result<O>
+
 /**
  * A script runs alone in Redis, so a batch is bounded: 256 operations take
  * a few hundred microseconds, no longer than other clients can wait.
@@ -123,7 +129,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
       inFlight++
       return Effect.map(
         deadline(redis.eval(Scripts.batch)(...batchArguments(options, [operation])), options.timeoutMillis, late),
-        (results) => results[0] as Result<O>
+        (replies) => resultOf<O>(replies[0]!)
       )
     }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
 
@@ -153,7 +159,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
         const resume = entry.resume
         if (resume === undefined) continue
         entry.resume = undefined
-        resume(failed ?? Exit.succeed((exit as Exit.Success<ReadonlyArray<unknown>>).value[i]))
+        resume(failed ?? Exit.succeed(resultOf((exit as Exit.Success<ReadonlyArray<string>>).value[i]!)))
       }
     })
   }
