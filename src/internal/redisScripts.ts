@@ -536,20 +536,20 @@ for c = 1, #chains do
   end
   chain_levels[c] = ls
 end
--- What the holds the batch settles hold, read in one call: the hold's
--- string, its settlement's, or false.
-local sizes, held = { r = 4, h = 5, c = 6, x = 3 }, {}
-if quiet and idle then
-  local ids, i = {}, at
+-- What the holds the batch settles from 'from' on hold, read in one call
+-- when the common path settles its first: the hold's string, its
+-- settlement's, or false.
+local sizes, held = { r = 4, h = 5, c = 6, x = 3 }, nil
+local function prefetch(from)
+  held = {}
+  local ids, i = {}, from
   while i <= nargs do
     local op = ARGV[i]
     if op == 'c' or op == 'x' then ids[#ids + 1] = tree .. ':h:' .. ARGV[i + 2] end
     i = i + sizes[op]
   end
-  if #ids > 0 then
-    local values = redis.call('MGET', unpack(ids))
-    for j = 1, #ids do held[ids[j]] = values[j] end
-  end
+  local values = redis.call('MGET', unpack(ids))
+  for j = 1, #ids do held[ids[j]] = values[j] end
 end
 -- Whether a charge fits every level: used + held + charge within each cap.
 local function fits(ls, t, n)
@@ -626,6 +626,7 @@ while at <= nargs do
     -- Commit or release of a hold that is still held.
     local id = ARGV[at + 2]
     local hkey = tree .. ':h:' .. id
+    if not held then prefetch(at) end
     local ht, hn, hgens = nil, nil, nil
     if held[hkey] then ht, hn, hgens = string.match(held[hkey], '^h (%d+) (%d+) ([^ ]+) ') end
     if ht then
