@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import fc from "fast-check"
-import { Budget, maxUsd } from "../src/index.ts"
+import { Budget, BudgetUnavailable, maxUsd } from "../src/index.ts"
 import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { available, RedisLive } from "./support/redis.ts"
@@ -166,5 +166,34 @@ describe.runIf(available)("batches on Redis", () => {
       yield* Fiber.interrupt(second)
       yield* Fiber.join(first)
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 1)
+    }))
+
+  it.live("a batch that gets no reply fails each of its operations, alone or together, within the timeout", () =>
+    Effect.gen(function*() {
+      const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
+      let answering = true
+      // A Redis that stops answering the batch script, as a stalled server would.
+      const stalling: Redis.Redis["Service"] = {
+        ...redis,
+        eval: (script) => (...params) =>
+          answering || (script as unknown) !== Scripts.batch ? redis.eval(script)(...params) : Effect.never
+      }
+      const prefix = `test:batch:${process.pid}:${Date.now()}:${unique++}:`
+      const budget = yield* Budget.makeRedis({ name: "stall", prefix, tokenCap: 100, timeout: "100 millis" }).pipe(
+        Effect.provideService(Redis.Redis, stalling)
+      )
+      answering = false
+      // The first goes alone, the rest together.
+      const errors = yield* Effect.forEach(
+        Array.from({ length: 5 }, () => budget.record({ tokens: 1 })),
+        Effect.flip,
+        { concurrency: "unbounded" }
+      )
+      for (const error of errors) {
+        assert.instanceOf(error, BudgetUnavailable)
+        assert.include(String(error.cause), "no reply within 100 ms")
+      }
+      answering = true
+      assert.strictEqual((yield* budget.snapshot).tokensUsed, 0)
     }))
 })
