@@ -496,10 +496,11 @@ for c = 1, tonumber(ARGV[4]) do
 end
 
 -- Each level as the common path keeps it: { tu, nu, tr, nr, tc, nc, gen,
--- changed }, or false if it has a window; a chain's, or false. Its writes
--- of holds and leases wait for the end too, to go in one call each.
+-- used changed, held changed }, or false if it has a window; a chain's, or
+-- false. Its writes of holds and leases wait for the end too, to go in one
+-- call each (nil until there is one).
 local now, quiet, idle, levels = nil, true, true, {}
-local holds, leased, unleased = {}, {}, {}
+local holds, leased, unleased = nil, nil, nil
 local function clock()
   if not now then
     local t = redis.call('TIME')
@@ -513,7 +514,7 @@ local function read(key)
   local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'lq', 'wq')
   l = (not v[8] or v[8] == '0') and {
     tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0,
-    tonumber(v[5]) or -1, tonumber(v[6]) or -1, v[7] or '0', false
+    tonumber(v[5]) or -1, tonumber(v[6]) or -1, v[7] or '0', false, false
   }
   if key == root then
     local lq = tonumber(v[9]) or 0
@@ -561,15 +562,19 @@ local function fits(ls, t, n)
 end
 local function write_back()
   for key, l in pairs(levels) do
-    if l and l[8] then
+    if l and l[8] and l[9] then
       redis.call('HSET', key, 'tu', int(l[1]), 'nu', int(l[2]), 'tr', int(l[3]), 'nr', int(l[4]))
-      l[8] = false
+    elseif l and l[8] then
+      redis.call('HSET', key, 'tu', int(l[1]), 'nu', int(l[2]))
+    elseif l and l[9] then
+      redis.call('HSET', key, 'tr', int(l[3]), 'nr', int(l[4]))
     end
+    if l then l[8], l[9] = false, false end
   end
-  if #holds > 0 then redis.call('MSET', unpack(holds)) end
-  if #leased > 0 then redis.call('ZADD', tree .. ':leases', unpack(leased)) end
-  if #unleased > 0 then redis.call('ZREM', tree .. ':leases', unpack(unleased)) end
-  holds, leased, unleased = {}, {}, {}
+  if holds then redis.call('MSET', unpack(holds)) end
+  if leased then redis.call('ZADD', tree .. ':leases', unpack(leased)) end
+  if unleased then redis.call('ZREM', tree .. ':leases', unpack(unleased)) end
+  holds, leased, unleased = nil, nil, nil
 end
 
 -- The general path: every function, and every case. Its budgets are read
@@ -612,9 +617,10 @@ while at <= nargs do
       local gens = {}
       for i = 1, #ls do
         local l = ls[i]
-        l[3], l[4], l[8], gens[i] = l[3] + t, l[4] + n, true, l[7]
+        l[3], l[4], l[9], gens[i] = l[3] + t, l[4] + n, true, l[7]
       end
       local path = string.sub(chains[c][1], #tree + 4)
+      holds, leased = holds or {}, leased or {}
       holds[#holds + 1] = tree .. ':h:' .. id
       holds[#holds + 1] = 'h ' .. ARGV[at + 2] .. ' ' .. ARGV[at + 3] .. ' ' .. table.concat(gens, ',') .. ' ' .. path
       expiry = expiry or int(clock() + lease)
@@ -641,7 +647,7 @@ while at <= nargs do
         if l[7] == gens() then et, en = ht, hn end
         if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
         if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
-        l[1], l[2], l[3], l[4], l[8] = l[1] + t, l[2] + n, l[3] - et, l[4] - en, true
+        l[1], l[2], l[3], l[4], l[8], l[9] = l[1] + t, l[2] + n, l[3] - et, l[4] - en, l[8] or op == 'c', true
       end
       if op == 'c' then
         result = 'c ' .. ARGV[at + 3] .. ' ' .. ARGV[at + 4] .. ' ' .. int(tover) .. ' ' .. int(nover)
@@ -650,6 +656,7 @@ while at <= nargs do
       end
       held[hkey] = result
       redis.call('SET', hkey, result, 'PX', keep)
+      unleased = unleased or {}
       unleased[#unleased + 1] = id
     end
   end
