@@ -452,11 +452,13 @@ end
 /**
  * Runs a batch of hot operations in order, each as if alone, and returns
  * their results in order, each as one string of its words (a flat reply
- * costs Redis and the client less than nested ones). KEYS: every key the batch touches, the root last.
- * ARGV: the tree, the lease and how long a settlement is kept (ms), the
- * number of chains, each chain (its length, then the places in KEYS of its
- * keys but the last, the root), then the operations, each a letter, its
- * chain's place, and its arguments:
+ * costs Redis and the client less than nested ones).
+ *
+ * KEYS: every key the batch touches, the root last. ARGV: the tree, the
+ * lease and how long a settlement is kept (ms), the number of chains, each
+ * chain (its length, then the places in KEYS of its keys but the last, the
+ * root), then the operations, each a letter, its chain's place, and its
+ * arguments:
  *
  *   r <chain> <tokens> <nanos>                   record
  *   h <chain> <tokens> <nanos> <id>              reserve
