@@ -527,16 +527,20 @@ local function read(key)
   return l
 end
 read(root)
+-- A chain's levels also carry what its holds are written with: the
+-- generation of each level, and the budget's path.
 local chain_levels = {}
 for c = 1, #chains do
-  local ls = {}
+  local ls, gens = {}, {}
   for i, key in ipairs(chains[c]) do
     ls[i] = read(key)
     if not ls[i] then
       ls = false
       break
     end
+    gens[i] = ls[i][7]
   end
+  if ls then ls.gens, ls.path = table.concat(gens, ','), string.sub(chains[c][1], #tree + 4) end
   chain_levels[c] = ls
 end
 -- What the holds the batch settles from 'from' on hold, read in one call
@@ -616,15 +620,13 @@ while at <= nargs do
   elseif op == 'h' then
     local t, n, id = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), ARGV[at + 4]
     if ls and fits(ls, t, n) then
-      local gens = {}
       for i = 1, #ls do
         local l = ls[i]
-        l[3], l[4], l[9], gens[i] = l[3] + t, l[4] + n, true, l[7]
+        l[3], l[4], l[9] = l[3] + t, l[4] + n, true
       end
-      local path = string.sub(chains[c][1], #tree + 4)
       holds, leased = holds or {}, leased or {}
       holds[#holds + 1] = tree .. ':h:' .. id
-      holds[#holds + 1] = 'h ' .. ARGV[at + 2] .. ' ' .. ARGV[at + 3] .. ' ' .. table.concat(gens, ',') .. ' ' .. path
+      holds[#holds + 1] = 'h ' .. ARGV[at + 2] .. ' ' .. ARGV[at + 3] .. ' ' .. ls.gens .. ' ' .. ls.path
       expiry = expiry or int(clock() + lease)
       leased[#leased + 1] = expiry
       leased[#leased + 1] = id
@@ -642,11 +644,12 @@ while at <= nargs do
       if op == 'c' then t, n = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]) end
       ht, hn = tonumber(ht), tonumber(hn)
       local tover, nover = 0, 0
-      local gens = string.gmatch(hgens, '[^,]+')
+      -- Held at every level, unless a level was reset since.
+      local gens = hgens ~= ls.gens and string.gmatch(hgens, '[^,]+')
       for i = 1, #ls do
         local l = ls[i]
-        local et, en = 0, 0
-        if l[7] == gens() then et, en = ht, hn end
+        local et, en = ht, hn
+        if gens and l[7] ~= gens() then et, en = 0, 0 end
         if l[5] >= 0 then tover = math.max(tover, t - et - math.max(0, l[5] - l[1] - l[3])) end
         if l[6] >= 0 then nover = math.max(nover, n - en - math.max(0, l[6] - l[2] - l[4])) end
         l[1], l[2], l[3], l[4], l[8], l[9] = l[1] + t, l[2] + n, l[3] - et, l[4] - en, l[8] or op == 'c', true
