@@ -124,6 +124,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   let inFlight = 0
   const late = () => new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })
 
+  /** One operation while none is on its way: sent at once, from its own fiber. */
   const alone = <O extends Operation>(operation: O): Effect.Effect<Result<O>, Redis.RedisError> =>
     Effect.suspend(() => {
       inFlight++
@@ -133,6 +134,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
       )
     }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
 
+  /** Operations that waited for the end of a task: one script call, each answered on its own. */
   const send = (batch: ReadonlyArray<Entry>) => {
     // Interrupted before they left: never sent.
     const entries = batch.filter((entry) => entry.resume !== undefined)
