@@ -188,21 +188,21 @@ function S.slow()
     return nil
   end
 
-  -- ThresholdCrossed for each threshold the charge took a budget's use past.
+  -- ThresholdCrossed for each threshold the charge took a budget's use
+  -- past: tokens first, then dollars.
   local function cross(b, tu, nu)
     local ths = redis.call('HGET', b.key, 'th') or ''
-    for th in string.gmatch(ths, '[^,]+') do
-      local f = tonumber(th)
-      if b.tc >= 0 and tu < f * b.tc and b.tu >= f * b.tc then
-        announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'tokens', th = th, u = int(b.tu), c = int(b.tc) })
+    local function on(axis, before, used, cap)
+      if cap < 0 then return end
+      for th in string.gmatch(ths, '[^,]+') do
+        local f = tonumber(th)
+        if before < f * cap and used >= f * cap then
+          announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = axis, th = th, u = int(used), c = int(cap) })
+        end
       end
     end
-    for th in string.gmatch(ths, '[^,]+') do
-      local f = tonumber(th)
-      if b.nc >= 0 and nu < f * b.nc and b.nu >= f * b.nc then
-        announce({ t = 'ThresholdCrossed', b = path_of(b.key), a = 'usd', th = th, u = int(b.nu), c = int(b.nc) })
-      end
-    end
+    on('tokens', tu, b.tu, b.tc)
+    on('usd', nu, b.nu, b.nc)
   end
 
   local function settlement_of(v)
