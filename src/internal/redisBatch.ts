@@ -76,46 +76,46 @@ export const batchArguments = (
   options: BatchOptions,
   operations: ReadonlyArray<Operation>
 ): [keys: Array<string>, args: Array<string | number>] => {
-  // Chains are shared by the operations of one budget: each is written once.
+  // Chains are shared by the operations of one budget: each is written
+  // once, before the operations. The root, last of every chain, is left
+  // out: it is the last key.
   const chains = new Map<Chain, number>()
   const places = new Map<string, number>()
   const keys: Array<string> = []
-  const chainArgs: Array<string | number> = []
-  const opArgs: Array<string | number> = []
-  for (const op of operations) {
-    let chain = chains.get(op.chain)
-    if (chain === undefined) {
-      chain = chains.size + 1
-      chains.set(op.chain, chain)
-      // The root, last of every chain, is left out: it is the last key.
-      chainArgs.push(op.chain.length)
-      for (let i = 0; i < op.chain.length - 1; i++) {
-        const key = op.chain[i]!
-        let place = places.get(key)
-        if (place === undefined) {
-          place = keys.push(key)
-          places.set(key, place)
-        }
-        chainArgs.push(place)
+  const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
+  for (const { chain } of operations) {
+    if (chains.has(chain)) continue
+    chains.set(chain, chains.size + 1)
+    args.push(chain.length)
+    for (let i = 0; i < chain.length - 1; i++) {
+      let place = places.get(chain[i]!)
+      if (place === undefined) {
+        place = keys.push(chain[i]!)
+        places.set(chain[i]!, place)
       }
-    }
-    switch (op._tag) {
-      case "Record":
-        opArgs.push("r", chain, op.tokens, op.nanos)
-        break
-      case "Reserve":
-        opArgs.push("h", chain, op.tokens, op.nanos, op.id)
-        break
-      case "Commit":
-        opArgs.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
-        break
-      case "Release":
-        opArgs.push("x", chain, op.id)
+      args.push(place)
     }
   }
-  const chain = operations[0]!.chain
-  keys.push(chain[chain.length - 1]!)
-  return [keys, [options.tree, options.leaseMillis, options.keepMillis, chains.size, ...chainArgs, ...opArgs]]
+  args[3] = chains.size
+  for (const op of operations) {
+    const chain = chains.get(op.chain)!
+    switch (op._tag) {
+      case "Record":
+        args.push("r", chain, op.tokens, op.nanos)
+        break
+      case "Reserve":
+        args.push("h", chain, op.tokens, op.nanos, op.id)
+        break
+      case "Commit":
+        args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
+        break
+      case "Release":
+        args.push("x", chain, op.id)
+    }
+  }
+  const root = operations[0]!.chain
+  keys.push(root[root.length - 1]!)
+  return [keys, args]
 }
 
 export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions): Batcher => {
@@ -124,14 +124,15 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   let inFlight = 0
   const late = () => new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })
 
+  /** One script call for `operations`, bounded by the store's timeout. */
+  const call = (operations: ReadonlyArray<Operation>) =>
+    deadline(redis.eval(Scripts.batch)(...batchArguments(options, operations)), options.timeoutMillis, late)
+
   /** One operation while none is on its way: sent at once, from its own fiber. */
   const alone = <O extends Operation>(operation: O): Effect.Effect<Result<O>, Redis.RedisError> =>
     Effect.suspend(() => {
       inFlight++
-      return Effect.map(
-        deadline(redis.eval(Scripts.batch)(...batchArguments(options, [operation])), options.timeoutMillis, late),
-        (replies) => resultOf<O>(replies[0]!)
-      )
+      return Effect.map(call([operation]), (replies) => resultOf<O>(replies[0]!))
     }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
 
   /** Operations that waited for the end of a task: one script call, each answered on its own. */
@@ -139,29 +140,16 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     // Interrupted before they left: never sent.
     const entries = batch.filter((entry) => entry.resume !== undefined)
     if (entries.length === 0) return
-    const [keys, args] = batchArguments(options, entries.map((entry) => entry.operation))
     inFlight++
-    const fiber = Effect.runFork(redis.eval(Scripts.batch)(keys, args))
-    let timedOut = false
-    const timer = setTimeout(() => {
-      timedOut = true
-      fiber.interruptUnsafe()
-    }, options.timeoutMillis)
-    fiber.addObserver((exit) => {
-      clearTimeout(timer)
+    Effect.runFork(call(entries.map((entry) => entry.operation))).addObserver((exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
-      const failed: Exit.Exit<never, Redis.RedisError> | undefined = Exit.isSuccess(exit)
-        ? undefined
-        : timedOut
-        ? Exit.fail(late())
-        : Exit.failCause(exit.cause)
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!
         const resume = entry.resume
         if (resume === undefined) continue
         entry.resume = undefined
-        resume(failed ?? Exit.succeed(resultOf((exit as Exit.Success<ReadonlyArray<string>>).value[i]!)))
+        resume(Exit.isSuccess(exit) ? Exit.succeed(resultOf(exit.value[i]!)) : exit)
       }
     })
   }
@@ -169,6 +157,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   const flush = () => {
     const entries = pending
     pending = []
+    if (entries.length <= maxBatch) return send(entries)
     for (let i = 0; i < entries.length; i += maxBatch) send(entries.slice(i, i + maxBatch))
   }
 
