@@ -1,11 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Cron, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
-import { available, makeRedisBudget, RedisLive, settleRedis } from "./support/redis.ts"
+import { available, makeRedisBudget, RedisLive, runBatch, settleRedis } from "./support/redis.ts"
 
 // A round trip per charge: fewer of them, each still a fraction of a cent
 // that floating point cannot hold exactly.
@@ -69,10 +68,7 @@ describe.runIf(available)("Redis", () => {
       const tree = `test:${process.pid}:${Date.now()}:ends:{t}`
       const key = `${tree}:n:t`
       const soon = Date.now() + 300
-      const record = redis.eval(Scripts.batch)(...Batch.batchArguments(
-        { tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 2_000 },
-        [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }]
-      ))
+      const record = runBatch(redis, tree, [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }])
       yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", [soon])
       yield* record
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 400)))

@@ -10,7 +10,7 @@ import fc from "fast-check"
 import { Budget, BudgetUnavailable, maxUsd } from "../src/index.ts"
 import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
-import { available, RedisLive } from "./support/redis.ts"
+import { available, RedisLive, runBatch } from "./support/redis.ts"
 
 let unique = 0
 
@@ -82,10 +82,6 @@ const state = (redis: Redis.Redis["Service"], tree: string, ids: ReadonlyArray<s
     return { counters, holds }
   })
 
-const options = (tree: string): Batch.BatchOptions => ({ tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 5_000 })
-
-const runBatch = (redis: Redis.Redis["Service"], tree: string, operations: ReadonlyArray<Batch.Operation>) =>
-  redis.eval(Scripts.batch)(...Batch.batchArguments(options(tree), operations))
 
 /** `field` set on the root of `tree`, as a listener (`lq`) or a waiter (`wq`) would. */
 const mark = (redis: Redis.Redis["Service"], tree: string, field: "lq" | "wq" | undefined) =>

@@ -10,8 +10,7 @@ import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
 import * as Batch from "../src/internal/redisBatch.ts"
-import * as Scripts from "../src/internal/redisScripts.ts"
-import { available, RedisLive } from "./support/redis.ts"
+import { available, RedisLive, runBatch } from "./support/redis.ts"
 
 const worker = (args: ReadonlyArray<string>) => {
   // Node itself, with tsx as a loader: a SIGKILL then reaches the process
@@ -145,9 +144,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
       const tree = `${prefix}{shared}`
       const key = `${tree}:n:shared`
-      const options = { tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 2_000 }
-      const run = (operation: Batch.Operation) =>
-        Effect.map(redis.eval(Scripts.batch)(...Batch.batchArguments(options, [operation])), (results) => results[0])
+      const run = (operation: Batch.Operation) => Effect.map(runBatch(redis, tree, [operation]), (replies) => replies[0])
       const reserved = yield* run({ _tag: "Reserve", chain: [key], id: "retried", tokens: 30, nanos: 0 })
       assert.strictEqual(reserved, "ok")
       // the first reply is lost: the caller cannot tell, and commits again

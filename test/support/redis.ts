@@ -9,6 +9,8 @@ import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
 import { Budget, type BudgetOptions, type BudgetService } from "../../src/index.ts"
+import * as Batch from "../../src/internal/redisBatch.ts"
+import * as Scripts from "../../src/internal/redisScripts.ts"
 
 export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
 
@@ -50,6 +52,15 @@ export const makeRedisBudget = (
       Effect.provide(redis)
     )
   })
+
+/**
+ * Runs `operations` on the tree `tree` as one batch script, straight to
+ * Redis, as a process's store sends them: its replies, in order.
+ */
+export const runBatch = (redis: Redis.Redis["Service"], tree: string, operations: ReadonlyArray<Batch.Operation>) =>
+  redis.eval(Scripts.batch)(
+    ...Batch.batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 5_000 }, operations)
+  )
 
 let pinger: ReturnType<typeof createClient> | undefined
 
