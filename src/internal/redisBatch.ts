@@ -1,6 +1,5 @@
 import { Effect, Exit } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { deadline } from "./deadline.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { ChargeResult, SettlementResult } from "./redisScripts.ts"
 
@@ -8,11 +7,11 @@ import type { ChargeResult, SettlementResult } from "./redisScripts.ts"
  * The hot operations of a budget tree (record, reserve, commit, release) go
  * to Redis in batches, as one `batch` script that runs them in order, each
  * as if alone. An operation sent while none is on its way goes at once, by
- * itself, from its own fiber. One sent while others are on their way waits
- * for the end of the current task, with every other sent meanwhile (the
- * replies of one read from the socket resume many fibers in one task). So
- * an operation is one round trip either way, one alone pays nothing for
- * batching, and 64 in flight cost Redis a few script calls, not 64.
+ * itself. One sent while others are on their way waits for the end of the
+ * current task, with every other sent meanwhile (the replies of one read
+ * from the socket resume many fibers in one task). So an operation is one
+ * round trip either way, one alone pays nothing for batching, and 64 in
+ * flight cost Redis a few script calls, not 64.
  *
  * The host's microtask queue and timer, not the fiber scheduler or `Clock`:
  * a batch leaves as soon as the task that filled it ends, and a deadline on
@@ -49,14 +48,22 @@ export interface BatchOptions {
 
 /** Sends operations of one tree, in batches. */
 export interface Batcher {
-  /** One operation, in this task's batch; a batch that fails fails each of its operations alike. */
-  readonly run: <O extends Operation>(operation: O) => Effect.Effect<Result<O>, Redis.RedisError>
+  /**
+   * One operation, in this task's batch. A batch that fails, or has no
+   * reply within the timeout, fails each of its operations alike, with
+   * `fail` of the `RedisError`.
+   */
+  readonly run: <O extends Operation, E>(
+    operation: O,
+    fail: (error: Redis.RedisError) => E
+  ) => Effect.Effect<Result<O>, E>
 }
 
 interface Entry {
   readonly operation: Operation
+  readonly fail: (error: Redis.RedisError) => unknown
   /** Until it is answered, or leaves unanswered (interrupted). */
-  resume: ((exit: Exit.Exit<unknown, Redis.RedisError>) => void) | undefined
+  resume: ((effect: Effect.Effect<unknown, unknown>) => void) | undefined
 }
 
 const ok: ChargeResult = ["ok"]
@@ -122,36 +129,37 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   let pending: Array<Entry> = []
   /** Batches sent and not yet answered. */
   let inFlight = 0
-  const late = () => new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })
 
-  /** One script call for `operations`, bounded by the store's timeout. */
-  const call = (operations: ReadonlyArray<Operation>) =>
-    deadline(redis.eval(Scripts.batch)(...batchArguments(options, operations)), options.timeoutMillis, late)
-
-  /** One operation while none is on its way: sent at once, from its own fiber. */
-  const alone = <O extends Operation>(operation: O): Effect.Effect<Result<O>, Redis.RedisError> =>
-    Effect.suspend(() => {
-      inFlight++
-      return Effect.map(call([operation]), (replies) => resultOf<O>(replies[0]!))
-    }).pipe(Effect.ensuring(Effect.sync(() => inFlight--)))
-
-  /** Operations that waited for the end of a task: one script call, each answered on its own. */
+  /**
+   * One script call for `batch`, in a fiber of its own: its callers wait on
+   * their entries, not on it, so one that leaves does not stop the others.
+   * Bounded by one host timer, not a `deadline` fiber: cheap enough for an
+   * operation that goes alone.
+   */
   const send = (batch: ReadonlyArray<Entry>) => {
     // Interrupted before they left: never sent.
     const entries = batch.filter((entry) => entry.resume !== undefined)
     if (entries.length === 0) return
     inFlight++
-    Effect.runFork(call(entries.map((entry) => entry.operation))).addObserver((exit) => {
+    const fiber = Effect.runFork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
+    const answer = (exit: Exit.Exit<ReadonlyArray<string>, Redis.RedisError>) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
+      clearTimeout(timer)
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!
         const resume = entry.resume
         if (resume === undefined) continue
         entry.resume = undefined
-        resume(Exit.isSuccess(exit) ? Exit.succeed(resultOf(exit.value[i]!)) : exit)
+        resume(Exit.isSuccess(exit) ? Exit.succeed(resultOf(exit.value[i]!)) : Exit.mapError(exit, entry.fail))
       }
-    })
+    }
+    const timer = setTimeout(() => {
+      stop()
+      fiber.interruptUnsafe()
+      answer(Exit.fail(new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })))
+    }, options.timeoutMillis)
+    const stop = fiber.addObserver(answer)
   }
 
   const flush = () => {
@@ -161,17 +169,17 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     for (let i = 0; i < entries.length; i += maxBatch) send(entries.slice(i, i + maxBatch))
   }
 
-  const batched = <O extends Operation>(operation: O) =>
-    Effect.callback<Result<O>, Redis.RedisError>((resume) => {
-      const entry: Entry = { operation, resume: resume as Entry["resume"] }
-      if (pending.push(entry) === 1) queueMicrotask(flush)
-      // Leaving unanswered: dropped if not sent yet; a reply that comes is ignored.
-      return Effect.sync(() => {
-        entry.resume = undefined
-      })
-    })
-
   return {
-    run: (operation) => Effect.suspend(() => inFlight === 0 && pending.length === 0 ? alone(operation) : batched(operation))
+    run: <O extends Operation, E>(operation: O, fail: (error: Redis.RedisError) => E) =>
+      Effect.callback<Result<O>, E>((resume) => {
+        const entry: Entry = { operation, fail, resume: resume as Entry["resume"] }
+        // Alone: at once. Else with every other sent before this task ends.
+        if (inFlight === 0 && pending.length === 0) send([entry])
+        else if (pending.push(entry) === 1) queueMicrotask(flush)
+        // Leaving unanswered: dropped if not sent yet; a reply that comes is ignored.
+        return Effect.sync(() => {
+          entry.resume = undefined
+        })
+      })
   }
 }

@@ -58,6 +58,8 @@ interface Tree {
 interface Level {
   readonly path: string
   readonly key: string
+  /** Why an operation on this budget failed, when Redis did not answer. */
+  readonly unavailable: (error: Redis.RedisError) => BudgetUnavailable
 }
 
 // A settlement is kept long after its lease could have run out, so a retry
@@ -93,9 +95,9 @@ const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.Redis
     unavailable(path)
   )
 
-/** A hot operation, in this process's next batch: bounded likewise. */
-const send = <O extends Batch.Operation>(tree: Tree, path: string, operation: O) =>
-  Effect.mapError(tree.batcher.run(operation), unavailable(path))
+/** A hot operation on `level`, in this process's next batch: bounded likewise. */
+const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O) =>
+  tree.batcher.run(operation, level.unavailable)
 
 export class RedisHold implements Reservation {
   readonly usd: number
@@ -129,39 +131,40 @@ export class RedisHold implements Reservation {
    */
   get close(): Effect.Effect<void> {
     return Effect.suspend(() => {
+      if (this.settlement !== undefined) return Effect.void
       const pending = this.pending
       return Effect.ignore(
         pending === undefined ? this.release : this.charge(pending.tokens, pending.nanos, pending.estimated)
-      )
-    }).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
+      ).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
+    })
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
-    return this.settle({ _tag: "Release", chain: this.keys, id: this.id })
+    return Effect.suspend(() =>
+      this.settlement !== undefined
+        ? Effect.succeed(this.settlement)
+        : this.settle({ _tag: "Release", chain: this.keys, id: this.id })
+    )
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
   // real turns the scope's release into a retried commit.
   charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
+      if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       this.pending ??= { tokens, nanos, estimated }
       return this.settle({ _tag: "Commit", chain: this.keys, id: this.id, tokens, nanos, estimated })
     })
   }
 
   private settle(operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }>): Effect.Effect<Settlement, BudgetUnavailable> {
-    return Effect.suspend(() => {
-      if (this.settlement !== undefined) return Effect.succeed(this.settlement)
-      return send(this.tree, this.origin.path, operation).pipe(
-        Effect.map((result) => {
-          if (this.settlement === undefined) {
-            this.settlement = settlementOf(result)
-            count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
-          }
-          this.tree.live.delete(this.id)
-          return this.settlement
-        })
-      )
+    return Effect.map(send(this.tree, this.origin, operation), (result) => {
+      if (this.settlement === undefined) {
+        this.settlement = settlementOf(result)
+        count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
+      }
+      this.tree.live.delete(this.id)
+      return this.settlement
     })
   }
 }
@@ -309,7 +312,7 @@ const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.opt
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
   Effect.gen(function*() {
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
-    const chain = [{ path, key: `${tree.key}:n:${path}` }, ...parent]
+    const chain = [{ path, key: `${tree.key}:n:${path}`, unavailable: unavailable(path) }, ...parent]
     const keys = chain.map((level) => level.key)
     const window = settings.window
     const ends = Cron.isCron(window) ? cronEnds(window) : []
@@ -423,7 +426,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   const reserveNow = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
       const id = crypto.randomUUID()
-      return Effect.flatMap(holding(id, send(tree, path, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
+      return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
         if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
@@ -477,7 +480,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   return {
     path,
     record: (tokens, nanos) =>
-      send(tree, path, { _tag: "Record", chain: keys, tokens, nanos }).pipe(
+      send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos }).pipe(
         Effect.flatMap((result) =>
           result[0] === "ok" ? Effect.void : Effect.fail(exceeded(tree, chain, result, tokens, nanos))
         )
