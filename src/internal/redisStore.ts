@@ -42,6 +42,8 @@ interface Tree {
   readonly batcher: Batch.Batcher
   /** Holds of this process, renewed until settled. */
   readonly live: Set<string>
+  /** The id of this process's next hold. */
+  readonly nextId: () => string
   /**
    * Tickets of this process's waiting requests, renewed while they wait:
    * each with how to wake it while it waits for its turn.
@@ -225,6 +227,18 @@ const extendEnds = (tree: Tree, keys: ReadonlyArray<string>, cron: Cron.Cron, en
     }
   })
 
+/**
+ * Ids for the holds of one process: 64 random bits, so no two processes
+ * share them, and a count. Shorter and cheaper to make than a UUID each,
+ * and as unique.
+ */
+const idsOfProcess = (): () => string => {
+  const [high, low] = crypto.getRandomValues(new Uint32Array(2))
+  const prefix = `${high!.toString(16).padStart(8, "0")}${low!.toString(16).padStart(8, "0")}.`
+  let count = 0
+  return () => prefix + (count++).toString(36)
+}
+
 /** The store of a budget tree kept in Redis; its root is described by `settings`. */
 export const make = (
   settings: BudgetSettings,
@@ -244,6 +258,7 @@ export const make = (
         timeoutMillis: options.timeoutMillis
       }),
       live: new Set(),
+      nextId: idsOfProcess(),
       tickets: new Map(),
       called: new Set(),
       process: crypto.randomUUID(),
@@ -425,7 +440,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
 
   const reserveNow = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
-      const id = crypto.randomUUID()
+      const id = tree.nextId()
       return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
         if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
@@ -439,7 +454,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
   // fallback time passes (a lost message, a window's end).
   const reserveWaiting = (tokens: number, nanos: number) =>
     Effect.suspend(() => {
-      const id = crypto.randomUUID()
+      const id = tree.nextId()
       let ticket = ""
       const forget = () => {
         tree.tickets.delete(ticket)
