@@ -82,14 +82,24 @@ const maxBatch = 256
 export const batchArguments = (
   options: BatchOptions,
   operations: ReadonlyArray<Operation>
-): [keys: Array<string>, args: Array<string | number>] => {
+): [keys: ReadonlyArray<string>, args: Array<string | number>] => {
+  const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
+  if (operations.length === 1) {
+    // Alone, as most are: its chain is the keys, in order, and the places
+    // of all but the root.
+    const chain = operations[0]!.chain
+    args[3] = 1
+    args.push(chain.length)
+    for (let i = 1; i < chain.length; i++) args.push(i)
+    pushOperation(args, operations[0]!, 1)
+    return [chain, args]
+  }
   // Chains are shared by the operations of one budget: each is written
   // once, before the operations. The root, last of every chain, is left
   // out: it is the last key.
   const chains = new Map<Chain, number>()
   const places = new Map<string, number>()
   const keys: Array<string> = []
-  const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
   for (const { chain } of operations) {
     if (chains.has(chain)) continue
     chains.set(chain, chains.size + 1)
@@ -104,25 +114,27 @@ export const batchArguments = (
     }
   }
   args[3] = chains.size
-  for (const op of operations) {
-    const chain = chains.get(op.chain)!
-    switch (op._tag) {
-      case "Record":
-        args.push("r", chain, op.tokens, op.nanos)
-        break
-      case "Reserve":
-        args.push("h", chain, op.tokens, op.nanos, op.id)
-        break
-      case "Commit":
-        args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
-        break
-      case "Release":
-        args.push("x", chain, op.id)
-    }
-  }
+  for (const op of operations) pushOperation(args, op, chains.get(op.chain)!)
   const root = operations[0]!.chain
   keys.push(root[root.length - 1]!)
   return [keys, args]
+}
+
+/** An operation's words, on the chain written `chain`-th. */
+const pushOperation = (args: Array<string | number>, op: Operation, chain: number): void => {
+  switch (op._tag) {
+    case "Record":
+      args.push("r", chain, op.tokens, op.nanos)
+      break
+    case "Reserve":
+      args.push("h", chain, op.tokens, op.nanos, op.id)
+      break
+    case "Commit":
+      args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
+      break
+    case "Release":
+      args.push("x", chain, op.id)
+  }
 }
 
 export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions): Batcher => {
