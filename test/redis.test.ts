@@ -62,6 +62,20 @@ describe.runIf(available)("Redis", () => {
       assert.strictEqual(after.windowEndsAt, end + 2_000)
     }))
 
+  it.live("an operation alone after its window ended counts in the new window, on Redis's clock", () =>
+    Effect.gen(function*() {
+      const budget = yield* makeRedisBudget({ name: "org", tokenCap: 100, window: "300 millis" })
+      yield* budget.record({ tokens: 30 })
+      const end = (yield* budget.snapshot).windowEndsAt!
+      yield* Effect.sleep(Math.max(0, end - Date.now()) + 100)
+      // Nothing in between rolls the window: the record itself must.
+      yield* budget.record({ tokens: 20 })
+      const hold = yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 5 }), (r) => r.commit()))
+      const after = yield* budget.snapshot
+      assert.deepStrictEqual([hold.tokens, after.tokensUsed, after.tokensReserved], [5, 25, 0])
+      assert.isAbove(after.windowEndsAt!, end)
+    }))
+
   it.effect("a cron window that runs out of written ends waits for a process to write more", () =>
     Effect.gen(function*() {
       const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
