@@ -469,11 +469,12 @@ const fromStore = <R extends Reservation>(store: BudgetStore<R>): BudgetService 
     },
     // `Effect.acquireRelease`, less its `provideContext` around the release,
     // which a release that needs no service would only pay for: the hold is
-    // taken and its release registered in one uninterruptible region.
+    // taken and its release registered in one uninterruptible region. The
+    // release is built when the scope closes, not with every hold.
     reserve: (usage, options) =>
       Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
         Effect.tap(acquire(usage, options), (reservation) =>
-          Scope.addFinalizer(scope, store.releaseOnClose(reservation))))),
+          Scope.addFinalizerExit(scope, () => store.releaseOnClose(reservation))))),
     withReservation: (usage, use, options) =>
       Effect.acquireUseRelease(acquire(usage, options), use, store.releaseOnClose),
     snapshot: store.snapshot,
