@@ -1,5 +1,6 @@
 import { Effect, Exit } from "effect"
 import * as Redis from "effect/persistence/Redis"
+import { awaitWithin } from "./deadline.ts"
 import * as Scripts from "./redisScripts.ts"
 import type { ChargeResult, SettlementResult } from "./redisScripts.ts"
 
@@ -65,6 +66,10 @@ interface Entry {
   /** Until it is answered, or leaves unanswered (interrupted). */
   resume: ((effect: Effect.Effect<unknown, unknown>) => void) | undefined
 }
+
+/** Why a round trip failed that had no reply within `millis`. */
+export const noReply = (millis: number) => () =>
+  new Redis.RedisError({ cause: new Error(`no reply within ${millis} ms`) })
 
 const ok: ChargeResult = ["ok"]
 
@@ -141,12 +146,13 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   let pending: Array<Entry> = []
   /** Batches sent and not yet answered. */
   let inFlight = 0
+  const late = noReply(options.timeoutMillis)
 
   /**
    * One script call for `batch`, in a fiber of its own: its callers wait on
    * their entries, not on it, so one that leaves does not stop the others.
-   * Bounded by one host timer, not a `deadline` fiber: cheap enough for an
-   * operation that goes alone.
+   * Bounded by one host timer (`awaitWithin`), not a `deadline` fiber:
+   * cheap enough for an operation that goes alone.
    */
   const send = (batch: ReadonlyArray<Entry>) => {
     // Interrupted before they left: never sent.
@@ -154,10 +160,9 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     if (entries.length === 0) return
     inFlight++
     const fiber = Effect.runFork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
-    const answer = (exit: Exit.Exit<ReadonlyArray<string>, Redis.RedisError>) => {
+    awaitWithin(fiber, options.timeoutMillis, late, (exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
-      clearTimeout(timer)
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!
         const resume = entry.resume
@@ -165,13 +170,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
         entry.resume = undefined
         resume(Exit.isSuccess(exit) ? Exit.succeed(resultOf(exit.value[i]!)) : Exit.mapError(exit, entry.fail))
       }
-    }
-    const timer = setTimeout(() => {
-      stop()
-      fiber.interruptUnsafe()
-      answer(Exit.fail(new Redis.RedisError({ cause: new Error(`no reply within ${options.timeoutMillis} ms`) })))
-    }, options.timeoutMillis)
-    const stop = fiber.addObserver(answer)
+    })
   }
 
   const flush = () => {

@@ -88,14 +88,7 @@ const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUna
  * carry ids, so a late run is harmless; see docs/distributed.md.)
  */
 const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.RedisError>) =>
-  Effect.mapError(
-    deadline(
-      script,
-      tree.options.timeoutMillis,
-      () => new Redis.RedisError({ cause: new Error(`no reply within ${tree.options.timeoutMillis} ms`) })
-    ),
-    unavailable(path)
-  )
+  Effect.mapError(deadline(script, tree.options.timeoutMillis, Batch.noReply(tree.options.timeoutMillis)), unavailable(path))
 
 /** A hot operation on `level`, in this process's next batch: bounded likewise. */
 const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O) =>
