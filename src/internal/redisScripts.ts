@@ -488,6 +488,15 @@ local function int(x)
   if x == 0 then return '0' end
   return string.format('%.0f', x)
 end
+-- Redis's time in milliseconds, read once a run, when first needed.
+local now = nil
+local function clock()
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
 
 -- One operation alone, on a budget with no parent: the common path below
 -- with nothing around it (no tables of levels, no closures), since most
@@ -498,12 +507,8 @@ local sizes = { r = 4, h = 5, c = 6, x = 3 }
 if ARGV[4] == '1' and ARGV[5] == '1' and 6 + sizes[ARGV[6]] == nargs + 1 then
   local op = ARGV[6]
   local v = redis.call('HMGET', root, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'lq', 'wq')
-  local now, lq = nil, tonumber(v[9]) or 0
-  if lq ~= 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  if (not v[8] or v[8] == '0') and (lq == 0 or lq <= now) then
+  local lq = tonumber(v[9]) or 0
+  if (not v[8] or v[8] == '0') and (lq == 0 or lq <= clock()) then
     local tu, nu, tr, nr = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[4]) or 0
     local tc, nc = tonumber(v[5]) or -1, tonumber(v[6]) or -1
     if op == 'r' or op == 'h' then
@@ -513,15 +518,11 @@ if ARGV[4] == '1' and ARGV[5] == '1' and 6 + sizes[ARGV[6]] == nargs + 1 then
           redis.call('HSET', root, 'tu', int(tu + t), 'nu', int(nu + n))
           return { 'ok' }
         end
-        if not now then
-          local time = redis.call('TIME')
-          now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-        end
         local id = ARGV[10]
         redis.call('HSET', root, 'tr', int(tr + t), 'nr', int(nr + n))
         redis.call('SET', tree .. ':h:' .. id,
           'h ' .. ARGV[8] .. ' ' .. ARGV[9] .. ' ' .. (v[7] or '0') .. ' ' .. string.sub(root, #tree + 4))
-        redis.call('ZADD', tree .. ':leases', int(now + lease), id)
+        redis.call('ZADD', tree .. ':leases', int(clock() + lease), id)
         return { 'ok' }
       end
     elseif (tonumber(v[10]) or 0) == 0 then
@@ -564,15 +565,8 @@ end
 -- used changed, held changed }, or false if it has a window; a chain's, or
 -- false. Its writes of holds and leases wait for the end too, to go in one
 -- call each (nil until there is one).
-local now, quiet, idle, levels = nil, true, true, {}
+local quiet, idle, levels = true, true, {}
 local holds, leased, unleased = nil, nil, nil
-local function clock()
-  if not now then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return now
-end
 local function read(key)
   local l = levels[key]
   if l ~= nil then return l end
