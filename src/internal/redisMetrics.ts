@@ -6,13 +6,14 @@ import { registerMetrics } from "./metrics.ts"
 
 /*
  * The metrics of budgets kept in Redis, as this process reports them: the
- * same series as in memory (metrics.ts). Counters count what this process did (an
- * exporter per process, summed by the backend, gives the fleet's). Gauges
- * show the budget's last snapshot: a gauge is read synchronously and cannot
- * ask Redis, so a read that finds the snapshot older than a second starts a
- * new one in the background, and a budget nobody exports costs no round
- * trips. Every `snapshot` the caller takes refreshes them too. Their age is
- * wall-clock time, like Redis's: a `TestClock` does not age a snapshot.
+ * same series as in memory (metrics.ts). Counters count what this process
+ * did (an exporter per process, summed by the backend, gives the fleet's).
+ * Gauges show the budget's last snapshot: a gauge is read synchronously and
+ * cannot ask Redis, so a read that finds the snapshot older than a second
+ * starts a new one in the background, and a budget nobody exports costs no
+ * round trips. Every `snapshot` the caller takes refreshes them too. Their
+ * age is wall-clock time, like Redis's: a `TestClock` does not age a
+ * snapshot.
  */
 
 /** What this process knows of one budget, for its metrics. */
