@@ -82,7 +82,6 @@ const state = (redis: Redis.Redis["Service"], tree: string, ids: ReadonlyArray<s
     return { counters, holds }
   })
 
-
 /** `field` set on the root of `tree`, as a listener (`lq`) or a waiter (`wq`) would. */
 const mark = (redis: Redis.Redis["Service"], tree: string, field: "lq" | "wq" | undefined) =>
   field === undefined
