@@ -12,6 +12,7 @@ import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
 import { redisCases, redisPlan } from "./redis.ts"
+import { redisAloneReport } from "./redisAlone.ts"
 import { redisCpuReport } from "./redisCpu.ts"
 import { renewalReport } from "./renewal.ts"
 import { run } from "./runner.ts"
@@ -37,6 +38,7 @@ const program = Effect.gen(function*() {
   console.log(`\n${yield* memoryReport}`)
   console.log(`\n${yield* renewalReport}`)
   console.log(`\n${yield* redisCpuReport}`)
+  console.log(`\n${yield* redisAloneReport}`)
   console.log(
     `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +
       `ratio the median per-round ratio to "vs".`

@@ -1,0 +1,83 @@
+/**
+ * One operation alone, with no Node client in the way: `redis-benchmark`
+ * (a C client that does next to nothing per request) sends, one at a time,
+ * the raw script, the least leased hold, and our own `batch` script with
+ * the arguments of a record and of a reserve that go alone. Whatever these
+ * ratios are over 1.25x, no client could win back: it is what the scripts
+ * and the machine cost. Skipped where `redis-benchmark` is not installed
+ * (Debian: `redis-tools`). The figures are printed below the table.
+ */
+import { Effect } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { execFile } from "node:child_process"
+import { batchArguments } from "../src/internal/redisBatch.ts"
+import type { Operation } from "../src/internal/redisBatch.ts"
+import { batch } from "../src/internal/redisScripts.ts"
+import { usdToNanos } from "../src/Usage.ts"
+import { median } from "./harness.ts"
+import { connect, leastHold, prefix, raw, url } from "./redis.ts"
+import { estimate } from "./workload.ts"
+
+const requests = 5_000
+const rounds = 11
+
+/** `redis-benchmark` replaces it in each request with a random number: a fresh hold id. */
+const random = "__rand_int__"
+
+/** Requests per second of `args` sent one at a time, or why not. */
+const benchmark = (args: ReadonlyArray<string>) =>
+  Effect.callback<number, string>((resume) => {
+    execFile(
+      "redis-benchmark",
+      ["-u", url, "-q", "-c", "1", "-n", String(requests), "-r", "100000000", ...args],
+      (error, stdout) => {
+        const rps = /([\d.]+) requests per second/.exec(stdout)?.[1]
+        if (rps !== undefined) return resume(Effect.succeed(Number(rps)))
+        resume(Effect.fail(
+          error?.code === "ENOENT" ? "redis-benchmark is not installed (Debian: redis-tools)" : error?.message ?? stdout
+        ))
+      }
+    )
+  })
+
+/** The EVALSHA arguments of `script` for `params`, loaded once. */
+const evalsha = <P extends ReadonlyArray<unknown>>(
+  redis: Redis.Redis["Service"],
+  script: Redis.Script<{ readonly params: P; readonly result: unknown }>,
+  ...params: P
+) =>
+  Effect.map(redis.send<string>("SCRIPT", "LOAD", script.lua), (sha) => [
+    "evalsha",
+    sha,
+    String(script.numberOfKeys(...params)),
+    ...script.params(...params).map(String)
+  ])
+
+export const redisAloneReport: Effect.Effect<string> = Effect.scoped(Effect.gen(function*() {
+  const redis = yield* connect
+  if (typeof redis === "string") return `one operation alone from a C client: not measured: ${redis}`
+  const tree = `${prefix}{alone}`
+  const chain = [`${tree}:n:alone`]
+  const alone = (operation: Operation) =>
+    evalsha(redis, batch, ...batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, timeoutMillis: 0 }, [operation]))
+  const nanos = usdToNanos(estimate.usd)
+  const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+    ["raw EVALSHA (HINCRBY)", yield* evalsha(redis, raw, `${prefix}{alone-raw}`)],
+    ["least leased hold script", yield* evalsha(redis, leastHold, `${prefix}{alone-least}`, random)],
+    ["our script, a record", yield* alone({ _tag: "Record", chain, tokens: estimate.tokens, nanos })],
+    ["our script, a reserve", yield* alone({ _tag: "Reserve", chain, id: random, tokens: estimate.tokens, nanos })]
+  ]
+  // Rounds interleave the cases, so a drift of the machine reaches each alike.
+  const perRound: Array<ReadonlyArray<number>> = []
+  for (let round = 0; round < rounds; round++) {
+    perRound.push(yield* Effect.forEach(cases, ([, args]) => Effect.map(benchmark(args), (rps) => 1e6 / rps)))
+  }
+  const lines = cases.map(([name], i) => {
+    const micros = median(perRound.map((round) => round[i]!))
+    const ratio = i === 0 ? "" : `${median(perRound.map((round) => round[i]! / round[0]!)).toFixed(2)}x`
+    return `  ${name.padEnd(26)} ${micros.toFixed(0).padStart(4)} µs  ${ratio}`.trimEnd()
+  })
+  return `One operation alone from a C client (redis-benchmark, 1 in flight), µs per op and ratio to the raw script:\n${
+    lines.join("\n")
+  }`
+}).pipe(Effect.catch((why) => Effect.succeed(`one operation alone from a C client: not measured: ${why}`))))
