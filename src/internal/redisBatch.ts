@@ -85,7 +85,7 @@ const maxBatch = 256
 
 /** The `batch` script's KEYS and ARGV for `operations`, in order (see redisScripts.ts). */
 export const batchArguments = (
-  options: BatchOptions,
+  options: Pick<BatchOptions, "tree" | "leaseMillis" | "keepMillis">,
   operations: ReadonlyArray<Operation>
 ): [keys: ReadonlyArray<string>, args: Array<string | number>] => {
   const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
