@@ -4,7 +4,7 @@ import * as Redis from "effect/persistence/Redis"
 import * as Scripts from "../src/internal/redisScripts.ts"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
-import { available, makeRedisBudget, RedisLive, runBatch, settleRedis } from "./support/redis.ts"
+import { available, makeRedisBudget, RedisLive, runBatch, settleRedis, testPrefix } from "./support/redis.ts"
 
 // A round trip per charge: fewer of them, each still a fraction of a cent
 // that floating point cannot hold exactly.
@@ -81,7 +81,7 @@ describe.runIf(available)("Redis", () => {
   it.effect("a cron window that runs out of written ends waits for a process to write more", () =>
     Effect.gen(function*() {
       const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
-      const tree = `test:${process.pid}:${Date.now()}:ends:{t}`
+      const tree = `${testPrefix("ends")}{t}`
       const key = `${tree}:n:t`
       const soon = Date.now() + 300
       const record = runBatch(redis, tree, [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }])

@@ -10,14 +10,12 @@ import fc from "fast-check"
 import { Budget, BudgetUnavailable, maxUsd } from "../src/index.ts"
 import * as Batch from "../src/internal/redisBatch.ts"
 import * as Scripts from "../src/internal/redisScripts.ts"
-import { available, RedisLive, runBatch } from "./support/redis.ts"
-
-let unique = 0
+import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 /** A tree `root` (100 tokens, 1 dollar) with a child `c` (60 tokens), under keys of its own. */
 const makeTree = (redis: Redis.Redis["Service"]) =>
   Effect.gen(function*() {
-    const prefix = `test:batch:${process.pid}:${Date.now()}:${unique++}:`
+    const prefix = testPrefix("batch")
     const root = yield* Budget.makeRedis({ name: "root", prefix, tokenCap: 100, usdCap: 1 }).pipe(
       Effect.provideService(Redis.Redis, redis)
     )
@@ -133,7 +131,7 @@ describe.runIf(available)("batches on Redis", () => {
           return redis.eval(script)(...params)
         })
       }
-      const prefix = `test:batch:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("batch")
       const budget = yield* Budget.makeRedis({ name: "fan", prefix, tokenCap: 100, usdCap: maxUsd }).pipe(
         Effect.provideService(Redis.Redis, counting)
       )
@@ -151,7 +149,7 @@ describe.runIf(available)("batches on Redis", () => {
   it.effect("an operation left before its batch is sent is never sent", () =>
     Effect.gen(function*() {
       const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
-      const prefix = `test:batch:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("batch")
       const budget = yield* Budget.makeRedis({ name: "left", prefix, tokenCap: 100 }).pipe(
         Effect.provideService(Redis.Redis, redis)
       )
@@ -173,7 +171,7 @@ describe.runIf(available)("batches on Redis", () => {
         eval: (script) => (...params) =>
           answering || (script as unknown) !== Scripts.batch ? redis.eval(script)(...params) : Effect.never
       }
-      const prefix = `test:batch:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("batch")
       const budget = yield* Budget.makeRedis({ name: "stall", prefix, tokenCap: 100, timeout: "100 millis" }).pipe(
         Effect.provideService(Redis.Redis, stalling)
       )

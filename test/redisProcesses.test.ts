@@ -10,7 +10,7 @@ import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
 import * as Batch from "../src/internal/redisBatch.ts"
-import { available, RedisLive, runBatch } from "./support/redis.ts"
+import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 const worker = (args: ReadonlyArray<string>) => {
   // Node itself, with tsx as a loader: a SIGKILL then reaches the process
@@ -38,7 +38,7 @@ const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =
 describe.runIf(available)("several processes on one Redis budget", () => {
   it.live("4 processes x 250 fibers: never past a cap, totals exact to the nano-dollar", () =>
     Effect.gen(function*() {
-      const prefix = `test:procs:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("procs")
       const budget = yield* sharedBudget(prefix)
       const workers = Array.from({ length: 4 }, () => worker(["cycles", prefix, "shared", "250", "20"]))
       yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
@@ -63,7 +63,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
 
   it.live("a process killed holding leases gives them back within the lease, as released holds, and nothing else changes", () =>
     Effect.gen(function*() {
-      const prefix = `test:kill:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("kill")
       const budget = yield* sharedBudget(prefix, "1 second")
       const released: Array<BudgetEvent> = []
       yield* Effect.forkChild(
@@ -86,7 +86,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
 
   it.live("a hold renewed by a live process outlives its lease", () =>
     Effect.gen(function*() {
-      const prefix = `test:renew:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("renew")
       const budget = yield* sharedBudget(prefix, "300 millis")
       const settled = yield* Effect.scoped(Effect.gen(function*() {
         const hold = yield* budget.reserve({ tokens: 10 })
@@ -101,7 +101,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
 
   it.live("a waiter in one process is woken by a release in another, through pub/sub", () =>
     Effect.gen(function*() {
-      const prefix = `test:wake:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("wake")
       // two clients and two subscriptions: as two processes would have
       const here = yield* sharedBudget(prefix)
       const there = yield* sharedBudget(prefix)
@@ -119,7 +119,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
 
   it.live("events reach every process, in order", () =>
     Effect.gen(function*() {
-      const prefix = `test:events:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("events")
       const listener = yield* sharedBudget(prefix)
       const actor = yield* sharedBudget(prefix)
       const agent = yield* actor.child("agent", { tokenCap: 100 })
@@ -139,7 +139,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
 
   it.live("a commit retried after a lost reply charges once", () =>
     Effect.gen(function*() {
-      const prefix = `test:retry:${process.pid}:${Date.now()}:`
+      const prefix = testPrefix("retry")
       const budget = yield* sharedBudget(prefix)
       const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
       const tree = `${prefix}{shared}`

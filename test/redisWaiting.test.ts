@@ -13,9 +13,7 @@ import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget } from "../src/index.ts"
-import { available, RedisLive } from "./support/redis.ts"
-
-let unique = 0
+import { available, RedisLive, testPrefix } from "./support/redis.ts"
 
 /** Opens the budget `shared` under `prefix` as one more process would. */
 const process_ = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
@@ -43,7 +41,7 @@ const until = <E, R>(check: Effect.Effect<boolean, E, R>) =>
 describe.runIf(available)("waiting across processes", () => {
   it.live("first come, first served: a small request that fits waits behind a larger one from another process", () =>
     Effect.gen(function*() {
-      const prefix = `test:wait:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("wait")
       const [a, b, c] = [yield* process_(prefix), yield* process_(prefix), yield* process_(prefix)]
       const order: Array<string> = []
       const [h1, h2] = [yield* Effect.forkChild(holdUntil(a, 50)), yield* Effect.forkChild(holdUntil(a, 50))]
@@ -71,7 +69,7 @@ describe.runIf(available)("waiting across processes", () => {
 
   it.live("a waiter that gives up passes its turn to the next, in another process", () =>
     Effect.gen(function*() {
-      const prefix = `test:wait:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("wait")
       const [a, b, c] = [yield* process_(prefix), yield* process_(prefix), yield* process_(prefix)]
       const holder = yield* Effect.forkChild(holdUntil(a, 95))
       yield* until(Effect.map(a.snapshot, (s) => s.tokensReserved === 95))
@@ -92,7 +90,7 @@ describe.runIf(available)("waiting across processes", () => {
 
   it.live("a process killed while first in line leaves it within its lease", () =>
     Effect.gen(function*() {
-      const prefix = `test:wait:${process.pid}:${Date.now()}:${unique++}:`
+      const prefix = testPrefix("wait")
       const a = yield* process_(prefix)
       const holder = yield* Effect.forkChild(holdUntil(a, 100))
       yield* until(Effect.map(a.snapshot, (s) => s.tokensReserved === 100))

@@ -4,6 +4,7 @@
  * notice.
  */
 import { NodeRedis } from "@effect/platform-node"
+import { afterAll } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
@@ -36,7 +37,28 @@ if (!available) {
 
 export const RedisLive: Layer.Layer<Redis.Redis> = Layer.orDie(NodeRedis.layer({ url }))
 
+/** Every key the tests of this process write starts with it. */
+const processPrefix = `test:${process.pid}:`
+
 let unique = 0
+
+/** A key prefix no other test, file or process uses: `test:<pid>:<what>:<time>:<n>:`. */
+export const testPrefix = (what: string): string => `${processPrefix}${what}:${Date.now()}:${unique++}:`
+
+/** Deletes every key that matches `pattern`. */
+const unlinkAll = async (pattern: string): Promise<void> => {
+  const client = createClient({ url })
+  await client.connect()
+  for await (const keys of client.scanIterator({ MATCH: pattern, COUNT: 1000 })) {
+    if (keys.length > 0) await client.unlink(keys)
+  }
+  await client.close()
+}
+
+// Budgets have no TTL, nor do holds left open until a request reaps them:
+// without this, each run would leave thousands of keys in the Redis it ran
+// against. A file's tests run one after another in their process.
+if (available) afterAll(() => unlinkAll(`${processPrefix}*`))
 
 /** A fresh budget tree in Redis, under keys no other test uses. */
 export const makeRedisBudget = (
@@ -48,7 +70,7 @@ export const makeRedisBudget = (
   Effect.gen(function*() {
     // The client lives as long as the caller's scope, like the budget.
     const redis = yield* Layer.build(RedisLive)
-    return yield* Budget.makeRedis({ ...options, prefix: `test:${process.pid}:${Date.now()}:${unique++}:` }).pipe(
+    return yield* Budget.makeRedis({ ...options, prefix: testPrefix("budget") }).pipe(
       Effect.provide(redis)
     )
   })
