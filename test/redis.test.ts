@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Cron, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import * as Scripts from "../src/internal/redisScripts.ts"
+import * as Scripts from "../src/internal/redis/scripts.ts"
 import { contract } from "./contract.ts"
 import { properties, treeProperties } from "./properties.ts"
 import { available, makeRedisBudget, RedisLive, runBatch, settleRedis, testPrefix } from "./support/redis.ts"

@@ -8,8 +8,8 @@ import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import fc from "fast-check"
 import { Budget, BudgetUnavailable, maxUsd } from "../src/index.ts"
-import * as Batch from "../src/internal/redisBatch.ts"
-import * as Scripts from "../src/internal/redisScripts.ts"
+import * as Batch from "../src/internal/redis/batch.ts"
+import * as Scripts from "../src/internal/redis/scripts.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 /** A tree `root` (100 tokens, 1 dollar) with a child `c` (60 tokens), under keys of its own. */

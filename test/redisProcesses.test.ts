@@ -9,7 +9,7 @@ import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
-import * as Batch from "../src/internal/redisBatch.ts"
+import * as Batch from "../src/internal/redis/batch.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 const worker = (args: ReadonlyArray<string>) => {

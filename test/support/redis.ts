@@ -10,8 +10,8 @@ import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
 import { Budget, type BudgetOptions, type BudgetService } from "../../src/index.ts"
-import * as Batch from "../../src/internal/redisBatch.ts"
-import * as Scripts from "../../src/internal/redisScripts.ts"
+import * as Batch from "../../src/internal/redis/batch.ts"
+import * as Scripts from "../../src/internal/redis/scripts.ts"
 
 export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
 

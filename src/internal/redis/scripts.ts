@@ -4,7 +4,7 @@ import * as Redis from "effect/persistence/Redis"
  * The Lua side of the Redis store. Every operation is atomic in Redis, on
  * Redis's clock (`TIME`). The hot ones (record, reserve, commit, release)
  * run in batches: one `batch` script runs every operation a process sends
- * together, each in turn (redisBatch.ts). The other scripts get the chain
+ * together, each in turn (batch.ts). The other scripts get the chain
  * of the budget they act on as KEYS, from that budget up to the root; every
  * script gets the tree's key as ARGV[1]. A budget is a hash `<tree>:n:<path>`:
  *
@@ -465,7 +465,7 @@ end
  *   c <chain> <id> <tokens> <nanos> <estimated>  commit
  *   x <chain> <id>                               release
  *
- * redisBatch.ts writes these.
+ * batch.ts writes these.
  *
  * The common case takes a path of its own: budgets with no window, no one
  * listening for events, and (for what frees room) no one waiting. It reads

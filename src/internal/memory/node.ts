@@ -1,12 +1,12 @@
 import type { Context } from "effect"
-import type { Snapshot } from "../Budget.ts"
-import type { BudgetEvent } from "../BudgetEvent.ts"
-import { usdFromNanos } from "../Usage.ts"
+import type { Snapshot } from "../../Budget.ts"
+import type { BudgetEvent } from "../../BudgetEvent.ts"
+import { usdFromNanos } from "../../Usage.ts"
 import type { EventHub } from "./eventHub.ts"
-import { registerMetrics } from "./metrics.ts"
-import type { BudgetSettings } from "./options.ts"
+import { registerMetrics } from "../metrics.ts"
+import type { BudgetSettings } from "../options.ts"
 import { WaitQueue } from "./waitQueue.ts"
-import { windowEnd, type WindowSchedule } from "./window.ts"
+import { windowEnd, type WindowSchedule } from "../window.ts"
 
 /** What every budget of one tree shares. */
 export interface Tree {

@@ -1,8 +1,8 @@
 import { Effect, Exit } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { awaitWithin } from "./deadline.ts"
-import * as Scripts from "./redisScripts.ts"
-import type { ChargeResult, SettlementResult } from "./redisScripts.ts"
+import * as Scripts from "./scripts.ts"
+import type { ChargeResult, SettlementResult } from "./scripts.ts"
 
 /*
  * The hot operations of a budget tree (record, reserve, commit, release) go
@@ -83,7 +83,7 @@ const resultOf = <O extends Operation>(reply: string): Result<O> =>
  */
 const maxBatch = 256
 
-/** The `batch` script's KEYS and ARGV for `operations`, in order (see redisScripts.ts). */
+/** The `batch` script's KEYS and ARGV for `operations`, in order (see scripts.ts). */
 export const batchArguments = (
   options: Pick<BatchOptions, "tree" | "leaseMillis" | "keepMillis">,
   operations: ReadonlyArray<Operation>

@@ -1,5 +1,5 @@
 import { Effect, PubSub, Stream } from "effect"
-import type { BudgetEvent } from "../BudgetEvent.ts"
+import type { BudgetEvent } from "../../BudgetEvent.ts"
 
 /**
  * The events of one budget tree. Publishing is synchronous, inside the step

@@ -1,8 +1,8 @@
 import { Effect } from "effect"
 import type { Context, Scope } from "effect"
-import type { Snapshot } from "../Budget.ts"
-import type { BudgetUnavailable } from "../BudgetError.ts"
-import { registerMetrics } from "./metrics.ts"
+import type { Snapshot } from "../../Budget.ts"
+import type { BudgetUnavailable } from "../../BudgetError.ts"
+import { registerMetrics } from "../metrics.ts"
 
 /*
  * The metrics of budgets kept in Redis, as this process reports them: the

@@ -1,24 +1,24 @@
 import { Cron, Effect, Exit, Queue, Schedule, Stream } from "effect"
 import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import type { Reservation, Settlement, Snapshot } from "../Budget.ts"
-import type { BudgetEvent } from "../BudgetEvent.ts"
-import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
-import { usdFromNanos } from "../Usage.ts"
-import type { Usage } from "../Usage.ts"
-import { commitActual } from "./actual.ts"
+import type { Reservation, Settlement, Snapshot } from "../../Budget.ts"
+import type { BudgetEvent } from "../../BudgetEvent.ts"
+import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../../BudgetError.ts"
+import { usdFromNanos } from "../../Usage.ts"
+import type { Usage } from "../../Usage.ts"
+import { commitActual } from "../actual.ts"
 import { deadline } from "./deadline.ts"
-import * as Batch from "./redisBatch.ts"
-import { count, observed, watch } from "./redisMetrics.ts"
-import type { Watching } from "./redisMetrics.ts"
-import type { BudgetSettings } from "./options.ts"
-import * as Scripts from "./redisScripts.ts"
-import type { BudgetStore } from "./store.ts"
+import * as Batch from "./batch.ts"
+import { count, observed, watch } from "./metrics.ts"
+import type { Watching } from "./metrics.ts"
+import type { BudgetSettings } from "../options.ts"
+import * as Scripts from "./scripts.ts"
+import type { BudgetStore } from "../store.ts"
 
 /*
  * Budgets kept in Redis, shared by every process that reaches them. Each
- * operation is one script round trip (redisScripts.ts; the hot ones share
- * theirs with those sent together, redisBatch.ts), and so is the ordering
+ * operation is one script round trip (scripts.ts; the hot ones share
+ * theirs with those sent together, batch.ts), and so is the ordering
  * of waiters; this side only shapes arguments and results, renews the
  * leases of this process's holds and tickets, and wakes its waiters when
  * their ticket is called.
