@@ -9,7 +9,8 @@ import { NodeRedis } from "@effect/platform-node"
 import { Context, Effect, Layer, References } from "effect"
 import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { Budget, type BudgetService, maxUsd, type Reservation } from "../src/index.ts"
+import { type BudgetService, maxUsd, type Reservation } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import type { Case } from "./case.ts"
 import { timeLoop, timeOnce } from "./harness.ts"
 import type { Plan } from "./runner.ts"
@@ -188,7 +189,7 @@ export const redisCases: Effect.Effect<ReadonlyArray<Case>, never, Scope.Scope> 
       Object.values(names).map((name): Case => ({ name: name(level.inFlight), sample: unavailable }))
     )
   }
-  const budget = yield* Budget.makeRedis({ name: "bench", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd, prefix }).pipe(
+  const budget = yield* RedisBudget.make({ name: "bench", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd }, { prefix }).pipe(
     Effect.provideService(Redis.Redis, redis),
     Effect.orDie
   )

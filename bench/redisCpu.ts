@@ -8,7 +8,8 @@
  */
 import { Effect } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { Budget, maxUsd } from "../src/index.ts"
+import { maxUsd } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import { connect, prefix, raw } from "./redis.ts"
 import { actual, estimate } from "./workload.ts"
 
@@ -38,7 +39,7 @@ const split = <E>(redis: Redis.Redis["Service"], op: Effect.Effect<unknown, E>) 
 export const redisCpuReport: Effect.Effect<string> = Effect.scoped(Effect.gen(function*() {
   const redis = yield* connect
   if (typeof redis === "string") return `CPU per Redis op: not measured: ${redis}`
-  const budget = yield* Budget.makeRedis({ name: "cpu", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd, prefix })
+  const budget = yield* RedisBudget.make({ name: "cpu", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd }, { prefix })
     .pipe(Effect.provideService(Redis.Redis, redis), Effect.orDie)
   const rows = [
     ["raw EVALSHA (HINCRBY)", yield* split(redis, redis.eval(raw)(`${prefix}{cpu-raw}`))],

@@ -8,7 +8,8 @@
  */
 import { Duration, Effect, Exit, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { Budget, maxUsd } from "../src/index.ts"
+import { maxUsd } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import { connect, prefix } from "./redis.ts"
 import { estimate } from "./workload.ts"
 
@@ -47,7 +48,7 @@ export const renewalReport: Effect.Effect<string> = Effect.scoped(Effect.gen(fun
   const redis = yield* connect
   if (typeof redis === "string") return `renewal traffic: not measured: ${redis}`
   const calls: Calls = { count: 0, args: 0, nanos: 0n }
-  const budget = yield* Budget.makeRedis({ name: "renewal", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd, prefix, leaseTtl })
+  const budget = yield* RedisBudget.make({ name: "renewal", tokenCap: Number.MAX_SAFE_INTEGER, usdCap: maxUsd }, { prefix, leaseTtl })
     .pipe(Effect.provideService(Redis.Redis, counting(redis, calls)), Effect.orDie)
   const open = yield* Scope.make()
   yield* Effect.forEach(Array.from({ length: holds }), () => budget.reserve(estimate), { concurrency: 64, discard: true })

@@ -103,7 +103,10 @@ writeFileSync(
         noEmit: true,
         noUnusedLocals: false,
         noUnusedParameters: false,
-        paths: { "effect-token-budget": [join(root, "src/index.ts")] }
+        paths: {
+          "effect-token-budget": [join(root, "src/index.ts")],
+          "effect-token-budget/redis": [join(root, "src/redis.ts")]
+        }
       },
       include: [],
       files: [...byFile.keys()]

@@ -4,23 +4,22 @@
  *
  * @since 0.1.0
  */
-import { Config, Context, Duration, Effect, Layer, Option, References, Scope, Tracer } from "effect"
-import type * as Redis from "effect/persistence/Redis"
-import type { Cron, Stream } from "effect"
+import { Config, Context, Effect, Layer, Schema } from "effect"
+import type { Cron, Duration, Scope, Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
+import { BudgetStore } from "./BudgetStore.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
-import { millisOf, settingsOf } from "./internal/options.ts"
-import * as RedisStore from "./internal/redis/store.ts"
-import type { BudgetStore } from "./internal/store.ts"
-import { usageError, usdToNanos } from "./Usage.ts"
+import { defaultConfig, settingsOf } from "./internal/options.ts"
+import { serviceOf } from "./internal/service.ts"
 import type { Usage } from "./Usage.ts"
 
 /**
- * How a settled reservation ended. `Committed` charged `tokens` and `usd`;
- * the overage fields tell how much of that charge went past a cap (charged
- * anyway: usage that happened is never dropped). `Released` charged nothing.
+ * How a settled reservation ended, as a Schema. `Committed` charged
+ * `tokens` and `usd`; the overage fields tell how much of that charge went
+ * past a cap (charged anyway: usage that happened is never dropped).
+ * `Released` charged nothing.
  *
  * @example
  * ```ts
@@ -41,13 +40,29 @@ import type { Usage } from "./Usage.ts"
  * @since 0.1.0
  * @category models
  */
-export interface Settlement {
-  readonly _tag: "Committed" | "Released"
-  readonly tokens: number
-  readonly usd: number
-  readonly tokensOverage: number
-  readonly usdOverage: number
-}
+export const Settlement = Schema.Union([
+  Schema.TaggedStruct("Committed", {
+    tokens: Schema.Number,
+    usd: Schema.Number,
+    tokensOverage: Schema.Number,
+    usdOverage: Schema.Number
+  }),
+  Schema.TaggedStruct("Released", {
+    tokens: Schema.Number,
+    usd: Schema.Number,
+    tokensOverage: Schema.Number,
+    usdOverage: Schema.Number
+  })
+])
+
+/**
+ * How a settled reservation ended: `Committed` or `Released` (whose figures
+ * are all 0).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Settlement = typeof Settlement.Type
 
 /**
  * A hold on part of a budget, taken before an LLM call and settled after it.
@@ -93,44 +108,36 @@ export interface Reservation {
 }
 
 /**
- * A budget's counters at one moment. An unbounded axis has an `Infinity`
- * cap and remaining; remaining never reads below 0. A budget's counters
- * include everything charged to the budgets below it.
+ * A budget's counters at one moment, as a Schema. An unbounded axis has an
+ * `Infinity` cap and remaining; remaining never reads below 0. A budget's
+ * counters include everything charged to the budgets below it.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Snapshot {
-  readonly name: string
+export const Snapshot = Schema.Struct({
+  name: Schema.String,
   /** The budget's place in its tree: `org/tenant-a/agent-7`. */
-  readonly path: string
-  readonly tokensUsed: number
-  readonly usdUsed: number
-  readonly tokensReserved: number
-  readonly usdReserved: number
-  readonly tokenCap: number
-  readonly usdCap: number
-  readonly tokensRemaining: number
-  readonly usdRemaining: number
+  path: Schema.String,
+  tokensUsed: Schema.Number,
+  usdUsed: Schema.Number,
+  tokensReserved: Schema.Number,
+  usdReserved: Schema.Number,
+  tokenCap: Schema.Number,
+  usdCap: Schema.Number,
+  tokensRemaining: Schema.Number,
+  usdRemaining: Schema.Number,
   /** When the current window ends, in epoch milliseconds; undefined without a window. */
-  readonly windowEndsAt: number | undefined
-}
+  windowEndsAt: Schema.UndefinedOr(Schema.Number)
+})
 
 /**
- * Options of a budget kept in Redis: a budget's own, plus where its keys
- * live and how long a hold outlives a process that stops renewing it.
+ * A budget's counters at one moment.
  *
  * @since 0.1.0
  * @category models
  */
-export interface RedisBudgetOptions extends BudgetOptions {
-  /** Prefix of every key; defaults to `"budget:"`. */
-  readonly prefix?: string | undefined
-  /** A hold's lease, renewed three times a lease while its scope is open; defaults to 30 seconds. */
-  readonly leaseTtl?: Duration.Input | undefined
-  /** How long one round trip may take before it fails with `BudgetUnavailable`; defaults to 5 seconds. */
-  readonly timeout?: Duration.Input | undefined
-}
+export type Snapshot = typeof Snapshot.Type
 
 /**
  * What `reserve` does when the hold does not fit: fail at once with
@@ -286,61 +293,53 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @category constructors
    */
   static make(options: BudgetOptions): Effect.Effect<BudgetService, InvalidUsage, Scope.Scope> {
-    return Effect.suspend(() => {
-      const settings = settingsOf(options, "budget")
-      if (settings instanceof InvalidUsage) return Effect.fail(settings)
-      return Effect.map(MemoryStore.make(settings), fromStore)
-    })
+    return Budget.makeFromStore(options).pipe(
+      Effect.provideServiceEffect(BudgetStore, MemoryStore.make),
+      // the memory store is never unavailable
+      Effect.catchTag("BudgetUnavailable", Effect.die)
+    )
   }
 
   /**
-   * Makes a budget kept in Redis, shared by every process that makes one
-   * with the same name and prefix.
+   * Makes the budget of that name in the `BudgetStore` in context (the root
+   * of its tree), for as long as the scope lasts. Every process that opens
+   * the same name in a shared store shares its counters.
    *
-   * @since 0.1.0
+   * @since 0.2.0
    * @category constructors
    */
-  static makeRedis(
-    options: RedisBudgetOptions
-  ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> {
+  static makeFromStore(
+    options: BudgetOptions
+  ): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, BudgetStore | Scope.Scope> {
     return Effect.suspend(() => {
       const settings = settingsOf(options, "budget")
-      const leaseMillis = millisOf("leaseTtl", options.leaseTtl ?? "30 seconds")
-      const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
       if (settings instanceof InvalidUsage) return Effect.fail(settings)
-      if (leaseMillis instanceof InvalidUsage) return Effect.fail(leaseMillis)
-      if (timeoutMillis instanceof InvalidUsage) return Effect.fail(timeoutMillis)
-      return Effect.map(
-        RedisStore.make(settings, { prefix: options.prefix ?? "budget:", leaseMillis, timeoutMillis }),
-        fromStore
-      )
+      return Effect.flatMap(BudgetStore, (store) => Effect.map(store.open(settings), serviceOf))
     })
   }
 
   /**
-   * A budget kept in Redis, through the `Redis` service of
-   * `effect/persistence/Redis` (provide a driver, such as `NodeRedis.layer`
-   * from `@effect/platform-node`). Every operation is one script round trip;
-   * holds are leases, renewed while their scope is open.
+   * A budget kept in the `BudgetStore` the layer is given: the same
+   * service whichever store keeps it. `effect-token-budget/redis` provides
+   * a Redis store.
    *
    * @example
    * ```ts
-   * import { Budget } from "effect-token-budget"
-   * import { NodeRedis } from "@effect/platform-node"
+   * import { Budget, BudgetStore } from "effect-token-budget"
    * import { Layer } from "effect"
    *
-   * const Shared = Budget.layerRedis({ name: "org", usdCap: 100 }).pipe(
-   *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" }))
+   * const BudgetLive = Budget.layerFromStore({ name: "evals", usdCap: 10 }).pipe(
+   *   Layer.provide(BudgetStore.layerMemory)
    * )
    * ```
    *
-   * @since 0.1.0
+   * @since 0.2.0
    * @category layers
    */
-  static layerRedis(
-    options: RedisBudgetOptions
-  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> {
-    return Layer.effect(Budget, Budget.makeRedis(options))
+  static layerFromStore(
+    options: BudgetOptions
+  ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, BudgetStore> {
+    return Layer.effect(Budget, Budget.makeFromStore(options))
   }
 
   /**
@@ -425,68 +424,3 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
   }
 }
 
-const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>
-  config.pipe(Config.option, Config.map(Option.getOrUndefined))
-
-const defaultConfig: Config.Wrap<BudgetOptions> = {
-  name: Config.String("BUDGET_NAME").pipe(Config.withDefault("budget")),
-  tokenCap: optional(Config.Number("BUDGET_TOKEN_CAP")),
-  usdCap: optional(Config.Number("BUDGET_USD_CAP"))
-}
-
-// The service over any store: validation and scoping live here, once, so
-// every store keeps the same contract.
-const fromStore = <R extends Reservation>(store: BudgetStore<R>): BudgetService => {
-  const acquire = (
-    usage: Usage,
-    options: ReserveOptions | undefined
-  ): Effect.Effect<R, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
-    const invalid = usageError(usage, "usage")
-    if (invalid !== undefined) return Effect.fail(invalid)
-    const wait = options?.onExceeded === "wait"
-    const hold = store.reserve(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), wait)
-    // A span only inside a traced operation: untraced code pays one check.
-    return Effect.withFiber((fiber) =>
-      Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined && fiber.getRef(References.TracerEnabled)
-        ? Effect.withSpan(hold, "Budget.reserve", {
-          attributes: {
-            "budget.path": store.path,
-            "budget.tokens": usage.tokens ?? 0,
-            "budget.usd": usage.usd ?? 0,
-            "budget.on_exceeded": wait ? "wait" : "fail"
-          }
-        })
-        : hold
-    )
-  }
-  return Budget.of({
-    name: store.path.slice(store.path.lastIndexOf("/") + 1),
-    path: store.path,
-    record: (usage) => {
-      const invalid = usageError(usage, "usage")
-      if (invalid !== undefined) return Effect.fail(invalid)
-      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
-    },
-    // `Effect.acquireRelease`, less its `provideContext` around the release,
-    // which a release that needs no service would only pay for: the hold is
-    // taken and its release registered in one uninterruptible region. The
-    // release is built when the scope closes, not with every hold.
-    reserve: (usage, options) =>
-      Effect.uninterruptible(Effect.flatMap(Effect.scope, (scope) =>
-        Effect.tap(acquire(usage, options), (reservation) =>
-          Scope.addFinalizerExit(scope, () => store.releaseOnClose(reservation))))),
-    withReservation: (usage, use, options) =>
-      Effect.acquireUseRelease(acquire(usage, options), use, store.releaseOnClose),
-    snapshot: store.snapshot,
-    reset: store.reset,
-    child: (name, options = {}) =>
-      Effect.suspend((): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Scope.Scope> => {
-        const settings = settingsOf({ ...options, name }, name)
-        if (settings instanceof InvalidUsage) return Effect.fail(settings)
-        return Effect.map(store.child(settings), fromStore)
-      }),
-    get events() {
-      return store.events
-    }
-  })
-}

@@ -5,7 +5,9 @@
  */
 export { Budget } from "./Budget.ts"
 export * as BudgetedLanguageModel from "./BudgetedLanguageModel.ts"
-export type { BudgetOptions, BudgetService, RedisBudgetOptions, Reservation, ReserveOptions, Settlement, Snapshot, Window } from "./Budget.ts"
+export { Settlement, Snapshot } from "./Budget.ts"
+export type { BudgetOptions, BudgetService, Reservation, ReserveOptions, Window } from "./Budget.ts"
+export * as BudgetStore from "./BudgetStore.ts"
 export type * from "./BudgetEvent.ts"
 export { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
 export type { Axis } from "./BudgetError.ts"

@@ -7,7 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import fc from "fast-check"
-import { Budget, BudgetUnavailable, maxUsd } from "../src/index.ts"
+import { BudgetUnavailable, maxUsd } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import * as Scripts from "../src/internal/redis/scripts.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
@@ -16,7 +17,7 @@ import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 const makeTree = (redis: Redis.Redis["Service"]) =>
   Effect.gen(function*() {
     const prefix = testPrefix("batch")
-    const root = yield* Budget.makeRedis({ name: "root", prefix, tokenCap: 100, usdCap: 1 }).pipe(
+    const root = yield* RedisBudget.make({ name: "root", tokenCap: 100, usdCap: 1 }, { prefix }).pipe(
       Effect.provideService(Redis.Redis, redis)
     )
     yield* root.child("c", { tokenCap: 60 })
@@ -132,7 +133,7 @@ describe.runIf(available)("batches on Redis", () => {
         })
       }
       const prefix = testPrefix("batch")
-      const budget = yield* Budget.makeRedis({ name: "fan", prefix, tokenCap: 100, usdCap: maxUsd }).pipe(
+      const budget = yield* RedisBudget.make({ name: "fan", tokenCap: 100, usdCap: maxUsd }, { prefix }).pipe(
         Effect.provideService(Redis.Redis, counting)
       )
       calls = 0
@@ -150,7 +151,7 @@ describe.runIf(available)("batches on Redis", () => {
     Effect.gen(function*() {
       const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
       const prefix = testPrefix("batch")
-      const budget = yield* Budget.makeRedis({ name: "left", prefix, tokenCap: 100 }).pipe(
+      const budget = yield* RedisBudget.make({ name: "left", tokenCap: 100 }, { prefix }).pipe(
         Effect.provideService(Redis.Redis, redis)
       )
       // One on its way, so the next waits for a batch; it is interrupted before the batch leaves.
@@ -172,7 +173,7 @@ describe.runIf(available)("batches on Redis", () => {
           answering || (script as unknown) !== Scripts.batch ? redis.eval(script)(...params) : Effect.never
       }
       const prefix = testPrefix("batch")
-      const budget = yield* Budget.makeRedis({ name: "stall", prefix, tokenCap: 100, timeout: "100 millis" }).pipe(
+      const budget = yield* RedisBudget.make({ name: "stall", tokenCap: 100 }, { prefix, timeout: "100 millis" }).pipe(
         Effect.provideService(Redis.Redis, stalling)
       )
       answering = false

@@ -11,7 +11,8 @@ import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Budget, usdToNanos } from "../src/index.ts"
+import { usdToNanos } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import { available } from "./support/redis.ts"
 
 const port = 6391
@@ -41,13 +42,7 @@ describe.runIf(available)("Redis going away", () => {
       let server = yield* Effect.promise(startRedis)
       yield* Effect.addFinalizer(() => Effect.promise(() => stopRedis(server)))
       const redis = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: `redis://127.0.0.1:${port}` })))
-      const budget = yield* Budget.makeRedis({
-        name: "outage",
-        tokenCap: 1_000_000,
-        usdCap: 100,
-        leaseTtl: "1 second",
-        timeout: "300 millis"
-      }).pipe(Effect.provide(redis))
+      const budget = yield* RedisBudget.make({ name: "outage", tokenCap: 1_000_000, usdCap: 100 }, { leaseTtl: "1 second", timeout: "300 millis" }).pipe(Effect.provide(redis))
 
       // Calls that reserve, then commit until the commit is acknowledged:
       // a commit whose reply was lost is retried, and charges once.

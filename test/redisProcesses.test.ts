@@ -8,7 +8,8 @@ import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
-import { Budget, type BudgetEvent, usdToNanos } from "../src/index.ts"
+import { type BudgetEvent, usdToNanos } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
@@ -30,7 +31,7 @@ const worker = (args: ReadonlyArray<string>) => {
 const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
     const redis = yield* Layer.build(RedisLive)
-    return yield* Budget.makeRedis({ name: "shared", prefix, tokenCap: 200_000, usdCap: 0.2, leaseTtl }).pipe(
+    return yield* RedisBudget.make({ name: "shared", tokenCap: 200_000, usdCap: 0.2 }, { prefix, leaseTtl }).pipe(
       Effect.provide(redis)
     )
   })

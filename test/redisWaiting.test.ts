@@ -13,13 +13,14 @@ import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { spawn } from "node:child_process"
 import { Budget } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
 import { available, RedisLive, testPrefix } from "./support/redis.ts"
 
 /** Opens the budget `shared` under `prefix` as one more process would. */
 const process_ = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
     const redis = yield* Layer.build(RedisLive)
-    return yield* Budget.makeRedis({ name: "shared", prefix, tokenCap: 100, leaseTtl }).pipe(Effect.provide(redis))
+    return yield* RedisBudget.make({ name: "shared", tokenCap: 100 }, { prefix, leaseTtl }).pipe(Effect.provide(redis))
   })
 
 /** How many requests wait in the line of the budget `shared`. */

@@ -3,7 +3,7 @@
  * fresh project outside the repository, against the packed tarball:
  *
  *   node out/main.js memory    # Budget.layer
- *   node out/main.js redis     # Budget.layerRedis over NodeRedis (REDIS_URL or 127.0.0.1:6379)
+ *   node out/main.js redis     # RedisBudget.layer over NodeRedis (REDIS_URL or 127.0.0.1:6379)
  *
  * It imports only "effect-token-budget" and its peers, as a user would, and
  * exits non-zero when any result differs from what the contract says.
@@ -12,6 +12,7 @@ import { NodeRedis } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { Budget, BudgetExceeded, InvalidUsage, type Settlement, type Snapshot } from "effect-token-budget"
+import { RedisBudget } from "effect-token-budget/redis"
 
 // --- a tiny assertion kit -----------------------------------------------------
 
@@ -198,7 +199,7 @@ const keysOfThisRun: Effect.Effect<Array<string>, Redis.RedisError, Redis.Redis>
 
 const redis: Effect.Effect<void, unknown> = Effect.gen(function*() {
   yield* scenario.pipe(
-    Effect.provide(Budget.layerRedis({ name: "consumer", tokenCap, usdCap, prefix }))
+    Effect.provide(RedisBudget.layer({ name: "consumer", tokenCap, usdCap }, { prefix }))
   )
   const keys = yield* keysOfThisRun
   yield* check("the budget wrote its keys to Redis", keys.length > 0, true)

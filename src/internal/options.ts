@@ -1,20 +1,8 @@
 import type { BudgetOptions } from "../Budget.ts"
 import { InvalidUsage } from "../BudgetError.ts"
 import { capError, usdToNanos } from "../Usage.ts"
-import { Cron, Duration, Option } from "effect"
-import type { WindowSchedule } from "./window.ts"
-
-/** A budget's options, validated, in the units the stores count in. */
-export interface BudgetSettings {
-  readonly name: string
-  /** `Infinity` when unbounded. */
-  readonly tokenCap: number
-  readonly nanoCap: number
-  readonly window: WindowSchedule | undefined
-  /** Fractions of a cap, ascending, each in (0, 1]. */
-  readonly thresholds: ReadonlyArray<number>
-  readonly metrics: boolean
-}
+import type { Settings } from "../BudgetStore.ts"
+import { Config, Cron, Duration, Option } from "effect"
 
 const defaultThresholds: ReadonlyArray<number> = [0.5, 0.8, 0.95]
 
@@ -33,7 +21,7 @@ const thresholdsError = (thresholds: ReadonlyArray<number>): InvalidUsage | unde
     })
 
 /** The settings `options` describe, or why they are invalid. */
-export const settingsOf = (options: BudgetOptions, defaultName: string): BudgetSettings | InvalidUsage => {
+export const settingsOf = (options: BudgetOptions, defaultName: string): Settings | InvalidUsage => {
   const name = options.name ?? defaultName
   const thresholds = options.thresholds ?? defaultThresholds
   const invalid = nameError(name) ?? capError("tokenCap", options.tokenCap) ?? capError("usdCap", options.usdCap) ??
@@ -59,4 +47,14 @@ export const millisOf = (field: string, input: Duration.Input): number | Invalid
   return Option.isSome(millis) && millis.value > 0 && Number.isFinite(millis.value)
     ? millis.value
     : new InvalidUsage({ field, value: input, reason: "must be a positive, finite Duration (\"1 day\", Duration.hours(6))" })
+}
+
+const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>
+  config.pipe(Config.option, Config.map(Option.getOrUndefined))
+
+/** A budget's options from the environment: `BUDGET_NAME`, `BUDGET_TOKEN_CAP`, `BUDGET_USD_CAP`. */
+export const defaultConfig: Config.Wrap<BudgetOptions> = {
+  name: Config.String("BUDGET_NAME").pipe(Config.withDefault("budget")),
+  tokenCap: optional(Config.Number("BUDGET_TOKEN_CAP")),
+  usdCap: optional(Config.Number("BUDGET_USD_CAP"))
 }

@@ -1,11 +1,8 @@
 import { Cron } from "effect"
-import type { Duration } from "effect"
-
-/** How often a budget starts afresh: every `Duration`, or on a `Cron` schedule. */
-export type Window = Duration.Input | Cron.Cron
+import type { Settings } from "../BudgetStore.ts"
 
 /** A validated window: its length in milliseconds, or a cron schedule. */
-export type WindowSchedule = number | Cron.Cron
+export type WindowSchedule = NonNullable<Settings["window"]>
 
 /**
  * The end of the window that contains `now`, in epoch milliseconds: the next

@@ -9,7 +9,8 @@ import { Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
-import { Budget, type BudgetOptions, type BudgetService } from "../../src/index.ts"
+import type { BudgetOptions, BudgetService } from "../../src/index.ts"
+import { RedisBudget } from "../../src/redis.ts"
 import * as Batch from "../../src/internal/redis/batch.ts"
 import * as Scripts from "../../src/internal/redis/scripts.ts"
 
@@ -70,7 +71,8 @@ export const makeRedisBudget = (
   Effect.gen(function*() {
     // The client lives as long as the caller's scope, like the budget.
     const redis = yield* Layer.build(RedisLive)
-    return yield* Budget.makeRedis({ ...options, prefix: testPrefix("budget") }).pipe(
+    const { leaseTtl, timeout, ...budget } = options
+    return yield* RedisBudget.make(budget, { prefix: testPrefix("budget"), leaseTtl, timeout }).pipe(
       Effect.provide(redis)
     )
   })

@@ -9,6 +9,7 @@ import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer, Random } from "effect"
 import type { Duration } from "effect"
 import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
+import { RedisBudget } from "../../src/redis.ts"
 
 const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap] = process.argv.slice(2)
 const fibers = Number(fibersArg)
@@ -49,7 +50,7 @@ const wait = Effect.gen(function*() {
   return yield* Effect.never
 })
 
-const BudgetLive = Budget.layerRedis({ name: name!, prefix: prefix!, tokenCap: Number(tokenCap ?? 200_000), usdCap: 0.2, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
+const BudgetLive = RedisBudget.layer({ name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: 0.2 }, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
   Layer.provide(Layer.orDie(NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })))
 )
 

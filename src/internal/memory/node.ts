@@ -1,10 +1,11 @@
 import type { Context } from "effect"
-import type { Snapshot } from "../../Budget.ts"
+import type { Counters } from "../../BudgetStore.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import type { EventHub } from "./eventHub.ts"
 import { registerMetrics } from "../metrics.ts"
-import type { BudgetSettings } from "../options.ts"
+import { snapshotOf } from "../snapshot.ts"
+import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
 import { windowEnd, type WindowSchedule } from "../window.ts"
 
@@ -59,7 +60,7 @@ export interface Node {
 }
 
 export const makeNode = (
-  settings: BudgetSettings,
+  settings: Settings,
   parent: Node | undefined,
   tree: Tree,
   now: number,
@@ -99,7 +100,7 @@ export const makeNode = (
 }
 
 /** A child met again under the same name takes the options it is met with. */
-export const reconfigure = (node: Node, settings: BudgetSettings, now: number): void => {
+export const reconfigure = (node: Node, settings: Settings, now: number): void => {
   node.tokenCap = settings.tokenCap
   node.nanoCap = settings.nanoCap
   node.thresholds = settings.thresholds
@@ -161,23 +162,19 @@ export const crossThresholds = (node: Node): void => {
 
 const windowEndsAt = (node: Node): number | undefined => node.window === undefined ? undefined : node.windowEnd
 
-export const snapshotOf = (node: Node): Snapshot => ({
-  name: node.name,
-  path: node.path,
+export const countersOf = (node: Node): Counters => ({
   tokensUsed: node.tokensUsed,
-  usdUsed: usdFromNanos(node.nanosUsed),
+  nanosUsed: node.nanosUsed,
   tokensReserved: node.tokensReserved,
-  usdReserved: usdFromNanos(node.nanosReserved),
+  nanosReserved: node.nanosReserved,
   tokenCap: node.tokenCap,
-  usdCap: usdFromNanos(node.nanoCap),
-  tokensRemaining: Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved),
-  usdRemaining: usdFromNanos(Math.max(0, node.nanoCap - node.nanosUsed - node.nanosReserved)),
+  nanoCap: node.nanoCap,
   windowEndsAt: windowEndsAt(node)
 })
 
 const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void =>
   registerMetrics(
-    { path: node.path, snapshot: () => snapshotOf(node), counts: node },
+    { path: node.path, snapshot: () => snapshotOf(node.path, countersOf(node)), counts: node },
     node,
     context
   )

@@ -1,16 +1,13 @@
 import { Clock, Effect, PubSub } from "effect"
 import type { Fiber, Scope } from "effect"
-import type { Reservation, Settlement } from "../../Budget.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
-import { BudgetExceeded } from "../../BudgetError.ts"
+import type { BudgetExceeded } from "../../BudgetError.ts"
+import type { BudgetStore, Charge, Hold, Settings, Settled, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
-import type { Usage } from "../../Usage.ts"
-import { commitActual } from "../actual.ts"
+import { exceeded as refused } from "../refusal.ts"
 import { EventHub } from "./eventHub.ts"
-import { crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart, snapshotOf } from "./node.ts"
+import { countersOf, crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart } from "./node.ts"
 import type { Node, Tree } from "./node.ts"
-import type { BudgetSettings } from "../options.ts"
-import type { BudgetStore } from "../store.ts"
 import { makeWaiter, type Waiter } from "./waitQueue.ts"
 
 /*
@@ -21,14 +18,7 @@ import { makeWaiter, type Waiter } from "./waitQueue.ts"
  * ancestor in the same step, or to none.
  */
 
-/** A hold in memory: giving it back cannot fail. */
-interface MemoryReservation extends Reservation {
-  readonly release: Effect.Effect<Settlement>
-}
-
-type MemoryStore = BudgetStore<MemoryReservation>
-
-const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
+const released: Settled = { committed: false, tokens: 0, nanos: 0, tokensOverage: 0, nanosOverage: 0 }
 
 const timeOf = (fiber: Fiber.Fiber<unknown, unknown>): number => fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
 
@@ -55,13 +45,13 @@ const exceeded = (node: Node, tokens: number, nanos: number): BudgetExceeded => 
   node.exceeded++
   const attempted = node.tokensUsed + node.tokensReserved + tokens
   const error = attempted > node.tokenCap
-    ? new BudgetExceeded({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: node.tokenCap })
-    : new BudgetExceeded({
+    ? refused({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: node.tokenCap })
+    : refused({
       budget: node.path,
       axis: "usd",
-      requested: usdFromNanos(nanos),
-      attempted: usdFromNanos(node.nanosUsed + node.nanosReserved + nanos),
-      cap: usdFromNanos(node.nanoCap)
+      requested: nanos,
+      attempted: node.nanosUsed + node.nanosReserved + nanos,
+      cap: node.nanoCap
     })
   emit(node, () => ({
     _tag: "Exceeded",
@@ -148,20 +138,38 @@ const leave = (waiter: Waiter, node: Node | undefined): void => {
 
 // --- one tree ---------------------------------------------------------------
 
-/** The store of a new budget tree; its root is described by `settings`. */
-export const make = (settings: BudgetSettings): Effect.Effect<MemoryStore, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const pubsub = yield* PubSub.unbounded<BudgetEvent>()
-    const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set() }
-    const now = yield* Clock.currentTimeMillis
-    const context = yield* Effect.context<never>()
-    const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
-    root.users++
-    yield* Effect.addFinalizer(() =>
-      Effect.andThen(Effect.sync(() => unregisterAll(root)), PubSub.shutdown(pubsub))
+/**
+ * The memory store: a tree per root name, kept for as long as the store
+ * (a root's usage is not dropped while anyone could open it again).
+ */
+export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = Effect.gen(function*() {
+  const roots = new Map<string, Node>()
+  const pubsubs: Array<PubSub.PubSub<BudgetEvent>> = []
+  yield* Effect.addFinalizer(() =>
+    Effect.andThen(
+      Effect.sync(() => roots.forEach(unregisterAll)),
+      Effect.forEach(pubsubs, PubSub.shutdown, { discard: true })
     )
-    return storeOf(root)
-  })
+  )
+  const open = (settings: Settings) =>
+    Effect.gen(function*() {
+      const now = yield* Clock.currentTimeMillis
+      const met = roots.get(settings.name)
+      if (met !== undefined) {
+        reconfigure(met, settings, now)
+        wakeChain(met.chain)
+        return storeOf(met)
+      }
+      const pubsub = yield* PubSub.unbounded<BudgetEvent>()
+      pubsubs.push(pubsub)
+      const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set() }
+      const context = yield* Effect.context<never>()
+      const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
+      roots.set(settings.name, root)
+      return storeOf(root)
+    })
+  return { open }
+})
 
 const unregisterAll = (node: Node): void => {
   node.unregister()
@@ -179,38 +187,34 @@ const nodeOfLine = (waiter: MemoryWaiter): Node | undefined => {
 
 // --- holds --------------------------------------------------------------------
 
-class Hold implements MemoryReservation {
-  readonly usd: number
-  private settlement: Settlement | undefined = undefined
+/** A hold in memory: settling it cannot fail, so closing is settling. */
+class MemoryHold implements Hold {
+  private settlement: Settled | undefined = undefined
   constructor(
     readonly origin: Node,
     readonly tokens: number,
     readonly nanos: number,
     /** The generation of each budget of the chain when the hold was taken. */
     readonly generations: ReadonlyArray<number>
-  ) {
-    this.usd = usdFromNanos(nanos)
-  }
-
-  commit(actual?: Usage) {
-    return commitActual(this, actual)
-  }
-
-  get release() {
-    return this.origin.timed
-      ? Effect.withFiber((fiber) => Effect.succeed(this.giveBack(timeOf(fiber))))
-      : Effect.sync(() => this.giveBack(0))
-  }
+  ) {}
 
   // Only a chain with a window needs the time, and reading it costs a step.
-  charge(tokens: number, nanos: number, estimated: boolean) {
+  settle(charge: Charge | undefined): Effect.Effect<Settled> {
     return this.origin.timed
-      ? Effect.withFiber((fiber) => Effect.succeed(this.settle(tokens, nanos, estimated, timeOf(fiber))))
-      : Effect.sync(() => this.settle(tokens, nanos, estimated, 0))
+      ? Effect.withFiber((fiber) => Effect.succeed(this.settleAt(charge, timeOf(fiber))))
+      : Effect.sync(() => this.settleAt(charge, 0))
   }
 
-  private giveBack(now: number): Settlement {
+  close(charge: Charge | undefined): Effect.Effect<void> {
+    return this.settle(charge)
+  }
+
+  private settleAt(charge: Charge | undefined, now: number): Settled {
     if (this.settlement !== undefined) return this.settlement
+    return charge === undefined ? this.giveBack(now) : this.charge(charge, now)
+  }
+
+  private giveBack(now: number): Settled {
     this.settlement = released
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
@@ -222,12 +226,11 @@ class Hold implements MemoryReservation {
       node.nanosReserved -= this.nanos
       if (node.line.head !== undefined) wake(node)
     }
-    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd })
+    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: usdFromNanos(this.nanos) })
     return released
   }
 
-  private settle(tokens: number, nanos: number, estimated: boolean, now: number): Settlement {
-    if (this.settlement !== undefined) return this.settlement
+  private charge({ estimated, nanos, tokens }: Charge, now: number): Settled {
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
     // The overage is the part beyond the hold that no free room covered,
@@ -253,22 +256,26 @@ class Hold implements MemoryReservation {
       node.nanosUsed += nanos
       node.committed++
     }
-    const settlement: Settlement = {
-      _tag: "Committed",
-      tokens,
-      usd: usdFromNanos(nanos),
-      tokensOverage,
-      usdOverage: usdFromNanos(nanosOverage)
-    }
+    const settlement: Settled = { committed: true, tokens, nanos, tokensOverage, nanosOverage }
     this.settlement = settlement
     wakeChain(chain)
-    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated })
+    if (hub.listening) {
+      hub.publish({
+        _tag: "Committed",
+        budget: this.origin.path,
+        tokens,
+        usd: usdFromNanos(nanos),
+        tokensOverage,
+        usdOverage: usdFromNanos(nanosOverage),
+        estimated
+      })
+    }
     crossAll(chain)
     return settlement
   }
 }
 
-const hold = (origin: Node, tokens: number, nanos: number): Hold => {
+const hold = (origin: Node, tokens: number, nanos: number): MemoryHold => {
   const chain = origin.chain
   const generations = new Array<number>(chain.length)
   for (let i = 0; i < chain.length; i++) {
@@ -279,7 +286,7 @@ const hold = (origin: Node, tokens: number, nanos: number): Hold => {
   }
   const hub = origin.tree.hub
   if (hub.listening) hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
-  return new Hold(origin, tokens, nanos, generations)
+  return new MemoryHold(origin, tokens, nanos, generations)
 }
 
 // --- operations ---------------------------------------------------------------
@@ -313,7 +320,7 @@ const reserveNow = (origin: Node, tokens: number, nanos: number) =>
 // Joins a line unless nothing holds the request back; only the wait itself
 // is interruptible, so a hold taken here always reaches the caller.
 const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
-  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
+  Effect.withFiber((fiber): Effect.Effect<MemoryHold, BudgetExceeded> => {
     const chain = origin.chain
     const now = () => timeOf(fiber)
     if (origin.timed) roll(chain, now())
@@ -343,7 +350,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
       if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
       return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - now())))
     })
-    const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
+    const loop: Effect.Effect<MemoryHold> = Effect.flatMap(turn, () => {
       if (origin.timed) roll(chain, now())
       const blocker = holdsBack(waiter)
       const from = nodeOfLine(waiter)
@@ -364,7 +371,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
     return Effect.onInterrupt(loop, () => Effect.sync(() => leave(waiter, nodeOfLine(waiter))))
   })
 
-const child = (parent: Node, settings: BudgetSettings) =>
+const child = (parent: Node, settings: Settings) =>
   Effect.withFiber((fiber) => {
     const now = timeOf(fiber)
     const tree = parent.tree
@@ -388,15 +395,14 @@ const child = (parent: Node, settings: BudgetSettings) =>
     return Effect.as(Effect.addFinalizer(() => done), storeOf(used))
   })
 
-/** The store for one budget of a tree. */
-const storeOf = (origin: Node): MemoryStore => ({
+/** One budget of a tree, as the service sees it. */
+const storeOf = (origin: Node): StoreBudget => ({
   path: origin.path,
   record: (tokens, nanos) => record(origin, tokens, nanos),
   reserve: (tokens, nanos, wait) => wait ? reserveWaiting(origin, tokens, nanos) : reserveNow(origin, tokens, nanos),
-  releaseOnClose: (reservation) => reservation.release,
   snapshot: Effect.withFiber((fiber) => {
     if (origin.timed) roll(origin.chain, timeOf(fiber))
-    return Effect.succeed(snapshotOf(origin))
+    return Effect.succeed(countersOf(origin))
   }),
   reset: Effect.withFiber((fiber) => {
     restart(origin, timeOf(fiber))

@@ -1,8 +1,9 @@
 import { Effect } from "effect"
 import type { Context, Scope } from "effect"
-import type { Snapshot } from "../../Budget.ts"
 import type { BudgetUnavailable } from "../../BudgetError.ts"
+import type { Counters } from "../../BudgetStore.ts"
 import { registerMetrics } from "../metrics.ts"
+import { snapshotOf } from "../snapshot.ts"
 
 /*
  * The metrics of budgets kept in Redis, as this process reports them: the
@@ -21,7 +22,7 @@ export interface Watched {
   committed: number
   released: number
   exceeded: number
-  snapshot: Snapshot | undefined
+  counters: Counters | undefined
   takenAt: number
   refreshing: boolean
   users: number
@@ -48,11 +49,11 @@ export const count = (
   }
 }
 
-/** Keeps `snapshot`'s answer for the gauges of its budget, if watched. */
-export const observed = (watching: Watching, snapshot: Snapshot): void => {
-  const watched = watching.get(snapshot.path)
+/** Keeps a snapshot's counters for the gauges of its budget, if watched. */
+export const observed = (watching: Watching, path: string, counters: Counters): void => {
+  const watched = watching.get(path)
   if (watched === undefined) return
-  watched.snapshot = snapshot
+  watched.counters = counters
   watched.takenAt = Date.now()
 }
 
@@ -64,7 +65,7 @@ export const watch = (
   watching: Watching,
   path: string,
   caps: { readonly tokenCap: number; readonly nanoCap: number },
-  snapshot: Effect.Effect<Snapshot, BudgetUnavailable>,
+  snapshot: Effect.Effect<Counters, BudgetUnavailable>,
   context: Context.Context<never>
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.acquireRelease(
@@ -75,7 +76,7 @@ export const watch = (
           committed: 0,
           released: 0,
           exceeded: 0,
-          snapshot: undefined,
+          counters: undefined,
           takenAt: 0,
           refreshing: false,
           users: 0,
@@ -92,7 +93,7 @@ export const watch = (
               }))
             ))
           }
-          return created.snapshot
+          return created.counters === undefined ? undefined : snapshotOf(path, created.counters)
         }
         created.unregister = registerMetrics({ path, snapshot: latest, counts: created }, caps, context)
         watching.set(path, created)

@@ -1,19 +1,17 @@
 import { Cron, Effect, Exit, Queue, Schedule, Stream } from "effect"
-import type { Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import type { Reservation, Settlement, Snapshot } from "../../Budget.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
-import { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../../BudgetError.ts"
+import type { BudgetExceeded } from "../../BudgetError.ts"
+import { BudgetUnavailable } from "../../BudgetError.ts"
+import type { BudgetStore, Charge, Counters, Hold, Settled, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
-import type { Usage } from "../../Usage.ts"
-import { commitActual } from "../actual.ts"
+import { exceeded as refused } from "../refusal.ts"
 import { deadline } from "./deadline.ts"
 import * as Batch from "./batch.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
-import type { BudgetSettings } from "../options.ts"
+import type { Settings } from "../../BudgetStore.ts"
 import * as Scripts from "./scripts.ts"
-import type { BudgetStore } from "../store.ts"
 
 /*
  * Budgets kept in Redis, shared by every process that reaches them. Each
@@ -68,15 +66,15 @@ interface Level {
 // of a commit whose reply was lost finds it.
 const keepMillis = (options: RedisOptions) => Math.max(60_000, options.leaseMillis * 10)
 
-const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
+const released: Settled = { committed: false, tokens: 0, nanos: 0, tokensOverage: 0, nanosOverage: 0 }
 
-const settlementOf = (result: Scripts.SettlementResult): Settlement =>
+const settledOf = (result: Scripts.SettlementResult): Settled =>
   result[0] === "r" ? released : {
-    _tag: "Committed",
+    committed: true,
     tokens: Number(result[1]),
-    usd: usdFromNanos(Number(result[2])),
+    nanos: Number(result[2]),
     tokensOverage: Number(result[3]),
-    usdOverage: usdFromNanos(Number(result[4]))
+    nanosOverage: Number(result[4])
   }
 
 const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
@@ -94,12 +92,10 @@ const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.Redis
 const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O) =>
   tree.batcher.run(operation, level.unavailable)
 
-export class RedisHold implements Reservation {
-  readonly usd: number
-  private settlement: Settlement | undefined = undefined
-  /** The actual of a commit that has not had its reply: the scope settles it, not releases it. */
-  private pending: { readonly tokens: number; readonly nanos: number; readonly estimated: boolean } | undefined =
-    undefined
+/** A hold in Redis: a lease, renewed by this process until settled. */
+class RedisHold implements Hold {
+  /** Settled in a reply this process had: no round trip is needed to know it. */
+  private settlement: Settled | undefined = undefined
   constructor(
     readonly tree: Tree,
     /** The budget it was taken on. */
@@ -108,59 +104,33 @@ export class RedisHold implements Reservation {
     readonly keys: ReadonlyArray<string>,
     /** The path of every level of its chain, likewise. */
     readonly paths: ReadonlyArray<string>,
-    readonly id: string,
-    readonly tokens: number,
-    readonly nanos: number
-  ) {
-    this.usd = usdFromNanos(nanos)
-  }
+    readonly id: string
+  ) {}
 
-  commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
-    return commitActual(this, actual)
-  }
-
-  /**
-   * What a closing scope does: nothing if settled; retry a commit whose reply
-   * never came (usage that happened is not dropped); otherwise release. If
-   * Redis still cannot be reached, the lease runs out instead.
-   */
-  get close(): Effect.Effect<void> {
-    return Effect.suspend(() => {
-      if (this.settlement !== undefined) return Effect.void
-      const pending = this.pending
-      return Effect.ignore(
-        pending === undefined ? this.release : this.charge(pending.tokens, pending.nanos, pending.estimated)
-      ).pipe(Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id))))
-    })
-  }
-
-  get release(): Effect.Effect<Settlement, BudgetUnavailable> {
-    return Effect.suspend(() =>
-      this.settlement !== undefined
-        ? Effect.succeed(this.settlement)
-        : this.settle({ _tag: "Release", chain: this.keys, id: this.id })
-    )
-  }
-
-  // Remembered when it runs, not when it is built: only a commit sent for
-  // real turns the scope's release into a retried commit.
-  charge(tokens: number, nanos: number, estimated: boolean): Effect.Effect<Settlement, BudgetUnavailable> {
+  settle(charge: Charge | undefined): Effect.Effect<Settled, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
-      this.pending ??= { tokens, nanos, estimated }
-      return this.settle({ _tag: "Commit", chain: this.keys, id: this.id, tokens, nanos, estimated })
+      const operation: Batch.Operation = charge === undefined
+        ? { _tag: "Release", chain: this.keys, id: this.id }
+        : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
+      return Effect.map(send(this.tree, this.origin, operation), (result) => {
+        if (this.settlement === undefined) {
+          this.settlement = settledOf(result as Scripts.SettlementResult)
+          count(this.tree.watching, this.paths, this.settlement.committed ? "committed" : "released")
+        }
+        this.tree.live.delete(this.id)
+        return this.settlement
+      })
     })
   }
 
-  private settle(operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }>): Effect.Effect<Settlement, BudgetUnavailable> {
-    return Effect.map(send(this.tree, this.origin, operation), (result) => {
-      if (this.settlement === undefined) {
-        this.settlement = settlementOf(result)
-        count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
-      }
-      this.tree.live.delete(this.id)
-      return this.settlement
-    })
+  /** If Redis still cannot be reached, the lease runs out instead. */
+  close(charge: Charge | undefined): Effect.Effect<void> {
+    return Effect.suspend(() =>
+      this.settlement !== undefined ? Effect.void : Effect.ignore(this.settle(charge)).pipe(
+        Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id)))
+      )
+    )
   }
 }
 
@@ -174,15 +144,8 @@ const exceeded = (
   const [, axis, taken, cap, level] = refusal
   const budget = chain[Number(level) - 1]!.path
   count(tree.watching, [budget], "exceeded")
-  return axis === "tokens"
-    ? new BudgetExceeded({ budget, axis, requested: tokens, attempted: Number(taken) + tokens, cap: Number(cap) })
-    : new BudgetExceeded({
-      budget,
-      axis,
-      requested: usdFromNanos(nanos),
-      attempted: usdFromNanos(Number(taken) + nanos),
-      cap: usdFromNanos(Number(cap))
-    })
+  const requested = axis === "tokens" ? tokens : nanos
+  return refused({ budget, axis, requested, attempted: Number(taken) + requested, cap: Number(cap) })
 }
 
 const capArg = (cap: number) => cap === Infinity ? -1 : cap
@@ -233,12 +196,12 @@ const idsOfProcess = (): () => string => {
 }
 
 /** The store of a budget tree kept in Redis; its root is described by `settings`. */
-export const make = (
-  settings: BudgetSettings,
-  options: RedisOptions
-): Effect.Effect<BudgetStore<RedisHold>, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
+/** The Redis store: `open` reaches a tree's root, shared by every process that opens it. */
+export const make = (options: RedisOptions): Effect.Effect<BudgetStore["Service"], never, Redis.Redis> =>
+  Effect.map(Redis.Redis, (redis) => ({ open: (settings: Settings) => open(redis, settings, options) }))
+
+const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisOptions) =>
   Effect.gen(function*() {
-    const redis = yield* Redis.Redis
     const key = `${options.prefix}{${encodeURIComponent(settings.name)}}`
     const tree: Tree = {
       key,
@@ -278,7 +241,7 @@ export const make = (
   })
 
 /** The store of the budget at the head of `chain`, with its metrics if it asks for them. */
-const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: BudgetSettings) =>
+const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
     const store = storeOf(tree, chain)
     if (settings.metrics) {
@@ -317,7 +280,7 @@ const turn = (tree: Tree, ticket: string, millis: number): Effect.Effect<void> =
 /** Leases and registrations are renewed three times a lease. */
 const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3)))
 
-const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: BudgetSettings) =>
+const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
     const chain = [{ path, key: `${tree.key}:n:${path}`, unavailable: unavailable(path) }, ...parent]
@@ -414,7 +377,7 @@ const eventOf = (e: Record<string, string>): BudgetEvent => {
   }
 }
 
-const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold> => {
+const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   const { path } = chain[0]!
   const keys = chain.map((level) => level.key)
   const paths = chain.map((level) => level.path)
@@ -435,7 +398,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
     Effect.suspend(() => {
       const id = tree.nextId()
       return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
-        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
+        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id))
         tree.live.delete(id)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
@@ -459,7 +422,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
           (result) => {
             if (result[0] === "ok") {
               forget()
-              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
+              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id))
             }
             tree.live.delete(id)
             if (result[0] === "x") {
@@ -494,32 +457,17 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): BudgetStore<RedisHold
         )
       ),
     reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
-    releaseOnClose: (reservation) => reservation.close,
     snapshot: call(redis.eval(Scripts.snapshot)(keys, tree.key)).pipe(
-      Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Snapshot => {
-        const tokenCap = Number(tc) < 0 ? Infinity : Number(tc)
-        const nanoCap = Number(nc) < 0 ? Infinity : Number(nc)
-        const [tokensUsed, nanosUsed, tokensReserved, nanosReserved] = [tu, nu, tr, nr].map(Number) as [
-          number,
-          number,
-          number,
-          number
-        ]
-        return {
-          name: path.slice(path.lastIndexOf("/") + 1),
-          path,
-          tokensUsed,
-          usdUsed: usdFromNanos(nanosUsed),
-          tokensReserved,
-          usdReserved: usdFromNanos(nanosReserved),
-          tokenCap,
-          usdCap: usdFromNanos(nanoCap),
-          tokensRemaining: Math.max(0, tokenCap - tokensUsed - tokensReserved),
-          usdRemaining: usdFromNanos(Math.max(0, nanoCap - nanosUsed - nanosReserved)),
-          windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
-        }
-      }),
-      Effect.tap((snapshot) => Effect.sync(() => observed(tree.watching, snapshot)))
+      Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Counters => ({
+        tokensUsed: Number(tu),
+        nanosUsed: Number(nu),
+        tokensReserved: Number(tr),
+        nanosReserved: Number(nr),
+        tokenCap: Number(tc) < 0 ? Infinity : Number(tc),
+        nanoCap: Number(nc) < 0 ? Infinity : Number(nc),
+        windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
+      })),
+      Effect.tap((counters) => Effect.sync(() => observed(tree.watching, path, counters)))
     ),
     reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),

@@ -1,0 +1,188 @@
+/**
+ * The seam between the `Budget` service and where budgets are kept: what a
+ * store must do, the in-memory store, and what a new store builds on. The
+ * `Budget` service owns validation, dollars, reservations and settlements;
+ * a store only checks limits and applies changes atomically, in whole
+ * tokens and nano-dollars. A new store passes the contract suite of
+ * `effect-token-budget/testing`.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ */
+import { Context, Layer } from "effect"
+import type { Cron, Effect, Scope, Stream } from "effect"
+import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+import type { BudgetEvent } from "./BudgetEvent.ts"
+import * as MemoryStore from "./internal/memory/store.ts"
+import { exceeded as exceededOf, type Refusal } from "./internal/refusal.ts"
+
+/**
+ * A budget's options, validated, in the units stores count in: tokens and
+ * whole nano-dollars, `Infinity` for an axis without a cap.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface Settings {
+  readonly name: string
+  readonly tokenCap: number
+  readonly nanoCap: number
+  /** The window's length in milliseconds, or its cron schedule. */
+  readonly window: number | Cron.Cron | undefined
+  /** Fractions of a cap, ascending, each in (0, 1]. */
+  readonly thresholds: ReadonlyArray<number>
+  readonly metrics: boolean
+}
+
+/**
+ * A budget's counters as a store keeps them, dollars in nano-dollars.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface Counters {
+  readonly tokensUsed: number
+  readonly nanosUsed: number
+  readonly tokensReserved: number
+  readonly nanosReserved: number
+  readonly tokenCap: number
+  readonly nanoCap: number
+  /** When the current window ends, in epoch milliseconds; undefined without a window. */
+  readonly windowEndsAt: number | undefined
+}
+
+/**
+ * What a commit charges: `estimated` when the caller gave no actual usage,
+ * so the amounts held are charged.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface Charge {
+  readonly tokens: number
+  readonly nanos: number
+  readonly estimated: boolean
+}
+
+/**
+ * How a store settled a hold: charged (`committed`), with the part of the
+ * charge that went past a cap, or given back.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface Settled {
+  readonly committed: boolean
+  readonly tokens: number
+  readonly nanos: number
+  readonly tokensOverage: number
+  readonly nanosOverage: number
+}
+
+/**
+ * A hold as a store keeps it: opaque to the service, which wraps it in a
+ * `Reservation`.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface Hold {
+  /**
+   * Charges `charge`, or gives the hold back when it is undefined. The
+   * first settlement wins, however often or late this is retried; later
+   * calls return it.
+   */
+  readonly settle: (charge: Charge | undefined) => Effect.Effect<Settled, BudgetUnavailable>
+  /**
+   * What a closing scope does with a hold its caller left unsettled: the
+   * same settlement, and if the store cannot reach its state, lets the
+   * hold lapse (a remote store's lease). Never fails.
+   */
+  readonly close: (charge: Charge | undefined) => Effect.Effect<void>
+}
+
+/**
+ * One budget of a tree, as a store keeps it. A charge applies to the budget
+ * and every ancestor in one atomic step, or to none.
+ *
+ * A store's `reserve` runs inside `acquireRelease`'s uninterruptible
+ * acquire: it may make only its waiting interruptible, so a hold it takes
+ * always reaches the caller, who registers its release.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreBudget {
+  /** Where the budget sits in its tree: `root/tenant-a/agent-7`. */
+  readonly path: string
+  readonly record: (tokens: number, nanos: number) => Effect.Effect<void, BudgetExceeded | BudgetUnavailable>
+  readonly reserve: (
+    tokens: number,
+    nanos: number,
+    wait: boolean
+  ) => Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable>
+  readonly snapshot: Effect.Effect<Counters, BudgetUnavailable>
+  readonly reset: Effect.Effect<void, BudgetUnavailable>
+  /** The child of that name, made or met again with these settings, kept while the scope lasts. */
+  readonly child: (settings: Settings) => Effect.Effect<StoreBudget, InvalidUsage | BudgetUnavailable, Scope.Scope>
+  /** Events of this budget and every budget below it. */
+  readonly events: Stream.Stream<BudgetEvent>
+}
+
+/**
+ * Where budgets are kept. `open` reaches the root budget of that name, made
+ * or met again with these settings, for as long as the scope lasts.
+ *
+ * @example
+ * ```ts
+ * import { Budget, BudgetStore } from "effect-token-budget"
+ * import { Layer } from "effect"
+ *
+ * // what `Budget.layer` does: a budget over the in-memory store
+ * const BudgetLive = Budget.layerFromStore({ usdCap: 10 }).pipe(Layer.provide(BudgetStore.layerMemory))
+ * ```
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category services
+ */
+export class BudgetStore extends Context.Service<BudgetStore, {
+  readonly open: (settings: Settings) => Effect.Effect<StoreBudget, InvalidUsage | BudgetUnavailable, Scope.Scope>
+}>()("effect-token-budget/BudgetStore") {}
+
+/**
+ * Budgets in this process's memory: every operation one synchronous step.
+ * Roots of the same name share their counters for as long as the layer
+ * lasts.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerMemory: Layer.Layer<BudgetStore> = Layer.effect(BudgetStore, MemoryStore.make)
+
+/**
+ * A refusal, in a store's units (tokens, or nano-dollars on the `usd`
+ * axis), as the `BudgetExceeded` the caller sees: every store refuses
+ * through this.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category constructors
+ */
+export const exceeded: (refusal: Refusal) => BudgetExceeded = exceededOf
+
+/**
+ * A refusal in a store's units: tokens, or nano-dollars on the `usd` axis.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category models
+ */
+export type { Refusal }

@@ -1,0 +1,153 @@
+/**
+ * Budgets kept in Redis, shared by every process that reaches them: a
+ * `BudgetStore` over the `Redis` service of `effect/persistence/Redis`
+ * (provide a driver, such as `NodeRedis.layer` from `@effect/platform-node`).
+ * Every operation is one script round trip on Redis's clock; holds are
+ * leases, renewed while their scope is open.
+ *
+ * @since 0.2.0
+ */
+import { Config, Effect, Layer, Option } from "effect"
+import type { Duration, Scope } from "effect"
+import type * as Redis from "effect/persistence/Redis"
+import { Budget } from "./Budget.ts"
+import type { BudgetOptions, BudgetService } from "./Budget.ts"
+import type { BudgetUnavailable } from "./BudgetError.ts"
+import { InvalidUsage } from "./BudgetError.ts"
+import { BudgetStore } from "./BudgetStore.ts"
+import { defaultConfig, millisOf } from "./internal/options.ts"
+import * as RedisStore from "./internal/redis/store.ts"
+
+/**
+ * Where a Redis store keeps its keys, and how it treats holds and round
+ * trips. Separate from a budget's own options: one store keeps many
+ * budgets.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreOptions {
+  /** Prefix of every key; defaults to `"budget:"`. */
+  readonly prefix?: string | undefined
+  /** A hold's lease, renewed three times a lease while its scope is open; defaults to 30 seconds. */
+  readonly leaseTtl?: Duration.Input | undefined
+  /** How long one round trip may take before it fails with `BudgetUnavailable`; defaults to 5 seconds. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+/**
+ * Makes a Redis `BudgetStore`; fails with `InvalidUsage` when an option is
+ * not usable.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeStore = (
+  options: StoreOptions = {}
+): Effect.Effect<BudgetStore["Service"], InvalidUsage, Redis.Redis> =>
+  Effect.suspend(() => {
+    const leaseMillis = millisOf("leaseTtl", options.leaseTtl ?? "30 seconds")
+    const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
+    if (leaseMillis instanceof InvalidUsage) return Effect.fail(leaseMillis)
+    if (timeoutMillis instanceof InvalidUsage) return Effect.fail(timeoutMillis)
+    return RedisStore.make({ prefix: options.prefix ?? "budget:", leaseMillis, timeoutMillis })
+  })
+
+/**
+ * Makes the budget of that name kept in Redis, for as long as the scope
+ * lasts: every process that makes it with the same prefix shares it.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (
+  options: BudgetOptions,
+  storeOptions: StoreOptions = {}
+): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Redis.Redis | Scope.Scope> =>
+  Budget.makeFromStore(options).pipe(Effect.provideServiceEffect(BudgetStore, makeStore(storeOptions)))
+
+/**
+ * A Redis `BudgetStore`, for `Budget.layerFromStore` and for every child
+ * and root budget opened on it.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { RedisBudget } from "effect-token-budget/redis"
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const Store = RedisBudget.layerStore({ prefix: "llm:" }).pipe(
+ *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" }))
+ * )
+ * const Org = Budget.layerFromStore({ name: "org", usdCap: 100 }).pipe(Layer.provide(Store))
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStore = (options: StoreOptions = {}): Layer.Layer<BudgetStore, InvalidUsage, Redis.Redis> =>
+  Layer.effect(BudgetStore, makeStore(options))
+
+/**
+ * A budget kept in Redis, shared by every process that opens the same name
+ * with the same prefix.
+ *
+ * @example
+ * ```ts
+ * import { RedisBudget } from "effect-token-budget/redis"
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { Layer } from "effect"
+ *
+ * const Shared = RedisBudget.layer({ name: "org", usdCap: 100 }).pipe(
+ *   Layer.provide(NodeRedis.layer({ url: "redis://127.0.0.1:6379" }))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (
+  options: BudgetOptions,
+  storeOptions: StoreOptions = {}
+): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> =>
+  Budget.layerFromStore(options).pipe(Layer.provide(layerStore(storeOptions)))
+
+const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
+  config.pipe(Config.option, Config.map(Option.getOrUndefined))
+
+const defaultStoreConfig: Config.Wrap<StoreOptions> = {
+  prefix: optional(Config.String("BUDGET_REDIS_PREFIX")),
+  leaseTtl: optional(Config.Duration("BUDGET_REDIS_LEASE_TTL")),
+  timeout: optional(Config.Duration("BUDGET_REDIS_TIMEOUT"))
+}
+
+/**
+ * A budget kept in Redis whose options come from `Config`: by default the
+ * budget's from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and `BUDGET_USD_CAP`, the
+ * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL` and
+ * `BUDGET_REDIS_TIMEOUT`, each optional. The connection comes from the
+ * `Redis` layer (`NodeRedis.layerConfig` reads it from `Config` too).
+ *
+ * @example
+ * ```ts
+ * import { RedisBudget } from "effect-token-budget/redis"
+ * import { NodeRedis } from "@effect/platform-node"
+ * import { Config, Layer } from "effect"
+ *
+ * const Shared = RedisBudget.layerConfig().pipe(
+ *   Layer.provide(NodeRedis.layerConfig({ url: Config.String("REDIS_URL") }))
+ * )
+ * ```
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  options: Config.Wrap<BudgetOptions> = defaultConfig,
+  storeOptions: Config.Wrap<StoreOptions> = defaultStoreConfig
+): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable | Config.ConfigError, Redis.Redis> =>
+  Layer.unwrap(Effect.map(
+    Effect.all([Config.unwrap(options), Config.unwrap(storeOptions)]),
+    ([budget, store]) => layer(budget, store)
+  ))

@@ -1,0 +1,70 @@
+import { Context, Effect, References, Tracer } from "effect"
+import { Budget, type ReserveOptions } from "../Budget.ts"
+import type { BudgetService } from "../Budget.ts"
+import type { BudgetExceeded, BudgetUnavailable } from "../BudgetError.ts"
+import { InvalidUsage } from "../BudgetError.ts"
+import type { StoreBudget } from "../BudgetStore.ts"
+import { usageError, usdToNanos } from "../Usage.ts"
+import type { Usage } from "../Usage.ts"
+import { settingsOf } from "./options.ts"
+import { Held } from "./reservation.ts"
+import { snapshotOf } from "./snapshot.ts"
+
+/*
+ * The `Budget` service over one budget of any store. Everything every store
+ * must do alike lives here, once: validating amounts and options, dollars
+ * to nano-dollars and back, reservations and their scopes, spans. A store
+ * only checks limits and applies changes.
+ */
+
+const closeHeld = (held: Held) => held.close
+
+export const serviceOf = (store: StoreBudget): BudgetService => {
+  const acquire = (
+    usage: Usage,
+    options: ReserveOptions | undefined
+  ): Effect.Effect<Held, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
+    const invalid = usageError(usage, "usage")
+    if (invalid !== undefined) return Effect.fail(invalid)
+    const wait = options?.onExceeded === "wait"
+    const tokens = usage.tokens ?? 0
+    const nanos = usdToNanos(usage.usd ?? 0)
+    const held = Effect.map(store.reserve(tokens, nanos, wait), (hold) => new Held(hold, tokens, nanos))
+    // A span only inside a traced operation: untraced code pays one check.
+    return Effect.withFiber((fiber) =>
+      Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined && fiber.getRef(References.TracerEnabled)
+        ? Effect.withSpan(held, "Budget.reserve", {
+          attributes: {
+            "budget.path": store.path,
+            "budget.tokens": tokens,
+            "budget.usd": usage.usd ?? 0,
+            "budget.on_exceeded": wait ? "wait" : "fail"
+          }
+        })
+        : held
+    )
+  }
+  const path = store.path
+  return Budget.of({
+    name: path.slice(path.lastIndexOf("/") + 1),
+    path,
+    record: (usage) => {
+      const invalid = usageError(usage, "usage")
+      if (invalid !== undefined) return Effect.fail(invalid)
+      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
+    },
+    reserve: (usage, options) => Effect.acquireRelease(acquire(usage, options), closeHeld),
+    withReservation: (usage, use, options) => Effect.acquireUseRelease(acquire(usage, options), use, closeHeld),
+    snapshot: Effect.map(store.snapshot, (counters) => snapshotOf(path, counters)),
+    reset: store.reset,
+    child: (name, options = {}) =>
+      Effect.suspend(() => {
+        const settings = settingsOf({ ...options, name }, name)
+        if (settings instanceof InvalidUsage) return Effect.fail(settings)
+        return Effect.map(store.child(settings), serviceOf)
+      }),
+    get events() {
+      return store.events
+    }
+  })
+}
