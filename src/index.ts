@@ -9,5 +9,7 @@ export type { BudgetOptions, BudgetService, RedisBudgetOptions, Reservation, Res
 export type * from "./BudgetEvent.ts"
 export { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
 export type { Axis } from "./BudgetError.ts"
+export * as Pricing from "./Pricing.ts"
+export * as TokenEstimate from "./TokenEstimate.ts"
 export { maxUsd, nanosPerUsd, usdFromNanos, usdToNanos } from "./Usage.ts"
 export type { Usage } from "./Usage.ts"
