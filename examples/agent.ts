@@ -19,7 +19,7 @@ import { LanguageModel, Model, Prompt } from "effect/ai"
 import type { Response } from "effect/ai"
 import { realpathSync } from "node:fs"
 import { pathToFileURL } from "node:url"
-import { Budget, BudgetedLanguageModel } from "../src/index.ts"
+import { Budget, BudgetedLanguageModel, Pricing } from "../src/index.ts"
 import type { Snapshot } from "../src/index.ts"
 
 // --- the team ---------------------------------------------------------------
@@ -268,7 +268,7 @@ export const run = (options: { readonly quiet?: boolean | undefined } = {}) => {
   const Scripted = Model.make("scripted", modelName, Layer.effect(LanguageModel.LanguageModel, Effect.flatten(scriptedProvider)))
   // The one change to an existing effect/ai program: wrap its model.
   const Budgeted = BudgetedLanguageModel.layer({
-    price: BudgetedLanguageModel.perMillionTokens(prices),
+    price: Pricing.perMillionTokens(prices),
     maxOutputTokens: 600
   }).pipe(Layer.provide(Scripted))
   return Effect.gen(function*() {

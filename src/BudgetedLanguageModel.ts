@@ -1,8 +1,9 @@
 /**
  * Budgets around `effect/ai`'s `LanguageModel`: a layer that wraps the
  * `LanguageModel` in context so that every `generateText`, `generateObject`
- * and `streamText` call holds an estimate before it starts and is settled
- * with the usage the provider reports, priced by a function of yours.
+ * and `streamText` call holds an estimate before it starts (see
+ * `TokenEstimate`) and is settled with the usage the provider reports,
+ * priced by a function of yours (see `Pricing`).
  *
  * @since 0.1.0
  */
@@ -13,41 +14,12 @@ import { Budget } from "./Budget.ts"
 import type { BudgetService, Reservation, Settlement } from "./Budget.ts"
 import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
-import { nanosOf, pricesTableOf, usdOfNanos } from "./internal/priceTable.ts"
-import { maxUsd } from "./Usage.ts"
+import { priceUsage, usdError } from "./internal/pricing.ts"
+import { reportedInput, reportedOutput, usageOf } from "./internal/responseUsage.ts"
+import type { PriceFunction } from "./Pricing.ts"
+import { defaultMaxOutputTokens, estimateInputTokens } from "./TokenEstimate.ts"
 
 // --- models -----------------------------------------------------------------
-
-/**
- * Prices one call in US dollars from the usage the provider reported and the
- * model's name (from the response, else `Model.ModelName` in context, else the
- * layer's `model` option; `undefined` when none names it). Must return a
- * number from 0 to `maxUsd`.
- *
- * @since 0.1.0
- * @category models
- */
-export type PriceFunction = (usage: Response.Usage, model: string | undefined) => number
-
-/**
- * A model's prices in US dollars per million tokens. Cache reads and writes
- * default to the input price, reasoning to the output price.
- *
- * @since 0.1.0
- * @category models
- */
-export interface TokenPrices {
-  /** Uncached input (prompt) tokens. */
-  readonly input: number
-  /** Output tokens: the answer's text, and its reasoning unless `reasoning` is set. */
-  readonly output: number
-  /** Input tokens read from the provider's prompt cache. */
-  readonly cacheRead?: number | undefined
-  /** Input tokens written to the provider's prompt cache. */
-  readonly cacheWrite?: number | undefined
-  /** Reasoning (thinking) output tokens. */
-  readonly reasoning?: number | undefined
-}
 
 /**
  * Options of `layer`. Every option has a default: with none, calls are held
@@ -58,8 +30,9 @@ export interface TokenPrices {
  */
 export interface Options {
   /**
-   * Prices a call: a `PriceFunction`, or the checked one `perMillionTokens`
-   * builds. Left out, calls cost $0 and only tokens are counted.
+   * Prices a call: a `Pricing.PriceFunction`, or the checked one
+   * `Pricing.perMillionTokens` builds. Left out, calls cost $0 and only
+   * tokens are counted.
    */
   readonly price?: PriceFunction | Effect.Effect<PriceFunction, InvalidUsage> | undefined
   /**
@@ -103,33 +76,6 @@ export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Refere
   { defaultValue: () => ({}) }
 )
 
-/**
- * Output tokens held for a call when neither the call nor the layer sets a
- * limit: a common provider default.
- *
- * @since 0.1.0
- * @category models
- */
-export const defaultMaxOutputTokens = 4096
-
-/**
- * Characters of prompt text counted as one token when no `Tokenizer` is in
- * context: the usual rule of thumb for English text.
- *
- * @since 0.1.0
- * @category models
- */
-export const charsPerToken = 4
-
-/**
- * Tokens added per prompt message when no `Tokenizer` is in context, for the
- * role and framing a provider adds around each message.
- *
- * @since 0.1.0
- * @category models
- */
-export const tokensPerMessage = 4
-
 // --- layers -----------------------------------------------------------------
 
 /**
@@ -146,7 +92,7 @@ export const tokensPerMessage = 4
  *
  * @example
  * ```ts
- * import { Budget, BudgetedLanguageModel } from "effect-token-budget"
+ * import { Budget, BudgetedLanguageModel, Pricing } from "effect-token-budget"
  * import { Effect, Layer, Stream } from "effect"
  * import { LanguageModel } from "effect/ai"
  *
@@ -157,7 +103,7 @@ export const tokensPerMessage = 4
  * }))
  *
  * const Model = BudgetedLanguageModel.layer({
- *   price: BudgetedLanguageModel.perMillionTokens({ "*": { input: 0.25, output: 2 } }),
+ *   price: Pricing.perMillionTokens({ "*": { input: 0.25, output: 2 } }),
  *   maxOutputTokens: 1000
  * }).pipe(Layer.provide(Provider), Layer.provide(Budget.layer({ usdCap: 5 })))
  * ```
@@ -279,46 +225,6 @@ export const unwrapBudgetExceeded = <A, E, R>(self: Effect.Effect<A, E, R>): Eff
   Effect.catchIf(self, (error) => budgetExceededOf(error) !== undefined, (error) =>
     Effect.fail(budgetExceededOf(error)!))
 
-// --- pricing ----------------------------------------------------------------
-
-/**
- * Builds a `PriceFunction` from prices per million tokens, keyed by model
- * name. A model takes the prices of its exact name, else of the longest key
- * its name starts with (`"gpt-5-mini"` prices `"gpt-5-mini-2025-08-07"`),
- * else of `"*"`; a model none of these match is priced at the highest price
- * of each kind in the table, so it is never under-charged. Fails with
- * `InvalidUsage` when a price is not a usable number. No prices ship with
- * this library: copy your provider's.
- *
- * Uncached input is priced at `input`, cache reads at `cacheRead`, cache
- * writes at `cacheWrite`; output text at `output` and reasoning at
- * `reasoning`. When the provider gives only totals, input counts as uncached
- * and output as text.
- *
- * @example
- * ```ts
- * import { BudgetedLanguageModel } from "effect-token-budget"
- *
- * const price = BudgetedLanguageModel.perMillionTokens({
- *   "small-model": { input: 0.25, cacheRead: 0.025, output: 2 },
- *   "large-model": { input: 3, cacheRead: 0.3, cacheWrite: 3.75, output: 15 }
- * })
- * ```
- *
- * @since 0.1.0
- * @category constructors
- */
-export const perMillionTokens = (
-  prices: Readonly<Record<string, TokenPrices>>
-): Effect.Effect<PriceFunction, InvalidUsage> =>
-  Effect.suspend(() => {
-    const table = pricesTableOf(prices)
-    if (table instanceof InvalidUsage) return Effect.fail(table)
-    return Effect.succeed((usage: Response.Usage, model: string | undefined) =>
-      usdOfNanos(nanosOf(usage, table.lookup(model)))
-    )
-  })
-
 // --- validation -------------------------------------------------------------
 
 interface Settings {
@@ -332,11 +238,6 @@ const tokensError = (field: string, value: unknown): InvalidUsage | undefined =>
   value === undefined || (Number.isSafeInteger(value) && (value as number) >= 0)
     ? undefined
     : new InvalidUsage({ field, value, reason: "must be a whole number of tokens, 0 or more" })
-
-const usdError = (field: string, value: unknown): InvalidUsage | undefined =>
-  value === undefined || (typeof value === "number" && value >= 0 && value <= maxUsd)
-    ? undefined
-    : new InvalidUsage({ field, value, reason: `must be a dollar amount from 0 to ${maxUsd}` })
 
 const onExceededError = (field: string, value: unknown): InvalidUsage | undefined =>
   value === undefined || value === "fail" || value === "wait"
@@ -360,7 +261,7 @@ const settingsOf = Effect.fnUntraced(function*(options: Options) {
     return yield* new InvalidUsage({
       field: "price",
       value: price,
-      reason: "must be a function (usage, model) => usd, or BudgetedLanguageModel.perMillionTokens({...})"
+      reason: "must be a function (usage, model) => usd, or Pricing.perMillionTokens({...})"
     })
   }
   return {
@@ -384,77 +285,7 @@ const callOptionsError = (options: CallOptions): InvalidUsage | undefined =>
 const definedOnly = (options: CallOptions): CallOptions =>
   Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
 
-// --- estimates --------------------------------------------------------------
-
-/** The length of `value` as JSON: what a provider sends of tool arguments and results. */
-const jsonLength = (value: unknown): number => {
-  try {
-    return JSON.stringify(value)?.length ?? 0
-  } catch {
-    return 0
-  }
-}
-
-const charsOfPart = (part: Prompt.Part): number => {
-  switch (part.type) {
-    case "text":
-    case "reasoning":
-      return part.text.length
-    case "tool-call":
-      return part.name.length + jsonLength(part.params)
-    case "tool-result":
-      return part.modelOutput === undefined
-        ? jsonLength(part.result)
-        : part.modelOutput.reduce((sum, output) => sum + (output.type === "text" ? output.text.length : 0), 0)
-    default:
-      // Files, images and tool approvals are not counted: see docs/ai.md.
-      return 0
-  }
-}
-
-/**
- * Input tokens of `prompt` without a tokenizer: one per `charsPerToken`
- * characters of its text, tool arguments and tool results, rounded up, plus
- * `tokensPerMessage` for each message.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const estimateInputTokens = (prompt: Prompt.Prompt): number => {
-  let chars = 0
-  for (const message of prompt.content) {
-    if (message.role === "system") {
-      chars += message.content.length
-    } else {
-      for (const part of message.content) chars += charsOfPart(part)
-    }
-  }
-  return Math.ceil(chars / charsPerToken) + tokensPerMessage * prompt.content.length
-}
-
-const usageOf = (inputTokens: number, outputTokens: number): Response.Usage =>
-  new Response.Usage({
-    inputTokens: { uncached: inputTokens, total: inputTokens },
-    outputTokens: { total: outputTokens, text: outputTokens }
-  })
-
-// --- reported usage ---------------------------------------------------------
-
-/** Input tokens the provider reported, or `undefined` when it reported none. */
-const reportedInput = (usage: Response.Usage): number | undefined => {
-  const input = usage.inputTokens
-  if (input.total !== undefined) return input.total
-  if (input.uncached === undefined && input.cacheRead === undefined && input.cacheWrite === undefined) return undefined
-  return (input.uncached ?? 0) + (input.cacheRead ?? 0) + (input.cacheWrite ?? 0)
-}
-
-/** Output tokens the provider reported (reasoning included), or `undefined`. */
-const reportedOutput = (usage: Response.Usage): number | undefined => {
-  const output = usage.outputTokens
-  if (output.total !== undefined) return output.total
-  if (output.text === undefined && output.reasoning === undefined) return undefined
-  return (output.text ?? 0) + (output.reasoning ?? 0)
-}
+// --- the response -----------------------------------------------------------
 
 const modelIdOf = (parts: ReadonlyArray<{ readonly type: string }>): string | undefined => {
   for (const part of parts) {
@@ -544,31 +375,7 @@ const holdFailure = (method: Method) =>
 
 const fmtUsd = (usd: number) => `$${usd}`
 
-/** The model a price function was called with, as an error's field names it. */
-const modelArgument = (model: string | undefined) => model === undefined ? "<no model name>" : JSON.stringify(model)
-
 const wrapper = (settings: Settings, layerContext: LayerContext) => {
-  /** Prices `usage`, or fails with why the price function's answer is unusable. */
-  const priceOf = (usage: Response.Usage, model: string | undefined): Effect.Effect<number, InvalidUsage> => {
-    const price = settings.price
-    if (price === undefined) return Effect.succeed(0)
-    return Effect.flatMap(
-      Effect.try({
-        try: () => price(usage, model),
-        catch: (cause) =>
-          new InvalidUsage({
-            field: `price(usage, ${modelArgument(model)})`,
-            value: cause,
-            reason: "threw"
-          })
-      }),
-      (usd) => {
-        const invalid = usdError(`price(usage, ${modelArgument(model)})`, usd)
-        return invalid === undefined ? Effect.succeed(usd) : Effect.fail(invalid)
-      }
-    )
-  }
-
   const countInputTokens = Effect.fnUntraced(function*(prompt: Prompt.Prompt) {
     const tokenizer = Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)) ??
       layerContext.tokenizer
@@ -593,7 +400,8 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     const outputTokens = callOptions.maxOutputTokens ?? settings.maxOutputTokens
     const model = Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? layerContext.model
     // A price function that fails on the estimate is a bug in it: a defect.
-    const usd = callOptions.usd ?? (yield* Effect.orDie(priceOf(usageOf(inputTokens, outputTokens), model)))
+    const usd = callOptions.usd ??
+      (yield* Effect.orDie(priceUsage(settings.price, usageOf(inputTokens, outputTokens), model)))
     const span = yield* Effect.withFiber((fiber) => {
       const parent = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
       return Effect.succeed(parent !== undefined && parent._tag === "Span" ? parent : undefined)
@@ -668,7 +476,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
         inputTokens: input === undefined ? { uncached: call.inputTokens, total: call.inputTokens } : usage!.inputTokens,
         outputTokens: output === undefined ? { total: call.outputTokens, text: call.outputTokens } : usage!.outputTokens
       })
-      const usd = yield* priceOf(complete, model).pipe(
+      const usd = yield* priceUsage(settings.price, complete, model).pipe(
         Effect.catch((error) =>
           Effect.as(
             Effect.logError(`${error.message}; charged the estimate of ${fmtUsd(call.usd)} instead`),

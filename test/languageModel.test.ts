@@ -1,12 +1,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
-import { AiError, LanguageModel, Model, Prompt, Response, Tokenizer, Tool, Toolkit } from "effect/ai"
+import { AiError, LanguageModel, Model, Prompt, Tokenizer, Tool, Toolkit } from "effect/ai"
 import {
   Budget,
   type BudgetEvent,
   BudgetedLanguageModel,
   type BudgetOptions,
-  type BudgetService
+  type BudgetService,
+  Pricing
 } from "../src/index.ts"
 import { yields } from "./contract.ts"
 import { type Reply, scriptedModel, usage } from "./support/scriptedModel.ts"
@@ -38,7 +39,7 @@ const setup = Effect.fnUntraced(function*(
   const budget = yield* Budget.make({ name: "b", thresholds: [], ...options.budget })
   const provider = yield* scriptedModel(script(budget))
   const model = yield* BudgetedLanguageModel.make({
-    price: BudgetedLanguageModel.perMillionTokens(prices),
+    price: Pricing.perMillionTokens(prices),
     maxOutputTokens: 500,
     ...options.model
   }).pipe(
@@ -126,7 +127,7 @@ describe("BudgetedLanguageModel", () => {
       Effect.gen(function*() {
         const provider = yield* scriptedModel(() => ({ text: "ok", usage: reported }))
         const Team = Budget.layer({ name: "team", tokenCap: 10_000 })
-        const Model = BudgetedLanguageModel.layer({ price: BudgetedLanguageModel.perMillionTokens(prices) }).pipe(
+        const Model = BudgetedLanguageModel.layer({ price: Pricing.perMillionTokens(prices) }).pipe(
           Layer.provide(provider.layer),
           Layer.provide(Team)
         )
@@ -151,7 +152,7 @@ describe("BudgetedLanguageModel", () => {
 
     it.effect("a call is priced as the model the response names, else Model.ModelName, else the layer's model", () =>
       Effect.gen(function*() {
-        const price = BudgetedLanguageModel.perMillionTokens({
+        const price = Pricing.perMillionTokens({
           "cheap": { input: 0.5, output: 0.5 },
           "test-model": { input: 1, output: 4 },
           "big": { input: 20, output: 20 }
@@ -503,45 +504,23 @@ describe("BudgetedLanguageModel", () => {
             Effect.provideService(LanguageModel.LanguageModel, provider.service),
             Effect.provideService(Budget, budget)
           )
-        yield* invalid(BudgetedLanguageModel.perMillionTokens({ "m": { input: -1, output: 2 } }))
-        yield* invalid(BudgetedLanguageModel.perMillionTokens({ "m": { input: 1, output: 2, cacheRead: Number.NaN } }))
-        yield* invalid(BudgetedLanguageModel.perMillionTokens({}))
         yield* invalid(wrap({ maxOutputTokens: -5 }))
         yield* invalid(wrap({ maxOutputTokens: 1.5 }))
         yield* invalid(wrap({ onExceeded: "maybe" as "wait" }))
-        yield* invalid(wrap({ price: 0.002 as unknown as BudgetedLanguageModel.PriceFunction }))
-        yield* invalid(wrap({ price: BudgetedLanguageModel.perMillionTokens({ "m": { input: 1, output: -2 } }) }))
+        yield* invalid(wrap({ price: 0.002 as unknown as Pricing.PriceFunction }))
+        yield* invalid(wrap({ price: Pricing.perMillionTokens({ "m": { input: 1, output: -2 } }) }))
         yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ usd: -0.5 })))
         yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: -1 })))
         assert.deepStrictEqual(messages, [
-          "Invalid prices[\"m\"].input: must be USD per million tokens, a number from 0 to 9007199, got -1",
-          "Invalid prices[\"m\"].cacheRead: must be USD per million tokens, a number from 0 to 9007199, or left out, got NaN",
-          "Invalid prices: must map model names (or \"*\") to prices per million tokens, like { \"*\": { input: 0.25, output: 2 } }, got {}",
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got -5",
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got 1.5",
           "Invalid onExceeded: must be \"fail\" or \"wait\", got \"maybe\" (a string)",
-          "Invalid price: must be a function (usage, model) => usd, or BudgetedLanguageModel.perMillionTokens({...}), got 0.002",
+          "Invalid price: must be a function (usage, model) => usd, or Pricing.perMillionTokens({...}), got 0.002",
           "Invalid prices[\"m\"].output: must be USD per million tokens, a number from 0 to 9007199, got -2",
           "Invalid usd: must be a dollar amount from 0 to 9007199, got -0.5",
           "Invalid inputTokens: must be a whole number of tokens, 0 or more, got -1"
         ])
         assert.strictEqual(provider.calls(), 0)
-      }))
-
-    it.effect("a model is priced by its exact name, its longest prefix, \"*\", or else the highest prices", () =>
-      Effect.gen(function*() {
-        const price = yield* BudgetedLanguageModel.perMillionTokens({
-          "gpt": { input: 1, output: 1 },
-          "gpt-5-mini": { input: 2, output: 2 },
-          "claude": { input: 10, output: 30 }
-        })
-        const withStar = yield* BudgetedLanguageModel.perMillionTokens({ "gpt": { input: 1, output: 1 }, "*": { input: 5, output: 5 } })
-        const u = new Response.Usage({ inputTokens: { total: 1_000_000 }, outputTokens: { total: 1_000_000 } })
-        assert.deepStrictEqual(
-          [price(u, "gpt-5-mini"), price(u, "gpt-5-mini-2025"), price(u, "gpt-4o"), price(u, "llama"), price(u, undefined)],
-          [4, 4, 2, 40, 40]
-        )
-        assert.deepStrictEqual([withStar(u, "gpt-4o"), withStar(u, "llama")], [2, 10])
       }))
   })
 })

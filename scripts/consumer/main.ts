@@ -2,7 +2,7 @@
  * A consumer of the published package, run by scripts/check-package.sh in a
  * fresh project outside the repository, against the packed tarball:
  *
- *   node out/main.js memory    # Budget.layer
+ *   node out/main.js memory    # Budget.layer, and Pricing and TokenEstimate
  *   node out/main.js redis     # RedisBudget.layer over NodeRedis (REDIS_URL or 127.0.0.1:6379)
  *
  * It imports only "effect-token-budget" and its peers, as a user would, and
@@ -10,8 +10,17 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
+import { Prompt, Response } from "effect/ai"
 import * as Redis from "effect/persistence/Redis"
-import { Budget, BudgetExceeded, InvalidUsage, type Settlement, type Snapshot } from "effect-token-budget"
+import {
+  Budget,
+  BudgetExceeded,
+  InvalidUsage,
+  Pricing,
+  type Settlement,
+  type Snapshot,
+  TokenEstimate
+} from "effect-token-budget"
 import { RedisBudget } from "effect-token-budget/redis"
 
 // --- a tiny assertion kit -----------------------------------------------------
@@ -175,10 +184,30 @@ const scenario = Effect.gen(function*() {
   yield* checkFields("after reset", yield* budget.snapshot, { tokensUsed: 0, usdUsed: 0 })
 })
 
+// --- pricing and estimates, from the main entry ------------------------------
+
+const pricing = Effect.gen(function*() {
+  const price = yield* Pricing.perMillionTokens({ "*": { input: 1, cacheRead: 0.1, output: 4 } })
+  const usage = new Response.Usage({
+    inputTokens: { uncached: 1000, cacheRead: 2000, total: 3000 },
+    outputTokens: { total: 100 }
+  })
+  // 1000 × $1 + 2000 × $0.1 + 100 × $4 per million
+  yield* check("Pricing.perMillionTokens", price(usage, "any-model"), 0.0016)
+  const refused = yield* Pricing.perMillionTokens({}).pipe(
+    Effect.as(undefined),
+    Effect.catchTag("InvalidUsage", (e) => Effect.succeed(e.field))
+  )
+  yield* check("Pricing.perMillionTokens({}) fails", refused, "prices")
+  // ⌈11 / 4⌉ + 4 for its one message
+  yield* check("TokenEstimate.estimateInputTokens", TokenEstimate.estimateInputTokens(Prompt.make("hello world")), 7)
+})
+
 // --- the stores -----------------------------------------------------------------
 
-const memory: Effect.Effect<void, unknown> = scenario.pipe(
-  Effect.provide(Budget.layer({ name: "consumer", tokenCap, usdCap }))
+const memory: Effect.Effect<void, unknown> = Effect.andThen(
+  pricing,
+  scenario.pipe(Effect.provide(Budget.layer({ name: "consumer", tokenCap, usdCap })))
 )
 
 const redisUrl = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"

@@ -1,12 +1,13 @@
+import { Effect } from "effect"
 import type { Response } from "effect/ai"
-import type { TokenPrices } from "../BudgetedLanguageModel.ts"
 import { InvalidUsage } from "../BudgetError.ts"
-import { maxUsd, nanosPerUsd } from "../Usage.ts"
+import type { PriceFunction, TokenPrices } from "../Pricing.ts"
+import { maxUsd } from "../Usage.ts"
 
 /*
  * Prices per million tokens, checked and turned into nano-dollars per
  * token, looked up by model name: what `perMillionTokens` builds a price
- * function from.
+ * function from. And a price function's answers, checked.
  */
 
 // Nano-dollars per token at a price per million tokens: 1e9 / 1e6.
@@ -100,4 +101,38 @@ export const nanosOf = (usage: Response.Usage, prices: NanoPrices): number => {
   )
 }
 
-export const usdOfNanos = (nanos: number): number => nanos / nanosPerUsd
+/** Why `value` is not a dollar amount (a price, or one held instead of a price), or `undefined`. */
+export const usdError = (field: string, value: unknown): InvalidUsage | undefined =>
+  value === undefined || (typeof value === "number" && value >= 0 && value <= maxUsd)
+    ? undefined
+    : new InvalidUsage({ field, value, reason: `must be a dollar amount from 0 to ${maxUsd}` })
+
+/** The model a price function was called with, as an error's field names it. */
+const modelArgument = (model: string | undefined) => model === undefined ? "<no model name>" : JSON.stringify(model)
+
+/**
+ * What `price` says `usage` costs, or why its answer is unusable (it threw,
+ * or returned no dollar amount). No price function prices everything at $0.
+ */
+export const priceUsage = (
+  price: PriceFunction | undefined,
+  usage: Response.Usage,
+  model: string | undefined
+): Effect.Effect<number, InvalidUsage> => {
+  if (price === undefined) return Effect.succeed(0)
+  return Effect.flatMap(
+    Effect.try({
+      try: () => price(usage, model),
+      catch: (cause) =>
+        new InvalidUsage({
+          field: `price(usage, ${modelArgument(model)})`,
+          value: cause,
+          reason: "threw"
+        })
+    }),
+    (usd) => {
+      const invalid = usdError(`price(usage, ${modelArgument(model)})`, usd)
+      return invalid === undefined ? Effect.succeed(usd) : Effect.fail(invalid)
+    }
+  )
+}
