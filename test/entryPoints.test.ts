@@ -1,0 +1,66 @@
+/**
+ * The main entry loads no Redis code: built as it is published, imported in
+ * a process of its own, every module it loads is recorded. The Redis entry,
+ * imported the same way, does load the Redis store, so the check can fail.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { afterAll, beforeAll } from "vitest"
+
+const root = join(import.meta.dirname, "..")
+// Inside the repository, so the build resolves `effect` from its node_modules.
+const out = mkdtempSync(join(root, "node_modules", ".entry-points-"))
+
+// Records the URL of every module a dynamic import of argv[2] loads.
+const recorder = `
+import { registerHooks } from "node:module"
+const loaded = []
+registerHooks({ resolve: (specifier, context, next) => { const r = next(specifier, context); loaded.push(r.url); return r } })
+await import(process.argv[2])
+console.log(JSON.stringify(loaded))
+`
+
+const modulesOf = (entry: string): ReadonlyArray<string> =>
+  JSON.parse(
+    execFileSync(process.execPath, [join(out, "record.mjs"), join(out, "dist", entry)], { encoding: "utf8" })
+  )
+
+// Our Redis store and its Lua, and the drivers. (effect's own
+// `persistence/Redis` service module is loaded by effect itself, through
+// `RequestResolver`, for every effect program: it is not ours to avoid.)
+const redisModule = /\/dist\/(redis|RedisBudget)\.js$|\/internal\/redis\/|\/node_modules\/(redis|@redis|@effect\/platform-node)\//
+
+beforeAll(() => {
+  execFileSync(process.execPath, [
+    join(root, "node_modules", "typescript", "bin", "tsc"),
+    "-p",
+    join(root, "tsconfig.build.json"),
+    "--outDir",
+    join(out, "dist"),
+    "--declaration",
+    "false",
+    "--declarationMap",
+    "false",
+    "--sourceMap",
+    "false"
+  ])
+  writeFileSync(join(out, "record.mjs"), recorder)
+}, 120_000)
+
+afterAll(() => rmSync(out, { recursive: true, force: true }))
+
+describe("entry points", () => {
+  it("effect-token-budget loads no Redis module and no Lua", () => {
+    const loaded = modulesOf("index.js")
+    assert.isTrue(loaded.some((url) => url.endsWith("/Budget.js")), "the main entry was loaded")
+    assert.deepStrictEqual(loaded.filter((url) => redisModule.test(url)), [])
+  })
+
+  it("effect-token-budget/redis loads the Redis store", () => {
+    const loaded = modulesOf("redis.js")
+    assert.isTrue(loaded.some((url) => url.includes("/internal/redis/scripts")))
+    assert.isTrue(loaded.some((url) => url.endsWith("/RedisBudget.js")))
+  })
+})
