@@ -11,10 +11,12 @@
  */
 import { Context, Layer } from "effect"
 import type { Cron, Effect, Scope, Stream } from "effect"
+import type { Settlement } from "./Budget.ts"
 import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
 import { exceeded as exceededOf, type Refusal } from "./internal/refusal.ts"
+import { committed as committedOf, Hold as HoldClass, released as releasedSettlement } from "./internal/reservation.ts"
 
 /**
  * A budget's options, validated, in the units stores count in: tokens and
@@ -68,43 +70,45 @@ export interface Charge {
 }
 
 /**
- * How a store settled a hold: charged (`committed`), with the part of the
- * charge that went past a cap, or given back.
+ * A hold as a store keeps it, and the `Reservation` its caller gets: a
+ * store's hold class extends it and implements `settle` and `close`; this
+ * validates a commit's actual and fills in the axes left out. Stores build
+ * settlements with `committed` and `released`, so dollars are converted in
+ * one place.
  *
  * @stability unstable
  * @since 0.2.0
  * @category models
  */
-export interface Settled {
-  readonly committed: boolean
-  readonly tokens: number
-  readonly nanos: number
-  readonly tokensOverage: number
-  readonly nanosOverage: number
-}
+export const Hold: typeof HoldClass = HoldClass
 
 /**
- * A hold as a store keeps it: opaque to the service, which wraps it in a
- * `Reservation`.
+ * A hold as a store keeps it.
  *
  * @stability unstable
  * @since 0.2.0
  * @category models
  */
-export interface Hold {
-  /**
-   * Charges `charge`, or gives the hold back when it is undefined. The
-   * first settlement wins, however often or late this is retried; later
-   * calls return it.
-   */
-  readonly settle: (charge: Charge | undefined) => Effect.Effect<Settled, BudgetUnavailable>
-  /**
-   * What a closing scope does with a hold its caller left unsettled: the
-   * same settlement, and if the store cannot reach its state, lets the
-   * hold lapse (a remote store's lease). Never fails.
-   */
-  readonly close: (charge: Charge | undefined) => Effect.Effect<void>
-}
+export type Hold = HoldClass
+
+/**
+ * The settlement of a commit, in a store's units: tokens and nano-dollars
+ * charged, and the part of each that went past a cap.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category constructors
+ */
+export const committed: typeof committedOf = committedOf
+
+/**
+ * The settlement of a release: nothing charged.
+ *
+ * @stability unstable
+ * @since 0.2.0
+ * @category constructors
+ */
+export const released: Settlement = releasedSettlement
 
 /**
  * One budget of a tree, as a store keeps it. A charge applies to the budget

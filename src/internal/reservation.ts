@@ -1,46 +1,53 @@
 import { Effect } from "effect"
 import type { Reservation, Settlement } from "../Budget.ts"
 import type { BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
-import type { Charge, Hold, Settled } from "../BudgetStore.ts"
+import type { Charge } from "../BudgetStore.ts"
 import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
 
-const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
+/** What every release settles to. */
+export const released: Settlement = { _tag: "Released", tokens: 0, usd: 0, tokensOverage: 0, usdOverage: 0 }
 
-/** A store's settlement as the caller sees it, in dollars. */
-const settlementOf = (settled: Settled): Settlement =>
-  settled.committed
-    ? {
-      _tag: "Committed",
-      tokens: settled.tokens,
-      usd: usdFromNanos(settled.nanos),
-      tokensOverage: settled.tokensOverage,
-      usdOverage: usdFromNanos(settled.nanosOverage)
-    }
-    : released
+/** A charge as the caller sees it, in dollars. */
+export const committed = (
+  tokens: number,
+  nanos: number,
+  tokensOverage: number,
+  nanosOverage: number
+): Extract<Settlement, { readonly _tag: "Committed" }> => ({
+  _tag: "Committed",
+  tokens,
+  usd: usdFromNanos(nanos),
+  tokensOverage,
+  usdOverage: usdFromNanos(nanosOverage)
+})
 
 /**
- * A store's hold as the caller sees it, for every store: validation of the
- * actual, dollars, and what the closing scope does. The store keeps the
- * rule that the first settlement wins.
+ * A hold, as every store's holds are: the store settles, this validates
+ * the actual and fills in what was left out. The store's own hold class
+ * extends it, so a reservation costs one object and no step of its own.
  */
-export class Held implements Reservation {
+export abstract class Hold implements Reservation {
   readonly usd: number
-  /** Settled by a call that succeeded: closing has nothing left to do. */
-  private settled = false
-  /**
-   * The first commit that ran, answered or not: a closing scope retries it
-   * rather than releasing, since usage that happened is not dropped.
-   */
-  private charged: Charge | undefined = undefined
 
-  constructor(
-    private readonly hold: Hold,
-    readonly tokens: number,
-    readonly nanos: number
-  ) {
+  constructor(readonly tokens: number, readonly nanos: number) {
     this.usd = usdFromNanos(nanos)
   }
+
+  /**
+   * Charges `charge`, or gives the hold back when it is undefined. The
+   * first settlement wins, however often or late this is retried; later
+   * calls return it.
+   */
+  abstract settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable>
+
+  /**
+   * What a closing scope does: nothing if the hold was settled; else the
+   * settlement of a commit that ran but had no answer (usage that happened
+   * is not dropped), or a release. A store that cannot reach its state
+   * lets the hold lapse (a remote store's lease). Never fails.
+   */
+  abstract readonly close: Effect.Effect<void>
 
   /** Each axis left out charges the amount held; no actual at all is an estimated commit. */
   commit(actual?: Usage): Effect.Effect<Settlement, InvalidUsage | BudgetUnavailable> {
@@ -56,21 +63,5 @@ export class Held implements Reservation {
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
     return this.settle(undefined)
-  }
-
-  /** What the scope does as it closes: settle what the caller left unsettled. */
-  get close(): Effect.Effect<void> {
-    return this.settled ? Effect.void : this.hold.close(this.charged)
-  }
-
-  // The charge is remembered when the commit runs, not when it is built.
-  private settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable> {
-    return Effect.suspend(() => {
-      if (charge !== undefined) this.charged ??= charge
-      return Effect.map(this.hold.settle(charge), (settled) => {
-        this.settled = true
-        return settlementOf(settled)
-      })
-    })
   }
 }

@@ -2,9 +2,11 @@ import { Clock, Effect, PubSub } from "effect"
 import type { Fiber, Scope } from "effect"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { BudgetExceeded } from "../../BudgetError.ts"
-import type { BudgetStore, Charge, Hold, Settings, Settled, StoreBudget } from "../../BudgetStore.ts"
+import type { Settlement } from "../../Budget.ts"
+import type { BudgetStore, Charge, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused } from "../refusal.ts"
+import { committed, Hold, released } from "../reservation.ts"
 import { EventHub } from "./eventHub.ts"
 import { countersOf, crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart } from "./node.ts"
 import type { Node, Tree } from "./node.ts"
@@ -18,7 +20,6 @@ import { makeWaiter, type Waiter } from "./waitQueue.ts"
  * ancestor in the same step, or to none.
  */
 
-const released: Settled = { committed: false, tokens: 0, nanos: 0, tokensOverage: 0, nanosOverage: 0 }
 
 const timeOf = (fiber: Fiber.Fiber<unknown, unknown>): number => fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
 
@@ -188,33 +189,35 @@ const nodeOfLine = (waiter: MemoryWaiter): Node | undefined => {
 // --- holds --------------------------------------------------------------------
 
 /** A hold in memory: settling it cannot fail, so closing is settling. */
-class MemoryHold implements Hold {
-  private settlement: Settled | undefined = undefined
+class MemoryHold extends Hold {
+  private settlement: Settlement | undefined = undefined
   constructor(
     readonly origin: Node,
-    readonly tokens: number,
-    readonly nanos: number,
+    tokens: number,
+    nanos: number,
     /** The generation of each budget of the chain when the hold was taken. */
     readonly generations: ReadonlyArray<number>
-  ) {}
+  ) {
+    super(tokens, nanos)
+  }
 
   // Only a chain with a window needs the time, and reading it costs a step.
-  settle(charge: Charge | undefined): Effect.Effect<Settled> {
+  settle(charge: Charge | undefined): Effect.Effect<Settlement> {
     return this.origin.timed
       ? Effect.withFiber((fiber) => Effect.succeed(this.settleAt(charge, timeOf(fiber))))
       : Effect.sync(() => this.settleAt(charge, 0))
   }
 
-  close(charge: Charge | undefined): Effect.Effect<void> {
-    return this.settle(charge)
+  get close(): Effect.Effect<void> {
+    return this.settle(undefined)
   }
 
-  private settleAt(charge: Charge | undefined, now: number): Settled {
+  private settleAt(charge: Charge | undefined, now: number): Settlement {
     if (this.settlement !== undefined) return this.settlement
     return charge === undefined ? this.giveBack(now) : this.charge(charge, now)
   }
 
-  private giveBack(now: number): Settled {
+  private giveBack(now: number): Settlement {
     this.settlement = released
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
@@ -226,11 +229,11 @@ class MemoryHold implements Hold {
       node.nanosReserved -= this.nanos
       if (node.line.head !== undefined) wake(node)
     }
-    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: usdFromNanos(this.nanos) })
+    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd })
     return released
   }
 
-  private charge({ estimated, nanos, tokens }: Charge, now: number): Settled {
+  private charge({ estimated, nanos, tokens }: Charge, now: number): Settlement {
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
     // The overage is the part beyond the hold that no free room covered,
@@ -256,20 +259,10 @@ class MemoryHold implements Hold {
       node.nanosUsed += nanos
       node.committed++
     }
-    const settlement: Settled = { committed: true, tokens, nanos, tokensOverage, nanosOverage }
+    const settlement = committed(tokens, nanos, tokensOverage, nanosOverage)
     this.settlement = settlement
     wakeChain(chain)
-    if (hub.listening) {
-      hub.publish({
-        _tag: "Committed",
-        budget: this.origin.path,
-        tokens,
-        usd: usdFromNanos(nanos),
-        tokensOverage,
-        usdOverage: usdFromNanos(nanosOverage),
-        estimated
-      })
-    }
+    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated })
     crossAll(chain)
     return settlement
   }

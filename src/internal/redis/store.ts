@@ -3,9 +3,11 @@ import * as Redis from "effect/persistence/Redis"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { BudgetExceeded } from "../../BudgetError.ts"
 import { BudgetUnavailable } from "../../BudgetError.ts"
-import type { BudgetStore, Charge, Counters, Hold, Settled, StoreBudget } from "../../BudgetStore.ts"
+import type { Settlement } from "../../Budget.ts"
+import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused } from "../refusal.ts"
+import { committed, Hold, released } from "../reservation.ts"
 import { deadline } from "./deadline.ts"
 import * as Batch from "./batch.ts"
 import { count, observed, watch } from "./metrics.ts"
@@ -66,16 +68,8 @@ interface Level {
 // of a commit whose reply was lost finds it.
 const keepMillis = (options: RedisOptions) => Math.max(60_000, options.leaseMillis * 10)
 
-const released: Settled = { committed: false, tokens: 0, nanos: 0, tokensOverage: 0, nanosOverage: 0 }
-
-const settledOf = (result: Scripts.SettlementResult): Settled =>
-  result[0] === "r" ? released : {
-    committed: true,
-    tokens: Number(result[1]),
-    nanos: Number(result[2]),
-    tokensOverage: Number(result[3]),
-    nanosOverage: Number(result[4])
-  }
+const settlementOf = (result: Scripts.SettlementResult): Settlement =>
+  result[0] === "r" ? released : committed(Number(result[1]), Number(result[2]), Number(result[3]), Number(result[4]))
 
 const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
 
@@ -93,9 +87,11 @@ const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O)
   tree.batcher.run(operation, level.unavailable)
 
 /** A hold in Redis: a lease, renewed by this process until settled. */
-class RedisHold implements Hold {
+class RedisHold extends Hold {
   /** Settled in a reply this process had: no round trip is needed to know it. */
-  private settlement: Settled | undefined = undefined
+  private settlement: Settlement | undefined = undefined
+  /** A commit sent that has had no reply: the closing scope retries it, not a release. */
+  private pending: Charge | undefined = undefined
   constructor(
     readonly tree: Tree,
     /** The budget it was taken on. */
@@ -104,19 +100,26 @@ class RedisHold implements Hold {
     readonly keys: ReadonlyArray<string>,
     /** The path of every level of its chain, likewise. */
     readonly paths: ReadonlyArray<string>,
-    readonly id: string
-  ) {}
+    readonly id: string,
+    tokens: number,
+    nanos: number
+  ) {
+    super(tokens, nanos)
+  }
 
-  settle(charge: Charge | undefined): Effect.Effect<Settled, BudgetUnavailable> {
+  // Remembered when it runs, not when it is built: only a commit sent for
+  // real turns the scope's release into a retried commit.
+  settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
+      if (charge !== undefined) this.pending ??= charge
       const operation: Batch.Operation = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
       return Effect.map(send(this.tree, this.origin, operation), (result) => {
         if (this.settlement === undefined) {
-          this.settlement = settledOf(result as Scripts.SettlementResult)
-          count(this.tree.watching, this.paths, this.settlement.committed ? "committed" : "released")
+          this.settlement = settlementOf(result as Scripts.SettlementResult)
+          count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
         }
         this.tree.live.delete(this.id)
         return this.settlement
@@ -125,9 +128,9 @@ class RedisHold implements Hold {
   }
 
   /** If Redis still cannot be reached, the lease runs out instead. */
-  close(charge: Charge | undefined): Effect.Effect<void> {
+  get close(): Effect.Effect<void> {
     return Effect.suspend(() =>
-      this.settlement !== undefined ? Effect.void : Effect.ignore(this.settle(charge)).pipe(
+      this.settlement !== undefined ? Effect.void : Effect.ignore(this.settle(this.pending)).pipe(
         Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id)))
       )
     )
@@ -398,7 +401,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     Effect.suspend(() => {
       const id = tree.nextId()
       return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
-        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id))
+        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
@@ -422,7 +425,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
           (result) => {
             if (result[0] === "ok") {
               forget()
-              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id))
+              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
             }
             tree.live.delete(id)
             if (result[0] === "x") {
