@@ -5,137 +5,140 @@
  * an unknown tag, a missing or malformed field) is logged and dropped,
  * never misread.
  */
-import { Effect, Result, Schema, SchemaTransformation, Stream } from "effect"
+import { Effect, Option, Result, Schema, SchemaTransformation, Stream } from "effect"
 import type { Schedule } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Axis } from "../../BudgetError.ts"
-import { BudgetEvent } from "../../BudgetEvent.ts"
+import type { BudgetEvent } from "../../BudgetEvent.ts"
+import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import * as Scripts from "./scripts.ts"
 
 // Numbers leave Lua as strings (`S.int`, a threshold as it was stored, a
 // flag as it came in ARGV); a number is read as well, should a script ever
-// write one. Counts are whole and never negative.
+// write one. Counts are whole and never negative. Encoding writes strings,
+// as the scripts do.
 const Count = Schema.Union([
   Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
   Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 ])
-const Fraction = Schema.Union([Schema.FiniteFromString, Schema.Finite])
-const Flag = Schema.Literals(["1", "0", 1, 0])
 
-/** `tk` tokens and `n` nano-dollars: a charge, a hold, or a refused request. */
-const amounts = { b: Schema.String, tk: Count, n: Count }
+/** Whole nano-dollars on the wire, dollars in the event. */
+const Nanos = Count.pipe(
+  Schema.decodeTo(Schema.Number, SchemaTransformation.transform({ decode: usdFromNanos, encode: usdToNanos }))
+)
 
-/**
- * The messages as the scripts publish them (`announce` in scripts.ts), by
- * their tag `t`; `b` is the budget's path. Amounts on the `usd` axis are
- * nano-dollars.
- */
-const Published = Schema.Union([
-  Schema.Struct({ t: Schema.Literal("Recorded"), ...amounts }),
-  Schema.Struct({ t: Schema.Literal("Reserved"), ...amounts }),
-  Schema.Struct({ t: Schema.Literal("Released"), ...amounts }),
-  // `to` and `no`: the overage in tokens and nano-dollars; `e`: estimated
-  Schema.Struct({ t: Schema.Literal("Committed"), ...amounts, to: Count, no: Count, e: Flag }),
-  // `k`: used + reserved on the refusing axis `a`, before the request; `c`: its cap
-  Schema.Struct({ t: Schema.Literal("Exceeded"), ...amounts, a: Axis, k: Count, c: Count }),
-  // `th`: the threshold; `u` and `c`: used and the cap, on the axis `a`
-  Schema.Struct({ t: Schema.Literal("ThresholdCrossed"), b: Schema.String, a: Axis, th: Fraction, u: Count, c: Count }),
-  // `we`: when the new window ends (epoch ms), left out without a window
-  Schema.Struct({ t: Schema.Literal("Reset"), b: Schema.String, we: Schema.optionalKey(Count) })
-]).annotate({ expected: "an object whose t is a budget event's tag" })
+/** Keys the messages share: `t` the tag, `b` the budget's path, `tk` tokens, `n` nano-dollars. */
+const short = { _tag: "t", budget: "b", tokens: "tk", usd: "n" } as const
 
-type Published = typeof Published.Type
+const charge = <Tag extends "Recorded" | "Reserved" | "Released">(tag: Tag) =>
+  Schema.Struct({ _tag: Schema.tag(tag), budget: Schema.String, tokens: Count, usd: Nanos }).pipe(
+    Schema.encodeKeys(short)
+  )
 
-/** An amount on `axis`, in the library's terms: tokens, or dollars from nano-dollars. */
+// `to` and `no`: the overage in tokens and nano-dollars; `e`: "1" when estimated.
+const Committed = Schema.Struct({
+  _tag: Schema.tag("Committed"),
+  budget: Schema.String,
+  tokens: Count,
+  usd: Nanos,
+  tokensOverage: Count,
+  usdOverage: Nanos,
+  estimated: Schema.Literals(["1", "0", 1, 0]).pipe(Schema.decodeTo(
+    Schema.Boolean,
+    SchemaTransformation.transform({ decode: (e) => e === "1" || e === 1, encode: (b) => b ? "1" : "0" })
+  ))
+}).pipe(Schema.encodeKeys({ ...short, tokensOverage: "to", usdOverage: "no", estimated: "e" }))
+
+/** An amount on `axis` in the library's terms: tokens, or dollars from nano-dollars. */
 const onAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdFromNanos(amount)
 const toAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdToNanos(amount)
 
-const decode = (p: Published): BudgetEvent => {
-  switch (p.t) {
-    case "Recorded":
-    case "Reserved":
-    case "Released":
-      return { _tag: p.t, budget: p.b, tokens: p.tk, usd: usdFromNanos(p.n) }
-    case "Committed":
+// `a`: the refusing axis; `k`: used + reserved on it before the request;
+// `c`: its cap; `tk` and `n`: the request. The event keeps the request on
+// the refusing axis only (summed with `k` in whole units, then converted),
+// so encoding writes the other axis as 0.
+const Exceeded = Schema.Struct({
+  t: Schema.tag("Exceeded"),
+  b: Schema.String,
+  a: Axis,
+  k: Count,
+  c: Count,
+  tk: Count,
+  n: Count
+}).pipe(Schema.decodeTo(
+  ExceededEvent,
+  SchemaTransformation.transform({
+    decode: ({ a, b, c, k, n, tk }) => {
+      const requested = a === "tokens" ? tk : n
       return {
-        _tag: p.t,
-        budget: p.b,
-        tokens: p.tk,
-        usd: usdFromNanos(p.n),
-        tokensOverage: p.to,
-        usdOverage: usdFromNanos(p.no),
-        estimated: p.e === "1" || p.e === 1
+        _tag: "Exceeded" as const,
+        budget: b,
+        axis: a,
+        requested: onAxis(a, requested),
+        attempted: onAxis(a, k + requested),
+        cap: onAxis(a, c)
       }
-    case "Exceeded": {
-      const requested = p.a === "tokens" ? p.tk : p.n
+    },
+    encode: ({ attempted, axis, budget, cap, requested }) => {
+      const request = toAxis(axis, requested)
       return {
-        _tag: p.t,
-        budget: p.b,
-        axis: p.a,
-        requested: onAxis(p.a, requested),
-        attempted: onAxis(p.a, p.k + requested),
-        cap: onAxis(p.a, p.c)
+        t: "Exceeded" as const,
+        b: budget,
+        a: axis,
+        k: toAxis(axis, attempted) - request,
+        c: toAxis(axis, cap),
+        tk: axis === "tokens" ? request : 0,
+        n: axis === "usd" ? request : 0
       }
     }
-    case "ThresholdCrossed":
-      return { _tag: p.t, budget: p.b, axis: p.a, threshold: p.th, used: onAxis(p.a, p.u), cap: onAxis(p.a, p.c) }
-    case "Reset":
-      return { _tag: p.t, budget: p.b, windowEndsAt: p.we }
-  }
-}
+  })
+))
 
-// The inverse, as a script would publish the event; an `Exceeded` carries
-// only the refusing axis, so the other one's request is written as 0.
-const encode = (e: BudgetEvent): Published => {
-  switch (e._tag) {
-    case "Recorded":
-    case "Reserved":
-    case "Released":
-      return { t: e._tag, b: e.budget, tk: e.tokens, n: usdToNanos(e.usd) }
-    case "Committed":
-      return {
-        t: e._tag,
-        b: e.budget,
-        tk: e.tokens,
-        n: usdToNanos(e.usd),
-        to: e.tokensOverage,
-        no: usdToNanos(e.usdOverage),
-        e: e.estimated ? "1" : "0"
-      }
-    case "Exceeded": {
-      const requested = toAxis(e.axis, e.requested)
-      return {
-        t: e._tag,
-        b: e.budget,
-        a: e.axis,
-        tk: e.axis === "tokens" ? requested : 0,
-        n: e.axis === "usd" ? requested : 0,
-        k: toAxis(e.axis, e.attempted) - requested,
-        c: toAxis(e.axis, e.cap)
-      }
-    }
-    case "ThresholdCrossed":
-      return {
-        t: e._tag,
-        b: e.budget,
-        a: e.axis,
-        th: e.threshold,
-        u: toAxis(e.axis, e.used),
-        c: toAxis(e.axis, e.cap)
-      }
-    case "Reset":
-      return e.windowEndsAt === undefined ? { t: e._tag, b: e.budget } : { t: e._tag, b: e.budget, we: e.windowEndsAt }
-  }
-}
+// `th`: the threshold; `u` and `c`: used and the cap, in the units of the axis `a`.
+const thresholdCrossed = <A extends Axis>(axis: A, Amount: typeof Count | typeof Nanos) =>
+  Schema.Struct({
+    _tag: Schema.tag("ThresholdCrossed"),
+    budget: Schema.String,
+    axis: Schema.Literal(axis),
+    threshold: Schema.Union([Schema.FiniteFromString, Schema.Finite]),
+    used: Amount,
+    cap: Amount
+  }).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", axis: "a", threshold: "th", used: "u", cap: "c" }))
+
+// `we`: when the new window ends (epoch ms), left out without a window.
+const Reset = Schema.Struct({
+  _tag: Schema.tag("Reset"),
+  budget: Schema.String,
+  windowEndsAt: Schema.optionalKey(Count).pipe(Schema.decodeTo(
+    Schema.UndefinedOr(Schema.Number),
+    SchemaTransformation.transformOptional({
+      decode: (we) => Option.some(Option.getOrUndefined(we)),
+      encode: (end) => Option.flatMap(end, Option.fromUndefinedOr)
+    })
+  ))
+}).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", windowEndsAt: "we" }))
+
+/**
+ * The messages as the scripts publish them (`announce` in scripts.ts),
+ * each decoded into its `BudgetEvent`.
+ */
+const Published = Schema.Union([
+  charge("Recorded"),
+  charge("Reserved"),
+  charge("Released"),
+  Committed,
+  Exceeded,
+  thresholdCrossed("tokens", Count),
+  thresholdCrossed("usd", Nanos),
+  Reset
+]).annotate({ expected: "an object whose t is a budget event's tag" })
 
 /**
  * One message on `<tree>:events`, the JSON text a script published, as a
  * `BudgetEvent`. Encoding writes what a script would publish.
  */
-export const Message = Schema.fromJsonString(
-  Published.pipe(Schema.decodeTo(BudgetEvent, SchemaTransformation.transform({ decode, encode })))
-)
+export const Message = Schema.fromJsonString(Published)
 
 const decodeMessage = Schema.decodeUnknownResult(Message)
 
