@@ -121,8 +121,8 @@ export class Reset extends Schema.Opaque<Reset>()(Schema.TaggedStruct("Reset", {
  *
  * It is also the Schema of every event, a tagged union on `_tag`: its
  * `guards`, `isAnyOf` and `match` work on events, and `Schema.toCodecJson`
- * of it encodes events as JSON (to log or forward them) and decodes them
- * back, validated.
+ * of it encodes events as JSON (`windowEndsAt: undefined` as `null`) and
+ * decodes them back, validated.
  *
  * @example
  * ```ts
@@ -143,24 +143,33 @@ export class Reset extends Schema.Opaque<Reset>()(Schema.TaggedStruct("Reset", {
  * import { Budget, BudgetEvent } from "effect-token-budget"
  * import { Effect, Schema, Stream } from "effect"
  *
- * // every event as a line of JSON, and back
- * const Json = Schema.toCodecJson(BudgetEvent)
- * const lines = Effect.gen(function*() {
- *   const budget = yield* Budget
- *   yield* budget.events.pipe(
- *     Stream.mapEffect((event) => Schema.encodeEffect(Json)(event)),
- *     Stream.runForEach((json) => Effect.log(JSON.stringify(json)))
- *   )
- * })
- * const read = (line: string) => Schema.decodeUnknownEffect(Json)(JSON.parse(line))
+ * // every event as a line of JSON (to log or forward it), and back, checked
+ * const EventLine = Schema.fromJsonString(Schema.toCodecJson(BudgetEvent))
+ *
+ * const forward = (send: (line: string) => Effect.Effect<void>) =>
+ *   Effect.gen(function*() {
+ *     const budget = yield* Budget
+ *     yield* budget.events.pipe(
+ *       Stream.mapEffect((event) => Schema.encodeEffect(EventLine)(event)),
+ *       Stream.runForEach(send)
+ *     )
+ *   })
+ *
+ * const read = Schema.decodeUnknownEffect(EventLine) // fails with a SchemaError on anything else
  * ```
  *
  * @since 0.1.0
  * @category models
  */
-export const BudgetEvent = Schema.Union([Recorded, Reserved, Committed, Released, Exceeded, ThresholdCrossed, Reset]).pipe(
-  Schema.toTaggedUnion("_tag")
-)
+export const BudgetEvent = Schema.Union([
+  Recorded,
+  Reserved,
+  Committed,
+  Released,
+  Exceeded,
+  ThresholdCrossed,
+  Reset
+]).pipe(Schema.toTaggedUnion("_tag"))
 
 /**
  * Something that happened to a budget: one of the events above.
