@@ -14,7 +14,13 @@ import { Formatter, Schema } from "effect"
  */
 export type Axis = "tokens" | "usd"
 
-const Axis = Schema.Literals(["tokens", "usd"])
+/**
+ * The Schema of an {@link Axis}: `"tokens"` or `"usd"`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Axis: Schema.Literals<readonly ["tokens", "usd"]> = Schema.Literals(["tokens", "usd"])
 
 const describe = (axis: Axis, amount: number): string =>
   axis === "tokens" ? `${amount} tokens` : `$${amount}`

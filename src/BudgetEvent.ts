@@ -1,16 +1,128 @@
 /**
  * What happens to a budget, as a stream of events: every charge, hold,
- * refusal, threshold and reset, each naming the budget's path.
+ * refusal, threshold and reset, each naming the budget's path. Each event is
+ * a Schema, so events can be validated, encoded (to log or forward them) and
+ * decoded (when they come from elsewhere).
  *
  * @since 0.1.0
  */
-import type { Axis } from "./BudgetError.ts"
+import { Schema } from "effect"
+import { Axis } from "./BudgetError.ts"
+
+/**
+ * Usage charged by `record`.
+ *
+ * @example
+ * ```ts
+ * import { Recorded } from "effect-token-budget"
+ *
+ * const event: Recorded = { _tag: "Recorded", budget: "org/agent-7", tokens: 1200, usd: 0.0036 }
+ * ```
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Recorded extends Schema.Opaque<Recorded>()(Schema.TaggedStruct("Recorded", {
+  budget: Schema.String,
+  tokens: Schema.Number,
+  usd: Schema.Number
+})) {}
+
+/**
+ * A hold taken by `reserve` or `withReservation`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Reserved extends Schema.Opaque<Reserved>()(Schema.TaggedStruct("Reserved", {
+  budget: Schema.String,
+  tokens: Schema.Number,
+  usd: Schema.Number
+})) {}
+
+/**
+ * A hold settled by `commit`: what it charged, and how much of that went past
+ * a cap. `estimated` is true when the commit carried no actual usage and so
+ * charged the amounts held, as for an LLM call whose provider reported none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Committed extends Schema.Opaque<Committed>()(Schema.TaggedStruct("Committed", {
+  budget: Schema.String,
+  tokens: Schema.Number,
+  usd: Schema.Number,
+  tokensOverage: Schema.Number,
+  usdOverage: Schema.Number,
+  estimated: Schema.Boolean
+})) {}
+
+/**
+ * A hold given back without a charge: by `release`, or by its scope closing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Released extends Schema.Opaque<Released>()(Schema.TaggedStruct("Released", {
+  budget: Schema.String,
+  tokens: Schema.Number,
+  usd: Schema.Number
+})) {}
+
+/**
+ * A request refused; `budget` is the budget whose cap refused it. The
+ * figures are tokens or dollars, as `axis` says.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Exceeded extends Schema.Opaque<Exceeded>()(Schema.TaggedStruct("Exceeded", {
+  budget: Schema.String,
+  axis: Axis,
+  requested: Schema.Number,
+  attempted: Schema.Number,
+  cap: Schema.Number
+})) {}
+
+/**
+ * Spending (used, not held) reached a threshold of a cap, such as 0.8 for
+ * 80%. Fires once per threshold, axis and window. `used` and `cap` are
+ * tokens or dollars, as `axis` says.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class ThresholdCrossed extends Schema.Opaque<ThresholdCrossed>()(Schema.TaggedStruct("ThresholdCrossed", {
+  budget: Schema.String,
+  axis: Axis,
+  threshold: Schema.Number,
+  used: Schema.Number,
+  cap: Schema.Number
+})) {}
+
+/**
+ * The budget started afresh: by `reset`, or because its window ended.
+ * `windowEndsAt` is when the new window ends, in epoch milliseconds;
+ * undefined without a window.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Reset extends Schema.Opaque<Reset>()(Schema.TaggedStruct("Reset", {
+  budget: Schema.String,
+  windowEndsAt: Schema.UndefinedOr(Schema.Number)
+})) {}
 
 /**
  * Something that happened to a budget. `budget` is the path of the budget
  * it happened to (`org/tenant-a/agent-7`): for charges and holds the budget
  * they were made on, for a refusal the one that refused, for thresholds and
  * resets the one that crossed or restarted.
+ *
+ * It is also the Schema of every event, a tagged union on `_tag`: its
+ * `guards`, `isAnyOf` and `match` work on events, and `Schema.toCodecJson`
+ * of it encodes events as JSON (`windowEndsAt: undefined` as `null`) and
+ * decodes them back, validated.
  *
  * @example
  * ```ts
@@ -26,108 +138,43 @@ import type { Axis } from "./BudgetError.ts"
  * })
  * ```
  *
- * @since 0.1.0
- * @category models
- */
-export type BudgetEvent = Recorded | Reserved | Committed | Released | Exceeded | ThresholdCrossed | Reset
-
-/**
- * Usage charged by `record`.
+ * @example
+ * ```ts
+ * import { Budget, BudgetEvent } from "effect-token-budget"
+ * import { Effect, Schema, Stream } from "effect"
+ *
+ * // every event as a line of JSON (to log or forward it), and back, checked
+ * const EventLine = Schema.fromJsonString(Schema.toCodecJson(BudgetEvent))
+ *
+ * const forward = (send: (line: string) => Effect.Effect<void>) =>
+ *   Effect.gen(function*() {
+ *     const budget = yield* Budget
+ *     yield* budget.events.pipe(
+ *       Stream.mapEffect((event) => Schema.encodeEffect(EventLine)(event)),
+ *       Stream.runForEach(send)
+ *     )
+ *   })
+ *
+ * const read = Schema.decodeUnknownEffect(EventLine) // fails with a SchemaError on anything else
+ * ```
  *
  * @since 0.1.0
  * @category models
  */
-export interface Recorded {
-  readonly _tag: "Recorded"
-  readonly budget: string
-  readonly tokens: number
-  readonly usd: number
-}
+export const BudgetEvent = Schema.Union([
+  Recorded,
+  Reserved,
+  Committed,
+  Released,
+  Exceeded,
+  ThresholdCrossed,
+  Reset
+]).pipe(Schema.toTaggedUnion("_tag"))
 
 /**
- * A hold taken by `reserve` or `withReservation`.
+ * Something that happened to a budget: one of the events above.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Reserved {
-  readonly _tag: "Reserved"
-  readonly budget: string
-  readonly tokens: number
-  readonly usd: number
-}
-
-/**
- * A hold settled by `commit`: what it charged, and how much of that went past
- * a cap. `estimated` is true when the commit carried no actual usage and so
- * charged the amounts held, as for an LLM call whose provider reported none.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Committed {
-  readonly _tag: "Committed"
-  readonly budget: string
-  readonly tokens: number
-  readonly usd: number
-  readonly tokensOverage: number
-  readonly usdOverage: number
-  readonly estimated: boolean
-}
-
-/**
- * A hold given back without a charge: by `release`, or by its scope closing.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Released {
-  readonly _tag: "Released"
-  readonly budget: string
-  readonly tokens: number
-  readonly usd: number
-}
-
-/**
- * A request refused; `budget` is the budget whose cap refused it.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Exceeded {
-  readonly _tag: "Exceeded"
-  readonly budget: string
-  readonly axis: Axis
-  readonly requested: number
-  readonly attempted: number
-  readonly cap: number
-}
-
-/**
- * Spending (used, not held) reached a threshold of a cap, such as 0.8 for
- * 80%. Fires once per threshold, axis and window.
- *
- * @since 0.1.0
- * @category models
- */
-export interface ThresholdCrossed {
-  readonly _tag: "ThresholdCrossed"
-  readonly budget: string
-  readonly axis: Axis
-  readonly threshold: number
-  readonly used: number
-  readonly cap: number
-}
-
-/**
- * The budget started afresh: by `reset`, or because its window ended.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Reset {
-  readonly _tag: "Reset"
-  readonly budget: string
-  /** When the new window ends, in epoch milliseconds; undefined without a window. */
-  readonly windowEndsAt: number | undefined
-}
+export type BudgetEvent = typeof BudgetEvent.Type

@@ -1,14 +1,13 @@
-import { Cron, Effect, Exit, Queue, Schedule, Stream } from "effect"
+import { Cron, Effect, Exit, Queue, Schedule } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { BudgetExceeded } from "../../BudgetError.ts"
 import { BudgetUnavailable } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
-import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
 import { deadline } from "./deadline.ts"
+import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
@@ -308,78 +307,6 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
     return chain
   })
 
-/**
- * Events of the budget at `path` and below, from every process: the scripts
- * publish them on `<tree>:events` while some process is registered in
- * `<tree>:listeners`, as this one is for as long as the stream runs.
- */
-const events = (tree: Tree, root: Level, path: string): Stream.Stream<BudgetEvent> => {
-  const below = `${path}/`
-  const listen = (millis: number) =>
-    Effect.ignore(tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis))
-  return Stream.unwrap(Effect.gen(function*() {
-    const messages = yield* tree.redis.subscribe(`${tree.key}:events`)
-    yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
-    yield* Effect.forkScoped(Effect.repeat(listen(tree.options.leaseMillis), renewals(tree)))
-    return Stream.fromQueue(messages)
-  })).pipe(
-    Stream.map((message) => eventOf(JSON.parse(message.message))),
-    Stream.filter((event) => event.budget === path || event.budget.startsWith(below)),
-    Stream.orDie
-  )
-}
-
-/** A script's event, as published (amounts as strings), in the library's terms. */
-const eventOf = (e: Record<string, string>): BudgetEvent => {
-  const tokens = Number(e["tk"] ?? 0)
-  const usd = usdFromNanos(Number(e["n"] ?? 0))
-  switch (e["t"]) {
-    case "Recorded":
-    case "Reserved":
-    case "Released":
-      return { _tag: e["t"], budget: e["b"]!, tokens, usd }
-    case "Committed":
-      return {
-        _tag: "Committed",
-        budget: e["b"]!,
-        tokens,
-        usd,
-        tokensOverage: Number(e["to"]),
-        usdOverage: usdFromNanos(Number(e["no"])),
-        estimated: e["e"] === "1"
-      }
-    case "Exceeded": {
-      const axis = e["a"] === "usd" ? "usd" : "tokens"
-      const taken = Number(e["k"])
-      return axis === "tokens"
-        ? { _tag: "Exceeded", budget: e["b"]!, axis, requested: tokens, attempted: taken + tokens, cap: Number(e["c"]) }
-        : {
-          _tag: "Exceeded",
-          budget: e["b"]!,
-          axis,
-          requested: usd,
-          attempted: usdFromNanos(taken + Number(e["n"])),
-          cap: usdFromNanos(Number(e["c"]))
-        }
-    }
-    case "ThresholdCrossed": {
-      const axis = e["a"] === "usd" ? "usd" : "tokens"
-      const used = Number(e["u"])
-      const cap = Number(e["c"])
-      return {
-        _tag: "ThresholdCrossed",
-        budget: e["b"]!,
-        axis,
-        threshold: Number(e["th"]),
-        used: axis === "tokens" ? used : usdFromNanos(used),
-        cap: axis === "tokens" ? cap : usdFromNanos(cap)
-      }
-    }
-    default:
-      return { _tag: "Reset", budget: e["b"]!, windowEndsAt: e["we"] === undefined ? undefined : Number(e["we"]) }
-  }
-}
-
 const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   const { path } = chain[0]!
   const keys = chain.map((level) => level.key)
@@ -475,7 +402,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {
-      return events(tree, chain[chain.length - 1]!, path)
+      return events(tree, chain[chain.length - 1]!, path, renewals(tree))
     }
   }
 }

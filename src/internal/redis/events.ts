@@ -1,0 +1,187 @@
+/**
+ * Events that cross processes: the scripts publish each event as JSON on
+ * `<tree>:events`, and every process listening decodes it here, through
+ * Schema, into a `BudgetEvent`. A message that does not decode (not JSON,
+ * an unknown tag, a missing or malformed field) is logged and dropped,
+ * never misread.
+ */
+import { Effect, Option, Result, Schema, SchemaTransformation, Stream } from "effect"
+import type { Schedule } from "effect"
+import type * as Redis from "effect/persistence/Redis"
+import { Axis } from "../../BudgetError.ts"
+import type { BudgetEvent } from "../../BudgetEvent.ts"
+import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
+import { usdFromNanos, usdToNanos } from "../../Usage.ts"
+import * as Scripts from "./scripts.ts"
+
+// Numbers leave Lua as strings (`S.int`, a threshold as it was stored, a
+// flag as it came in ARGV); a number is read as well, should a script ever
+// write one. Counts are whole and never negative. Encoding writes strings,
+// as the scripts do.
+const Count = Schema.Union([
+  Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)),
+  Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+])
+
+/** Whole nano-dollars on the wire, dollars in the event. */
+const Nanos = Count.pipe(
+  Schema.decodeTo(Schema.Number, SchemaTransformation.transform({ decode: usdFromNanos, encode: usdToNanos }))
+)
+
+/** Keys the messages share: `t` the tag, `b` the budget's path, `tk` tokens, `n` nano-dollars. */
+const short = { _tag: "t", budget: "b", tokens: "tk", usd: "n" } as const
+
+const charge = <Tag extends "Recorded" | "Reserved" | "Released">(tag: Tag) =>
+  Schema.Struct({ _tag: Schema.tag(tag), budget: Schema.String, tokens: Count, usd: Nanos }).pipe(
+    Schema.encodeKeys(short)
+  )
+
+// `to` and `no`: the overage in tokens and nano-dollars; `e`: "1" when estimated.
+const Committed = Schema.Struct({
+  _tag: Schema.tag("Committed"),
+  budget: Schema.String,
+  tokens: Count,
+  usd: Nanos,
+  tokensOverage: Count,
+  usdOverage: Nanos,
+  estimated: Schema.Literals(["1", "0", 1, 0]).pipe(Schema.decodeTo(
+    Schema.Boolean,
+    SchemaTransformation.transform({ decode: (e) => e === "1" || e === 1, encode: (b) => b ? "1" : "0" })
+  ))
+}).pipe(Schema.encodeKeys({ ...short, tokensOverage: "to", usdOverage: "no", estimated: "e" }))
+
+/** An amount on `axis` in the library's terms: tokens, or dollars from nano-dollars. */
+const onAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdFromNanos(amount)
+const toAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdToNanos(amount)
+
+// `a`: the refusing axis; `k`: used + reserved on it before the request;
+// `c`: its cap; `tk` and `n`: the request. The event keeps the request on
+// the refusing axis only (summed with `k` in whole units, then converted),
+// so encoding writes the other axis as 0.
+const Exceeded = Schema.Struct({
+  t: Schema.tag("Exceeded"),
+  b: Schema.String,
+  a: Axis,
+  k: Count,
+  c: Count,
+  tk: Count,
+  n: Count
+}).pipe(Schema.decodeTo(
+  ExceededEvent,
+  SchemaTransformation.transform({
+    decode: ({ a, b, c, k, n, tk }) => {
+      const requested = a === "tokens" ? tk : n
+      return {
+        _tag: "Exceeded" as const,
+        budget: b,
+        axis: a,
+        requested: onAxis(a, requested),
+        attempted: onAxis(a, k + requested),
+        cap: onAxis(a, c)
+      }
+    },
+    encode: ({ attempted, axis, budget, cap, requested }) => {
+      const request = toAxis(axis, requested)
+      return {
+        t: "Exceeded" as const,
+        b: budget,
+        a: axis,
+        k: toAxis(axis, attempted) - request,
+        c: toAxis(axis, cap),
+        tk: axis === "tokens" ? request : 0,
+        n: axis === "usd" ? request : 0
+      }
+    }
+  })
+))
+
+// `th`: the threshold; `u` and `c`: used and the cap, in the units of the axis `a`.
+const thresholdCrossed = <A extends Axis>(axis: A, Amount: typeof Count | typeof Nanos) =>
+  Schema.Struct({
+    _tag: Schema.tag("ThresholdCrossed"),
+    budget: Schema.String,
+    axis: Schema.Literal(axis),
+    threshold: Schema.Union([Schema.FiniteFromString, Schema.Finite]),
+    used: Amount,
+    cap: Amount
+  }).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", axis: "a", threshold: "th", used: "u", cap: "c" }))
+
+// `we`: when the new window ends (epoch ms), left out without a window.
+const Reset = Schema.Struct({
+  _tag: Schema.tag("Reset"),
+  budget: Schema.String,
+  windowEndsAt: Schema.optionalKey(Count).pipe(Schema.decodeTo(
+    Schema.UndefinedOr(Schema.Number),
+    SchemaTransformation.transformOptional({
+      decode: (we) => Option.some(Option.getOrUndefined(we)),
+      encode: (end) => Option.flatMap(end, Option.fromUndefinedOr)
+    })
+  ))
+}).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", windowEndsAt: "we" }))
+
+/**
+ * The messages as the scripts publish them (`announce` in scripts.ts),
+ * each decoded into its `BudgetEvent`.
+ */
+const Published = Schema.Union([
+  charge("Recorded"),
+  charge("Reserved"),
+  charge("Released"),
+  Committed,
+  Exceeded,
+  thresholdCrossed("tokens", Count),
+  thresholdCrossed("usd", Nanos),
+  Reset
+]).annotate({ expected: "an object whose t is a budget event's tag" })
+
+/**
+ * One message on `<tree>:events`, the JSON text a script published, as a
+ * `BudgetEvent`. Encoding writes what a script would publish.
+ */
+export const Message = Schema.fromJsonString(Published)
+
+const decodeMessage = Schema.decodeUnknownResult(Message)
+
+/** What the event stream needs of a tree (the Redis store's `Tree`). */
+interface Listening {
+  readonly key: string
+  readonly redis: Redis.Redis["Service"]
+  readonly options: { readonly leaseMillis: number }
+  /** This process's name in `<tree>:listeners`. */
+  readonly process: string
+}
+
+/**
+ * Events of the budget at `path` and below, from every process: the scripts
+ * publish them on `<tree>:events` while some process is registered in
+ * `<tree>:listeners`, as this one is for as long as the stream runs,
+ * renewing its registration on `renewals`.
+ */
+export const events = (
+  tree: Listening,
+  root: { readonly key: string },
+  path: string,
+  renewals: Schedule.Schedule<unknown>
+): Stream.Stream<BudgetEvent> => {
+  const channel = `${tree.key}:events`
+  const below = `${path}/`
+  const listen = (millis: number) =>
+    Effect.ignore(tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis))
+  return Stream.unwrap(Effect.gen(function*() {
+    const messages = yield* tree.redis.subscribe(channel)
+    yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
+    yield* Effect.forkScoped(Effect.repeat(listen(tree.options.leaseMillis), renewals))
+    return Stream.fromQueue(messages)
+  })).pipe(
+    Stream.filterMapEffect(({ message }) => {
+      const decoded = decodeMessage(message)
+      if (Result.isSuccess(decoded)) return Effect.succeed(decoded)
+      // on one line, where a Schema issue's message spans several
+      const why = decoded.failure.message.replace(/\s*\n\s*/g, " ")
+      const warning = `Dropped a message on ${channel} that is not a budget event (${why}): ${message.slice(0, 500)}`
+      return Effect.as(Effect.logWarning(warning), decoded)
+    }),
+    Stream.filter((event) => event.budget === path || event.budget.startsWith(below)),
+    Stream.orDie
+  )
+}
