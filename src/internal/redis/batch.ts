@@ -1,4 +1,5 @@
 import { Effect, Exit } from "effect"
+import type { Fiber } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { awaitWithin } from "./deadline.ts"
 import * as Scripts from "./scripts.ts"
@@ -142,7 +143,10 @@ const pushOperation = (args: Array<string | number>, op: Operation, chain: numbe
   }
 }
 
-export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions): Batcher => {
+/** Forks a fiber that the caller's scope interrupts when it closes. */
+export type Fork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
+
+export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions, fork: Fork): Batcher => {
   let pending: Array<Entry> = []
   /** Batches sent and not yet answered. */
   let inFlight = 0
@@ -159,7 +163,7 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     const entries = batch.filter((entry) => entry.resume !== undefined)
     if (entries.length === 0) return
     inFlight++
-    const fiber = Effect.runFork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
+    const fiber = fork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
     awaitWithin(fiber, options.timeoutMillis, late, (exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--

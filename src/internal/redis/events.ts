@@ -12,6 +12,7 @@ import { Axis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
+import { reportFailure } from "../report.ts"
 import * as Scripts from "./scripts.ts"
 
 // Numbers leave Lua as strings (`S.int`, a threshold as it was stored, a
@@ -166,7 +167,9 @@ export const events = (
   const channel = `${tree.key}:events`
   const below = `${path}/`
   const listen = (millis: number) =>
-    Effect.ignore(tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis))
+    tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis).pipe(
+      reportFailure(`Budget tree "${tree.key}": could not register this process as listening for events`)
+    )
   return Stream.unwrap(Effect.gen(function*() {
     const messages = yield* tree.redis.subscribe(channel)
     yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))

@@ -3,6 +3,8 @@ import type { Context, Scope } from "effect"
 import type { BudgetUnavailable } from "../../BudgetError.ts"
 import type { Counters } from "../../BudgetStore.ts"
 import { registerMetrics } from "../metrics.ts"
+import { reportFailure } from "../report.ts"
+import type { Fork } from "./batch.ts"
 import { snapshotOf } from "../snapshot.ts"
 
 /*
@@ -66,7 +68,8 @@ export const watch = (
   path: string,
   caps: { readonly tokenCap: number; readonly nanoCap: number },
   snapshot: Effect.Effect<Counters, BudgetUnavailable>,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  fork: Fork
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
@@ -82,12 +85,11 @@ export const watch = (
           users: 0,
           unregister: noop
         }
-        const refresh = Effect.runForkWith(context)
         const latest = () => {
           if (!created.refreshing && Date.now() - created.takenAt > staleAfterMillis) {
             created.refreshing = true
-            refresh(snapshot.pipe(
-              Effect.ignore,
+            fork(snapshot.pipe(
+              reportFailure(`Budget "${path}": could not refresh its metrics' gauges; they show the last snapshot`),
               Effect.ensuring(Effect.sync(() => {
                 created.refreshing = false
               }))

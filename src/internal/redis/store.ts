@@ -1,4 +1,4 @@
-import { Cron, Effect, Exit, Queue, Schedule } from "effect"
+import { Cron, Effect, Exit, FiberSet, Queue, Schedule } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetExceeded } from "../../BudgetError.ts"
 import { BudgetUnavailable } from "../../BudgetError.ts"
@@ -6,6 +6,7 @@ import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
+import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
@@ -39,6 +40,8 @@ interface Tree {
   readonly options: RedisOptions
   /** Sends the hot operations, in batches. */
   readonly batcher: Batch.Batcher
+  /** Forks the tree's background work: interrupted when the tree's scope closes. */
+  readonly fork: Batch.Fork
   /** Holds of this process, renewed until settled. */
   readonly live: Set<string>
   /** The id of this process's next hold. */
@@ -129,7 +132,8 @@ class RedisHold extends Hold {
   /** If Redis still cannot be reached, the lease runs out instead. */
   get close(): Effect.Effect<void> {
     return Effect.suspend(() =>
-      this.settlement !== undefined ? Effect.void : Effect.ignore(this.settle(this.pending)).pipe(
+      this.settlement !== undefined ? Effect.void : this.settle(this.pending).pipe(
+        reportFailure(`Budget "${this.origin.path}": a closing scope could not settle its hold; it lapses with its lease`),
         Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id)))
       )
     )
@@ -181,7 +185,9 @@ const extendEnds = (tree: Tree, keys: ReadonlyArray<string>, cron: Cron.Cron, en
     for (;;) {
       yield* Effect.sleep(Math.max(1_000, last[Math.floor(last.length / 2)]! - Date.now()))
       last = cronEnds(cron)
-      yield* Effect.ignore(tree.redis.eval(Scripts.extend)(keys, tree.key, last))
+      yield* tree.redis.eval(Scripts.extend)(keys, tree.key, last).pipe(
+        reportFailure(`Budget tree "${tree.key}": could not write a cron window's coming ends; retried at the next`)
+      )
     }
   })
 
@@ -205,6 +211,7 @@ export const make = (options: RedisOptions): Effect.Effect<BudgetStore["Service"
 const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisOptions) =>
   Effect.gen(function*() {
     const key = `${options.prefix}{${encodeURIComponent(settings.name)}}`
+    const fork: Batch.Fork = yield* FiberSet.makeRuntime<never>()
     const tree: Tree = {
       key,
       redis,
@@ -214,7 +221,8 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
         leaseMillis: options.leaseMillis,
         keepMillis: keepMillis(options),
         timeoutMillis: options.timeoutMillis
-      }),
+      }, fork),
+      fork,
       live: new Set(),
       nextId: idsOfProcess(),
       tickets: new Map(),
@@ -229,7 +237,9 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       Effect.suspend(() =>
         tree.live.size === 0 && tree.tickets.size === 0
           ? Effect.void
-          : Effect.ignore(redis.eval(Scripts.renew)(tree.key, options.leaseMillis, [...tree.live], [...tree.tickets.keys()]))
+          : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, [...tree.live], [...tree.tickets.keys()]).pipe(
+            reportFailure(`Budget tree "${tree.key}": could not renew this process's leases; retried in a third of a lease`)
+          )
       ).pipe(Effect.repeat(renewals(tree)))
     )
 
@@ -247,7 +257,7 @@ const opened = (tree: Tree, chain: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
     const store = storeOf(tree, chain)
     if (settings.metrics) {
-      yield* watch(tree.watching, store.path, settings, store.snapshot, yield* Effect.context<never>())
+      yield* watch(tree.watching, store.path, settings, store.snapshot, yield* Effect.context<never>(), tree.fork)
     }
     return store
   })
@@ -373,7 +383,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         if (ticket === "") return Effect.void
         const left = ticket
         forget()
-        return Effect.ignore(call(redis.eval(Scripts.leave)(keys, tree.key, left)))
+        return call(redis.eval(Scripts.leave)(keys, tree.key, left)).pipe(
+          reportFailure(`Budget "${path}": a waiter that gave up could not leave its line; its ticket lapses with its lease`)
+        )
       })
       return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
     })
