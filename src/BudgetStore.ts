@@ -12,10 +12,10 @@
 import { Context, Layer } from "effect"
 import type { Cron, Effect, Scope, Stream } from "effect"
 import type { Settlement } from "./Budget.ts"
-import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+import type { Axis, BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
-import { exceeded as exceededOf, type Refusal } from "./internal/refusal.ts"
+import { exceeded as exceededOf } from "./internal/refusal.ts"
 import { committed as committedOf, Hold as HoldClass, released as releasedSettlement } from "./internal/reservation.ts"
 
 /**
@@ -189,4 +189,12 @@ export const exceeded: (refusal: Refusal) => BudgetExceeded = exceededOf
  * @since 0.2.0
  * @category models
  */
-export type { Refusal }
+export interface Refusal {
+  /** The path of the budget that refused. */
+  readonly budget: string
+  readonly axis: Axis
+  readonly requested: number
+  /** Used + reserved + requested. */
+  readonly attempted: number
+  readonly cap: number
+}
