@@ -20,7 +20,6 @@ import { makeWaiter, type Waiter } from "./waitQueue.ts"
  * ancestor in the same step, or to none.
  */
 
-
 const timeOf = (fiber: Fiber.Fiber<unknown, unknown>): number => fiber.getRef(Clock.Clock).currentTimeMillisUnsafe()
 
 /** Starts afresh every budget of `chain` whose window has ended. */
