@@ -15,7 +15,7 @@ import type { Settlement } from "./Budget.ts"
 import type { BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
-import { exceeded as exceededOf, type Refusal } from "./internal/refusal.ts"
+import { exceeded as exceededOf, type Refusal as RefusalOf } from "./internal/refusal.ts"
 import { committed as committedOf, Hold as HoldClass, released as releasedSettlement } from "./internal/reservation.ts"
 
 /**
@@ -189,4 +189,4 @@ export const exceeded: (refusal: Refusal) => BudgetExceeded = exceededOf
  * @since 0.2.0
  * @category models
  */
-export type { Refusal }
+export type Refusal = RefusalOf
