@@ -1,23 +1,13 @@
-import { Effect } from "effect"
 import { Budget } from "../src/index.ts"
-import { contract } from "./contract.ts"
-import { properties, treeProperties } from "./properties.ts"
+import { BudgetStoreContract } from "../src/testing.ts"
 
 const memory = { name: "the memory store", make: Budget.make }
-
 // A child keeps the same contract: its caps are the ones that bind, under
 // ancestors without caps of their own.
-const child = {
-  name: "a grandchild in the memory store",
-  make: ({ name, ...options }: Parameters<typeof Budget.make>[0]) =>
-    Budget.make({ name: "org" }).pipe(
-      Effect.flatMap((org) => org.child("tenant")),
-      Effect.flatMap((tenant) => tenant.child(name ?? "agent", options))
-    )
-}
+const child = BudgetStoreContract.grandchild(memory)
 
-contract(memory)
-properties(memory)
-contract(child)
-properties(child)
-treeProperties(memory)
+BudgetStoreContract.contract(memory)
+BudgetStoreContract.properties(memory)
+BudgetStoreContract.contract(child)
+BudgetStoreContract.properties(child)
+BudgetStoreContract.treeProperties(memory)

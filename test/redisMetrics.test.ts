@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { series } from "./support/metrics.ts"
+import { series } from "../src/internal/testing/metrics.ts"
 import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
 
 describe.runIf(available)("metrics of a Redis budget", () => {
