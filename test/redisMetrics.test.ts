@@ -1,5 +1,5 @@
 /**
- * Metrics of a Redis budget beyond the contract's (test/contract.ts):
+ * Metrics of a Redis budget beyond the contract's (src/internal/testing/contract.ts):
  * counters count what this process did; gauges show the last snapshot,
  * refreshed in the background once a read finds it stale.
  */
