@@ -5,9 +5,9 @@
  * make budgets on the store under test, called in a vitest file. This
  * package runs the same suite on its memory and Redis stores.
  *
- * Needs `vitest`, `@effect/vitest` and `fast-check` (optional peer
- * dependencies of `effect-token-budget/testing`, which the main entry never
- * loads).
+ * Needs `@effect/vitest` (with the `vitest` it runs on) and `fast-check`:
+ * optional peer dependencies, loaded by `effect-token-budget/testing` and
+ * never by the main entry.
  *
  * @example
  * ```ts
