@@ -9,8 +9,9 @@
  * in a temporary directory and compiled as a module with the repository's
  * compiler options (strict and the rest), except that unused locals and
  * parameters are allowed: a doc may define a layer or a program only to
- * show it. The import "effect-token-budget" resolves to ./src/index.ts, so
- * the docs are checked against the code in this tree, not a build.
+ * show it. The import "effect-token-budget" resolves to ./src/index.ts (and
+ * "/redis", "/testing" to theirs), so the docs are checked against the code
+ * in this tree, not a build.
  *
  * The convention for writers:
  * - a block is a complete module: it imports what it uses, and wraps
@@ -105,7 +106,8 @@ writeFileSync(
         noUnusedParameters: false,
         paths: {
           "effect-token-budget": [join(root, "src/index.ts")],
-          "effect-token-budget/redis": [join(root, "src/redis.ts")]
+          "effect-token-budget/redis": [join(root, "src/redis.ts")],
+          "effect-token-budget/testing": [join(root, "src/testing.ts")]
         }
       },
       include: [],

@@ -1,7 +1,8 @@
 /**
- * The main entry loads no Redis code: built as it is published, imported in
- * a process of its own, every module it loads is recorded. The Redis entry,
- * imported the same way, does load the Redis store, so the check can fail.
+ * The main entry loads no Redis code and no test framework: built as it is
+ * published, imported in a process of its own, every module it loads is
+ * recorded. The Redis and testing entries, imported the same way, do load
+ * theirs, so the checks can fail.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -32,6 +33,10 @@ const modulesOf = (entry: string): ReadonlyArray<string> =>
 // `RequestResolver`, for every effect program: it is not ours to avoid.)
 const redisModule = /\/dist\/(redis|RedisBudget)\.js$|\/internal\/redis\/|\/node_modules\/(redis|@redis|@effect\/platform-node)\//
 
+// The conformance suite and what it runs on: optional peers of the testing
+// entry only.
+const testingModule = /\/dist\/(testing|BudgetStoreContract)\.js$|\/internal\/testing\/|\/node_modules\/(vitest|@vitest|@effect\/vitest|fast-check)\//
+
 beforeAll(() => {
   execFileSync(process.execPath, [
     join(root, "node_modules", "typescript", "bin", "tsc"),
@@ -58,9 +63,20 @@ describe("entry points", () => {
     assert.deepStrictEqual(loaded.filter((url) => redisModule.test(url)), [])
   })
 
+  it("effect-token-budget loads no vitest and no fast-check", () => {
+    assert.deepStrictEqual(modulesOf("index.js").filter((url) => testingModule.test(url)), [])
+  })
+
   it("effect-token-budget/redis loads the Redis store", () => {
     const loaded = modulesOf("redis.js")
     assert.isTrue(loaded.some((url) => url.includes("/internal/redis/scripts")))
     assert.isTrue(loaded.some((url) => url.endsWith("/RedisBudget.js")))
+  })
+
+  it("effect-token-budget/testing loads the suite, @effect/vitest and fast-check", () => {
+    const loaded = modulesOf("testing.js")
+    assert.isTrue(loaded.some((url) => url.includes("/internal/testing/contract")))
+    assert.isTrue(loaded.some((url) => url.includes("/node_modules/@effect/vitest/")))
+    assert.isTrue(loaded.some((url) => url.includes("/node_modules/fast-check/")))
   })
 })

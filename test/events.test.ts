@@ -2,8 +2,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetService } from "../src/index.ts"
-import { yields as settle } from "./contract.ts"
-import { series } from "./support/metrics.ts"
+import { yields as settle } from "../src/BudgetStoreContract.ts"
+import { series } from "../src/internal/testing/metrics.ts"
 
 /** Starts collecting `budget`'s events; the returned effect stops and reads them. */
 const listen = (budget: BudgetService) =>

@@ -9,7 +9,7 @@ import {
   type BudgetService,
   Pricing
 } from "../src/index.ts"
-import { yields } from "./contract.ts"
+import { yields } from "../src/BudgetStoreContract.ts"
 import { type Reply, scriptedModel, usage } from "./support/scriptedModel.ts"
 
 // USD per million tokens, and what they make of the usage below:

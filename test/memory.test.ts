@@ -1,27 +1,18 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { Budget, BudgetStore } from "../src/index.ts"
-import { contract } from "./contract.ts"
-import { properties, treeProperties } from "./properties.ts"
+import { BudgetStoreContract } from "../src/testing.ts"
 
 const memory = { name: "the memory store", make: Budget.make }
-
 // A child keeps the same contract: its caps are the ones that bind, under
 // ancestors without caps of their own.
-const child = {
-  name: "a grandchild in the memory store",
-  make: ({ name, ...options }: Parameters<typeof Budget.make>[0]) =>
-    Budget.make({ name: "org" }).pipe(
-      Effect.flatMap((org) => org.child("tenant")),
-      Effect.flatMap((tenant) => tenant.child(name ?? "agent", options))
-    )
-}
+const child = BudgetStoreContract.grandchild(memory)
 
-contract(memory)
-properties(memory)
-contract(child)
-properties(child)
-treeProperties(memory)
+BudgetStoreContract.contract(memory)
+BudgetStoreContract.properties(memory)
+BudgetStoreContract.contract(child)
+BudgetStoreContract.properties(child)
+BudgetStoreContract.treeProperties(memory)
 
 describe("the memory store", () => {
   it.effect("two budgets opened with one name on one store share their counters, with the options given last", () =>

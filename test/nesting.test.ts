@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer, Metric } from "effect"
 import { Budget, type BudgetExceeded, type BudgetService, type BudgetUnavailable, type InvalidUsage } from "../src/index.ts"
 import { TestClock } from "effect/testing"
-import { yields as settle } from "./contract.ts"
+import { yields as settle } from "../src/BudgetStoreContract.ts"
 
 const flipExceeded = <A, E>(effect: Effect.Effect<A, E, never>) =>
   Effect.map(Effect.flip(effect), (error) => {

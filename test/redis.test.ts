@@ -2,25 +2,19 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Cron, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as Scripts from "../src/internal/redis/scripts.ts"
-import { contract } from "./contract.ts"
-import { properties, treeProperties } from "./properties.ts"
-import { available, makeRedisBudget, RedisLive, runBatch, settleRedis, testPrefix } from "./support/redis.ts"
+import { BudgetStoreContract } from "../src/testing.ts"
+import { available, makeRedisBudget, makeRedisStore, RedisLive, runBatch, settleRedis, testPrefix } from "./support/redis.ts"
 
 // A round trip per charge: fewer of them, each still a fraction of a cent
 // that floating point cannot hold exactly.
-const remote = { settle: settleRedis, drainWaiters: 2_000, smallCharges: 100_000 }
-
-const redis = { name: "the Redis store", make: makeRedisBudget, ...remote }
-
-const child = {
-  name: "a grandchild in the Redis store",
-  ...remote,
-  make: ({ name, ...options }: Parameters<typeof makeRedisBudget>[0]) =>
-    makeRedisBudget({ name: "org" }).pipe(
-      Effect.flatMap((org) => org.child("tenant")),
-      Effect.flatMap((tenant) => tenant.child(name ?? "agent", options))
-    )
+const redis = {
+  name: "the Redis store",
+  make: BudgetStoreContract.makeFromStore(makeRedisStore()),
+  settle: settleRedis,
+  drainWaiters: 2_000,
+  smallCharges: 100_000
 }
+const child = BudgetStoreContract.grandchild(redis)
 
 describe.runIf(available)("Redis", () => {
   it.effect("a commit built but never run leaves the scope to release the hold", () =>
@@ -98,8 +92,8 @@ describe.runIf(available)("Redis", () => {
       yield* redis.send("UNLINK", key, `${tree}:b:t`)
     }))
 
-  contract(redis)
-  contract(child)
-  properties(redis, 30)
-  treeProperties(redis, 20)
+  BudgetStoreContract.contract(redis)
+  BudgetStoreContract.contract(child)
+  BudgetStoreContract.properties(redis, { numRuns: 30 })
+  BudgetStoreContract.treeProperties(redis, { numRuns: 20 })
 })

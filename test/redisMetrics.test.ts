@@ -1,11 +1,11 @@
 /**
- * Metrics of a Redis budget beyond the contract's (test/contract.ts):
+ * Metrics of a Redis budget beyond the contract's (src/internal/testing/contract.ts):
  * counters count what this process did; gauges show the last snapshot,
  * refreshed in the background once a read finds it stale.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { series } from "./support/metrics.ts"
+import { series } from "../src/internal/testing/metrics.ts"
 import { available, makeRedisBudget, settleRedis } from "./support/redis.ts"
 
 describe.runIf(available)("metrics of a Redis budget", () => {

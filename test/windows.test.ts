@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cron, Effect, Fiber, Result } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget } from "../src/index.ts"
-import { yields as settle } from "./contract.ts"
+import { yields as settle } from "../src/BudgetStoreContract.ts"
 
 const at = (iso: string) => TestClock.setTime(new Date(iso).getTime())
 const iso = (millis: number | undefined) => millis === undefined ? undefined : new Date(millis).toISOString()

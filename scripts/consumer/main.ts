@@ -6,7 +6,9 @@
  *   node out/main.js redis     # RedisBudget.layer over NodeRedis (REDIS_URL or 127.0.0.1:6379)
  *
  * It imports only "effect-token-budget" and its peers, as a user would, and
- * exits non-zero when any result differs from what the contract says.
+ * exits non-zero when any result differs from what the contract says. It
+ * imports the types of "effect-token-budget/testing" too, to prove that
+ * entry resolves and type-checks; the suite itself runs only under vitest.
  */
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Exit, Layer } from "effect"
@@ -22,6 +24,7 @@ import {
   TokenEstimate
 } from "effect-token-budget"
 import { RedisBudget } from "effect-token-budget/redis"
+import type { BudgetStoreContract } from "effect-token-budget/testing"
 
 // --- a tiny assertion kit -----------------------------------------------------
 
@@ -203,10 +206,15 @@ const pricing = Effect.gen(function*() {
   yield* check("TokenEstimate.estimateInputTokens", TokenEstimate.estimateInputTokens(Prompt.make("hello world")), 7)
 })
 
+// --- the testing entry, as a store author types it ----------------------------
+
+const underTest: BudgetStoreContract.StoreUnderTest = { name: "the memory store", make: Budget.make }
+const testing = check("a StoreUnderTest over Budget.make", typeof underTest.make, "function")
+
 // --- the stores -----------------------------------------------------------------
 
 const memory: Effect.Effect<void, unknown> = Effect.andThen(
-  pricing,
+  Effect.andThen(pricing, testing),
   scenario.pipe(Effect.provide(Budget.layer({ name: "consumer", tokenCap, usdCap })))
 )
 

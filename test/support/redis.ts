@@ -9,8 +9,9 @@ import { Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
-import type { BudgetOptions, BudgetService } from "../../src/index.ts"
+import type { BudgetOptions, BudgetService, BudgetStore, InvalidUsage } from "../../src/index.ts"
 import { RedisBudget } from "../../src/redis.ts"
+import { BudgetStoreContract } from "../../src/testing.ts"
 import * as Batch from "../../src/internal/redis/batch.ts"
 import * as Scripts from "../../src/internal/redis/scripts.ts"
 
@@ -61,21 +62,28 @@ const unlinkAll = async (pattern: string): Promise<void> => {
 // against. A file's tests run one after another in their process.
 if (available) afterAll(() => unlinkAll(`${processPrefix}*`))
 
+/**
+ * A Redis store of its own: a client, and keys no other test uses. The
+ * client lives as long as the caller's scope, like the budgets opened on it.
+ */
+export const makeRedisStore = (
+  options: Omit<RedisBudget.StoreOptions, "prefix"> = {}
+): Effect.Effect<BudgetStore.BudgetStore["Service"], InvalidUsage, Scope.Scope> =>
+  Effect.flatMap(
+    Layer.build(RedisLive),
+    (redis) => RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(Effect.provide(redis))
+  )
+
 /** A fresh budget tree in Redis, under keys no other test uses. */
 export const makeRedisBudget = (
   options: BudgetOptions & {
     readonly leaseTtl?: Duration.Input | undefined
     readonly timeout?: Duration.Input | undefined
   }
-): Effect.Effect<BudgetService, unknown, Scope.Scope> =>
-  Effect.gen(function*() {
-    // The client lives as long as the caller's scope, like the budget.
-    const redis = yield* Layer.build(RedisLive)
-    const { leaseTtl, timeout, ...budget } = options
-    return yield* RedisBudget.make(budget, { prefix: testPrefix("budget"), leaseTtl, timeout }).pipe(
-      Effect.provide(redis)
-    )
-  })
+): Effect.Effect<BudgetService, unknown, Scope.Scope> => {
+  const { leaseTtl, timeout, ...budget } = options
+  return BudgetStoreContract.makeFromStore(makeRedisStore({ leaseTtl, timeout }))(budget)
+}
 
 /**
  * Runs `operations` on the tree `tree` as one batch script, straight to

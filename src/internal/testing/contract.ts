@@ -1,30 +1,17 @@
 /**
  * The contract every store keeps: semantics 1-8 of DESIGN.md. One function
- * over a way to make a budget, run against each store.
+ * over a way to make a budget, run against each store; published by
+ * `effect-token-budget/testing`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Stream } from "effect"
-import type { Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { Budget, type BudgetEvent, type BudgetOptions } from "../src/index.ts"
-import { series } from "./support/metrics.ts"
-
-type Service = Budget["Service"]
-
-export interface StoreUnderTest {
-  readonly name: string
-  /** A fresh, empty budget; a remote store scopes its connection and keys. */
-  readonly make: (options: BudgetOptions) => Effect.Effect<Service, unknown, Scope.Scope>
-  /** Lets every fiber that can move do so; a remote store waits for its replies. */
-  readonly settle?: Effect.Effect<void> | undefined
-  /** How many waiters to drain one at a time; each is a round trip on a remote store. */
-  readonly drainWaiters?: number | undefined
-  /** How many small charges must add up to exactly 1 USD; each is a round trip on a remote store. */
-  readonly smallCharges?: number | undefined
-}
+import type { BudgetEvent } from "../../BudgetEvent.ts"
+import type { StoreUnderTest } from "../../BudgetStoreContract.ts"
+import { series } from "./metrics.ts"
 
 /** Lets forked fibers run until they block: waits and wake-ups go through the scheduler. */
-export const yields = Effect.gen(function*() {
+export const yields: Effect.Effect<void> = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
 })
 

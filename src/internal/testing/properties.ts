@@ -5,9 +5,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import fc from "fast-check"
-import type { Reservation, Settlement } from "../src/index.ts"
-import { usdFromNanos, usdToNanos } from "../src/index.ts"
-import type { StoreUnderTest } from "./contract.ts"
+import type { Reservation, Settlement } from "../../Budget.ts"
+import type { PropertyOptions, StoreUnderTest } from "../../BudgetStoreContract.ts"
+import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { Model, type ModelHold } from "./model.ts"
 
 const tokenCap = 100
@@ -52,8 +52,9 @@ const turns = Effect.gen(function*() {
   for (let i = 0; i < 200; i++) yield* Effect.yieldNow
 })
 
-export const properties = (store: StoreUnderTest, numRuns = 150) =>
+export const properties = (store: StoreUnderTest, options: PropertyOptions = {}) =>
   describe(`properties on ${store.name}`, () => {
+    const numRuns = options.numRuns ?? 150
     const quiesce = Effect.andThen(turns, store.settle ?? Effect.void)
     it.effect("every step matches the model; holds never outlive their scopes; money is exact", () =>
       Effect.promise(() =>
@@ -306,8 +307,9 @@ const treeCommand: fc.Arbitrary<TreeCommand> = fc.oneof(
  * at each level of its chain, every level stay within its cap (plus reported
  * overage), and no waiter be forgotten.
  */
-export const treeProperties = (store: StoreUnderTest, numRuns = 100) =>
+export const treeProperties = (store: StoreUnderTest, options: PropertyOptions = {}) =>
   describe(`tree properties on ${store.name}`, () => {
+    const numRuns = options.numRuns ?? 100
     const quiesce = Effect.andThen(turns, store.settle ?? Effect.void)
     it.effect("every level counts exactly, stays within its cap, and no waiter is forgotten", () =>
       Effect.promise(() =>
