@@ -7,6 +7,7 @@ import { Effect, Exit, Scope } from "effect"
 import { budgetCases } from "./budget.ts"
 import { contentionCases } from "./contention.ts"
 import { drainCases } from "./drain.ts"
+import { fleetReport } from "./fleet.ts"
 import { floors } from "./floors.ts"
 import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
@@ -39,6 +40,7 @@ const program = Effect.gen(function*() {
   console.log(`\n${yield* renewalReport}`)
   console.log(`\n${yield* redisCpuReport}`)
   console.log(`\n${yield* redisAloneReport}`)
+  console.log(`\n${yield* fleetReport}`)
   console.log(
     `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +
       `ratio the median per-round ratio to "vs".`

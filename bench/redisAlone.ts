@@ -8,50 +8,18 @@
  * (Debian: `redis-tools`). The figures are printed below the table.
  */
 import { Effect } from "effect"
-import * as Redis from "effect/persistence/Redis"
-import { execFile } from "node:child_process"
 import { batchArguments } from "../src/internal/redis/batch.ts"
 import type { Operation } from "../src/internal/redis/batch.ts"
 import { batch } from "../src/internal/redis/scripts.ts"
 import { usdToNanos } from "../src/Usage.ts"
 import { median } from "./harness.ts"
-import { connect, leastHold, prefix, raw, url } from "./redis.ts"
+import { connect, leastHold, prefix, raw } from "./redis.ts"
+import { evalsha, random, requestsPerSecond } from "./redisBenchmark.ts"
 import { estimate } from "./workload.ts"
 
-const requests = 5_000
+/** One request in flight at a time. */
+const load = { clients: 1, requests: 5_000 }
 const rounds = 11
-
-/** `redis-benchmark` replaces it in each request with a random number: a fresh hold id. */
-const random = "__rand_int__"
-
-/** Requests per second of `args` sent one at a time, or why not. */
-const benchmark = (args: ReadonlyArray<string>) =>
-  Effect.callback<number, string>((resume) => {
-    execFile(
-      "redis-benchmark",
-      ["-u", url, "-q", "-c", "1", "-n", String(requests), "-r", "100000000", ...args],
-      (error, stdout) => {
-        const rps = /([\d.]+) requests per second/.exec(stdout)?.[1]
-        if (rps !== undefined) return resume(Effect.succeed(Number(rps)))
-        resume(Effect.fail(
-          error?.code === "ENOENT" ? "redis-benchmark is not installed (Debian: redis-tools)" : error?.message ?? stdout
-        ))
-      }
-    )
-  })
-
-/** The EVALSHA arguments of `script` for `params`, loaded once. */
-const evalsha = <P extends ReadonlyArray<unknown>>(
-  redis: Redis.Redis["Service"],
-  script: Redis.Script<{ readonly params: P; readonly result: unknown }>,
-  ...params: P
-) =>
-  Effect.map(redis.send<string>("SCRIPT", "LOAD", script.lua), (sha) => [
-    "evalsha",
-    sha,
-    String(script.numberOfKeys(...params)),
-    ...script.params(...params).map(String)
-  ])
 
 export const redisAloneReport: Effect.Effect<string> = Effect.scoped(Effect.gen(function*() {
   const redis = yield* connect
@@ -70,7 +38,7 @@ export const redisAloneReport: Effect.Effect<string> = Effect.scoped(Effect.gen(
   // Rounds interleave the cases, so a drift of the machine reaches each alike.
   const perRound: Array<ReadonlyArray<number>> = []
   for (let round = 0; round < rounds; round++) {
-    perRound.push(yield* Effect.forEach(cases, ([, args]) => Effect.map(benchmark(args), (rps) => 1e6 / rps)))
+    perRound.push(yield* Effect.forEach(cases, ([, args]) => Effect.map(requestsPerSecond(args, load), (rps) => 1e6 / rps)))
   }
   const lines = cases.map(([name], i) => {
     const micros = median(perRound.map((round) => round[i]!))
