@@ -27,7 +27,11 @@ import * as RedisStore from "./internal/redis/store.ts"
  * @category models
  */
 export interface StoreOptions {
-  /** Prefix of every key; defaults to `"budget:"`. */
+  /**
+   * Prefix of every key; defaults to `"budget:"`. It may not contain `{` or
+   * `}`: the keys of a tree share the hash tag `{<root name>}`, which keeps
+   * them in one Redis Cluster slot.
+   */
   readonly prefix?: string | undefined
   /** A hold's lease, renewed three times a lease while its scope is open; defaults to 30 seconds. */
   readonly leaseTtl?: Duration.Input | undefined
@@ -50,7 +54,17 @@ export const makeStore = (
     const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
     if (leaseMillis instanceof InvalidUsage) return Effect.fail(leaseMillis)
     if (timeoutMillis instanceof InvalidUsage) return Effect.fail(timeoutMillis)
-    return RedisStore.make({ prefix: options.prefix ?? "budget:", leaseMillis, timeoutMillis })
+    const prefix = options.prefix ?? "budget:"
+    if (typeof prefix !== "string" || /[{}]/.test(prefix)) {
+      return Effect.fail(
+        new InvalidUsage({
+          field: "prefix",
+          value: prefix,
+          reason: "must be a string without \"{\" or \"}\" (a tree's keys share the hash tag of its root's name)"
+        })
+      )
+    }
+    return RedisStore.make({ prefix, leaseMillis, timeoutMillis })
   })
 
 /**

@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Context, Cron, Effect, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as Scripts from "../src/internal/redis/scripts.ts"
+import { RedisBudget } from "../src/redis.ts"
 import { BudgetStoreContract } from "../src/testing.ts"
 import { available, makeRedisBudget, makeRedisStore, RedisLive, runBatch, settleRedis, testPrefix } from "./support/redis.ts"
 
@@ -34,6 +35,19 @@ describe.runIf(available)("Redis", () => {
       assert.include((lease as Error).message, "Invalid leaseTtl")
       const timeout = yield* Effect.flip(makeRedisBudget({ timeout: "0 millis" }))
       assert.include((timeout as Error).message, "Invalid timeout")
+    }))
+
+  it.effect("a prefix with a brace fails with InvalidUsage naming it when the store is made", () =>
+    Effect.gen(function*() {
+      const redis = yield* Layer.build(RedisLive)
+      for (const prefix of ["team{a}:", "}", "{"]) {
+        const error = yield* Effect.flip(
+          RedisBudget.make({ name: "braces" }, { prefix }).pipe(Effect.provide(redis))
+        )
+        assert.strictEqual(error._tag, "InvalidUsage")
+        assert.include(error.message, "Invalid prefix")
+        assert.include(error.message, JSON.stringify(prefix))
+      }
     }))
 
   it.live("a cron window restarts a budget and its child at the schedule's ends, on Redis's clock", () =>
