@@ -8,9 +8,9 @@ export const charges = `
 function S.record(keys, t, n)
   local r = S.check(keys, t, n)
   if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
-  local level, E = S.level, S.listens() and S.events()
+  local levels, E = S.levels, S.listens() and S.events()
   for i = 1, #keys do
-    local b = level(keys[i])
+    local b = levels[keys[i]] or S.level(keys[i])
     local tu, nu = b.tu, b.nu
     b.tu, b.nu, b.du = tu + t, nu + n, true
     if E then

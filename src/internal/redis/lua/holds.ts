@@ -51,14 +51,14 @@ function S.holds()
   -- Takes a hold of t, n (ts, ns as they came) on every level of the chain,
   -- leased for S.lease milliseconds from now.
   function H.take(keys, t, n, ts, ns, id)
-    local level = S.level
+    local levels = S.levels
     for i = 1, #keys do
-      local b = level(keys[i])
+      local b = levels[keys[i]] or S.level(keys[i])
       b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
     end
     local path = keys.path or S.path_of(keys[1])
     keys.path = path
-    H.values[id] = 'h ' .. ts .. ' ' .. ns .. ' ' .. H.gens_of(keys) .. ' ' .. path
+    H.values[id] = 'h ' .. ts .. ' ' .. ns .. ' ' .. (keys.gens or H.gens_of(keys)) .. ' ' .. path
     H.changed[#H.changed + 1] = id
     if S.listens() then S.events().announce({ t = 'Reserved', b = path, tk = ts, n = ns }) end
   end
@@ -70,11 +70,11 @@ function S.holds()
   -- the room left is the overage, the most of any level's, returned.
   -- before, if given, keeps each level's use before the charge.
   function H.give_back(keys, ht, hn, gens, t, n, before)
-    local level, max = S.level, math.max
-    local each = gens and gens ~= H.gens_of(keys) and string.gmatch(gens, '[^,]+')
+    local levels, max = S.levels, math.max
+    local each = gens and gens ~= (keys.gens or H.gens_of(keys)) and string.gmatch(gens, '[^,]+')
     local tover, nover = 0, 0
     for i = 1, #keys do
-      local b = level(keys[i])
+      local b = levels[keys[i]] or S.level(keys[i])
       local et, en = ht, hn
       if each and b.gen ~= each() then et, en = 0, 0 end
       if t then

@@ -44,9 +44,9 @@ end
 -- The first level of the chain a charge is over (see over):
 -- { axis, used + held, cap, level }, or nil.
 function S.refusal(keys, t, n, alone)
-  local level, over, int = S.level, S.over, S.int
+  local levels, over, int = S.levels, S.over, S.int
   for i = 1, #keys do
-    local b = level(keys[i])
+    local b = levels[keys[i]] or S.level(keys[i])
     local axis = over(b, t, n, alone)
     if axis == 'tokens' then return { axis, int(b.tu + b.tr), int(b.tc), i } end
     if axis then return { axis, int(b.nu + b.nr), int(b.nc), i } end
