@@ -90,16 +90,6 @@ export const batchArguments = (
   operations: ReadonlyArray<Operation>
 ): [keys: ReadonlyArray<string>, args: Array<string | number>] => {
   const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
-  if (operations.length === 1) {
-    // Alone, as most are: its chain is the keys, in order, and the places
-    // of all but the root.
-    const chain = operations[0]!.chain
-    args[3] = 1
-    args.push(chain.length)
-    for (let i = 1; i < chain.length; i++) args.push(i)
-    pushOperation(args, operations[0]!, 1)
-    return [chain, args]
-  }
   // Chains are shared by the operations of one budget: each is written
   // once, before the operations. The root, last of every chain, is left
   // out: it is the last key.

@@ -1,0 +1,33 @@
+/*
+ * The charges that can be refused, record and reserve: each checks every
+ * level of its chain first and changes nothing if one refuses. Commit and
+ * release, which are never refused, are H.settle (holds.ts).
+ */
+export const charges = `
+-- Charges t, n to every level of the chain, or to none.
+function S.record(keys, t, n)
+  local r = S.check(keys, t, n)
+  if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
+  local levels, E = S.levels, S.listens() and S.events()
+  for i = 1, #keys do
+    local b = levels[keys[i]] or S.level(keys[i])
+    local tu, nu = b.tu, b.nu
+    b.tu, b.nu, b.du = tu + t, nu + n, true
+    if E then
+      if i == 1 then E.announce({ t = 'Recorded', b = S.path_of(keys[1]), tk = S.int(t), n = S.int(n) }) end
+      E.cross(b, tu, nu)
+    end
+  end
+  return 'ok'
+end
+
+-- Holds t, n on every level of the chain, or on none, under a lease. A
+-- request that fails rather than waits does not line up: it takes what is
+-- free now.
+function S.reserve(keys, t, n, ts, ns, id)
+  local r = S.check(keys, t, n)
+  if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
+  S.holds().take(keys, t, n, ts, ns, id)
+  return 'ok'
+end
+`

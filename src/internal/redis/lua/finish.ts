@@ -1,0 +1,32 @@
+/*
+ * The end of a run. Nothing a run changes in budgets, holds and leases is
+ * written before its end, so a refusal or an error on the way leaves
+ * nothing half-written. (Lines and tickets, which the waiting functions
+ * read back as they go, are written at once.)
+ */
+export const finish = `
+-- Every run ends here: what it changed is written, each budget in one call
+-- (rarely more), then its events and the tickets it woke are told.
+function S.finish(result)
+  if S.W then S.W.after_step() end
+  local levels, int = S.levels, S.int
+  for i = 1, #levels do
+    local b = levels[i]
+    if b.du and b.dh then
+      redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr))
+    elseif b.du then
+      redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
+    elseif b.dh then
+      redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
+    end
+    if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
+    if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
+    if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
+  end
+  if S.H then S.H.write() end
+  if S.W then S.W.write() end
+  if S.E then S.E.write() end
+  if S.Q then S.Q.write() end
+  return result
+end
+`

@@ -1,0 +1,164 @@
+/*
+ * Holds. A hold is the string `<tree>:h:<id>`, "h <tokens> <nanos>
+ * <gen,...> <path>": what it holds, the generation of each level of its
+ * chain when it was taken, and its budget. Its lease is its expiry in the
+ * sorted set `<tree>:leases`. Settling replaces it with its settlement,
+ * "c <tokens> <nanos> <tokens over> <nanos over>" or "r", kept a while
+ * (S.keep) so that a retried commit charges once.
+ *
+ * A run reads each hold once (a batch reads those it settles in one call)
+ * and keeps it in H.values, false if there is none; H.write writes those
+ * it changed (H.changed, in order) in a few calls, and their leases: a
+ * hold's until H.expiry, none for a settlement or a hold given back.
+ */
+export const holds = `
+function S.holds()
+  local H = S.H
+  if H then return H end
+  H = { values = {}, changed = {}, unleased = {} }
+  S.H = H
+
+  -- A hold's value, false if there is none.
+  function H.held(id)
+    local v = H.values[id]
+    if v == nil then
+      v = redis.call('GET', S.tree .. ':h:' .. id)
+      H.values[id] = v
+    end
+    return v
+  end
+  -- A hold's tokens, nanos, generations and path, as strings; nil for a
+  -- settlement.
+  function H.hold_of(v) return string.match(v, '^h (%d+) (%d+) ([^ ]+) (.*)$') end
+
+  -- The generations of a chain's levels, joined as a hold writes them; kept
+  -- on the chain, as no generation changes once a run has read its level
+  -- (but in reset, which takes no holds).
+  function H.gens_of(keys)
+    local g = keys.gens
+    if g then return g end
+    if #keys == 1 then
+      g = S.level(keys[1]).gen
+    else
+      local gens = {}
+      for i = 1, #keys do gens[i] = S.level(keys[i]).gen end
+      g = table.concat(gens, ',')
+    end
+    keys.gens = g
+    return g
+  end
+
+  -- Takes a hold of t, n (ts, ns as they came) on every level of the chain,
+  -- leased for S.lease milliseconds from now.
+  function H.take(keys, t, n, ts, ns, id)
+    local levels = S.levels
+    for i = 1, #keys do
+      local b = levels[keys[i]] or S.level(keys[i])
+      b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
+    end
+    local path = keys.path or S.path_of(keys[1])
+    keys.path = path
+    H.values[id] = 'h ' .. ts .. ' ' .. ns .. ' ' .. (keys.gens or H.gens_of(keys)) .. ' ' .. path
+    H.changed[#H.changed + 1] = id
+    if S.listens() then S.events().announce({ t = 'Reserved', b = path, tk = ts, n = ns }) end
+  end
+
+  -- Gives back a hold of ht, hn taken in the generations gens: all of it at
+  -- each level of the chain that keeps the generation it was taken in,
+  -- nothing at a level reset since. A commit (t given) also charges t, n at
+  -- every level, past a cap if it must; what it takes beyond the hold and
+  -- the room left is the overage, the most of any level's, returned.
+  -- before, if given, keeps each level's use before the charge.
+  function H.give_back(keys, ht, hn, gens, t, n, before)
+    local levels, max = S.levels, math.max
+    local each = gens and gens ~= (keys.gens or H.gens_of(keys)) and string.gmatch(gens, '[^,]+')
+    local tover, nover = 0, 0
+    for i = 1, #keys do
+      local b = levels[keys[i]] or S.level(keys[i])
+      local et, en = ht, hn
+      if each and b.gen ~= each() then et, en = 0, 0 end
+      if t then
+        if before then before[i] = { b.tu, b.nu } end
+        if b.tc >= 0 then tover = max(tover, t - et - max(0, b.tc - b.tu - b.tr)) end
+        if b.nc >= 0 then nover = max(nover, n - en - max(0, b.nc - b.nu - b.nr)) end
+        b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
+      end
+      b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
+    end
+    return tover, nover
+  end
+
+  -- Settles the hold id of the chain: a commit of t, n (ts, ns as they
+  -- came; e '1' if they were estimated), or a release (no t). A commit of a
+  -- hold nobody holds still charges: usage that happened is never dropped.
+  -- Returns the settlement; a hold settled before keeps its first.
+  function H.settle(keys, id, t, n, ts, ns, e)
+    local v = H.values[id]
+    if v == nil then v = H.held(id) end
+    local ht, hn, gens, path = nil, nil, nil, nil
+    if v then
+      ht, hn, gens, path = H.hold_of(v)
+      if not ht then return v end
+      ht, hn = tonumber(ht), tonumber(hn)
+    end
+    -- The root first: it says whether anyone listens.
+    if S.listening == nil then S.level(S.root) end
+    local listens = S.listening
+    local before = t and listens and {}
+    local s, to, no = 'r', nil, nil
+    if t then
+      local tover, nover = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before)
+      to, no = S.int(tover), S.int(nover)
+      s = 'c ' .. ts .. ' ' .. ns .. ' ' .. to .. ' ' .. no
+    elseif ht then
+      H.give_back(keys, ht, hn, gens)
+    end
+    H.values[id] = s
+    H.changed[#H.changed + 1] = id
+    if listens then
+      local E = S.events()
+      if t then
+        E.announce({ t = 'Committed', b = S.path_of(keys[1]), tk = ts, n = ns, to = to, no = no, e = e })
+        for i = 1, #keys do E.cross(S.level(keys[i]), before[i][1], before[i][2]) end
+      elseif ht then
+        E.announce({ t = 'Released', b = path, tk = S.int(ht), n = S.int(hn) })
+      end
+    end
+    S.wake_all(keys)
+    return s
+  end
+
+  -- Writes what the run changed: holds in one call, settlements each with
+  -- their expiry, holds given back in one; leases in one call each way.
+  -- (A hold changed twice is written twice, to the same end.)
+  function H.write()
+    local tree, values, changed, remove = S.tree, H.values, H.changed, H.unleased
+    local set, gone, add = nil, nil, nil
+    for i = 1, #changed do
+      local id = changed[i]
+      local v, key = values[id], tree .. ':h:' .. id
+      if not v then
+        gone = gone or {}
+        gone[#gone + 1] = key
+        remove[#remove + 1] = id
+      elseif string.byte(v) == 104 then -- 'h'
+        if not set then set, add, H.expiry = {}, {}, S.int(S.now_ms() + S.lease) end
+        set[#set + 1] = key
+        set[#set + 1] = v
+        add[#add + 1] = H.expiry
+        add[#add + 1] = id
+      else
+        redis.call('SET', key, v, 'PX', S.keep)
+        remove[#remove + 1] = id
+      end
+    end
+    if set then redis.call('MSET', unpack(set)) end
+    if gone then redis.call('DEL', unpack(gone)) end
+    if add then redis.call('ZADD', tree .. ':leases', unpack(add)) end
+    if #remove > 0 then redis.call('ZREM', tree .. ':leases', unpack(remove)) end
+    H.changed, H.unleased = {}, {}
+  end
+
+  return H
+end
+`

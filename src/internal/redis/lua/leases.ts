@@ -1,0 +1,46 @@
+/*
+ * Leases: a hold or a ticket whose process stopped renewing it (it died,
+ * or lost Redis) is given back whenever it stands in a request's way, and
+ * by snapshots.
+ */
+export const leases = `
+function S.leases()
+  local L = S.L
+  if L then return L end
+  -- How many expired leases the run has given back: their removal is
+  -- written by finish, so a second look skips them.
+  L = { reaped = 0 }
+  S.L = L
+
+  -- Gives back up to 64 holds and tickets whose leases ran out; true if
+  -- any hold's had.
+  function L.reap()
+    local H, tree, now = S.holds(), S.tree, S.int(S.now_ms())
+    local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', now, 'LIMIT', L.reaped, 64)
+    L.reaped = L.reaped + #expired
+    for _, id in ipairs(expired) do
+      local v = H.held(id)
+      local ht, hn, gens, path = nil, nil, nil, nil
+      if v then ht, hn, gens, path = H.hold_of(v) end
+      if not ht then
+        H.unleased[#H.unleased + 1] = id
+      else
+        H.values[id] = false
+        H.changed[#H.changed + 1] = id
+        local keys = S.waiting().chain_of(path)
+        H.give_back(keys, tonumber(ht), tonumber(hn), gens)
+        S.wake_all(keys)
+        if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn }) end
+      end
+    end
+    if S.level(S.root).wq > 0 then
+      for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', now, 'LIMIT', 0, 64)) do
+        S.waiting().leave(ticket)
+      end
+    end
+    return #expired > 0
+  end
+
+  return L
+end
+`

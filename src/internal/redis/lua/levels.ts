@@ -1,0 +1,64 @@
+/*
+ * Budgets: a hash `<tree>:n:<path>` each (scripts.ts lists its fields).
+ * A run reads each budget once and keeps it in S.levels, by key and in the
+ * order read, so every step sees the steps before it; finish writes each
+ * back once, only the fields that changed, flagged on the level: du (used),
+ * dh (held), dg (generation), dw (window end), dq (the tree's waiters).
+ * The caps rule is here too: which charges a budget admits.
+ */
+export const levels = `
+S.levels = {}
+-- A budget as the run sees it. A window that has ended restarts as it is
+-- read, and reading the root tells whether anyone listens for events.
+function S.level(key)
+  local b = S.levels[key]
+  if b then return b end
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq')
+  b = {
+    key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
+    tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
+    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0
+  }
+  local levels = S.levels
+  levels[key] = b
+  levels[#levels + 1] = b
+  if key == S.root and S.listening == nil then
+    local lq = tonumber(v[10]) or 0
+    S.listening = lq > 0 and lq > S.now_ms()
+  end
+  if b.wlen ~= 0 and b.wend > 0 and S.now_ms() >= b.wend then S.windows().restart(b) end
+  return b
+end
+
+-- The cap a charge would take a budget past, 'tokens' or 'usd', or nil: at
+-- exactly a cap it fits. Alone, against the cap itself, as if nothing were
+-- used or held: past it, no release or reset could ever make room.
+function S.over(b, t, n, alone)
+  local tu, nu = b.tu + b.tr, b.nu + b.nr
+  if alone then tu, nu = 0, 0 end
+  if b.tc >= 0 and tu + t > b.tc then return 'tokens' end
+  if b.nc >= 0 and nu + n > b.nc then return 'usd' end
+  return nil
+end
+
+-- The first level of the chain a charge is over (see over):
+-- { axis, used + held, cap, level }, or nil.
+function S.refusal(keys, t, n, alone)
+  local levels, over, int = S.levels, S.over, S.int
+  for i = 1, #keys do
+    local b = levels[keys[i]] or S.level(keys[i])
+    local axis = over(b, t, n, alone)
+    if axis == 'tokens' then return { axis, int(b.tu + b.tr), int(b.tc), i } end
+    if axis then return { axis, int(b.nu + b.nr), int(b.nc), i } end
+  end
+  return nil
+end
+
+-- The refusal a charge meets, after giving back expired leases if there
+-- is one: they may be all that stands in its way.
+function S.check(keys, t, n)
+  local r = S.refusal(keys, t, n)
+  if r and S.leases().reap() then r = S.refusal(keys, t, n) end
+  return r
+end
+`

@@ -1,0 +1,107 @@
+/*
+ * Waiting requests line up first come, first served across every process:
+ * each has a ticket (the root's `seq`) in the line `<tree>:q:<path>` of the
+ * first budget of its chain that holds it back, is described at
+ * `<tree>:w:<ticket>` (t, n: what it asks; o: its budget; l: its line) and
+ * is kept alive by a lease in `<tree>:tickets`. The root's `wq` counts the
+ * tree's tickets. Runs that free room in a budget look at its line's head:
+ * one that now fits is woken, with its ticket on `<tree>:wake` (by
+ * finish), and one held back higher up moves to that line.
+ */
+export const waiting = `
+-- Looks at the lines of these budgets, if anyone waits in the tree.
+function S.wake_all(keys)
+  local r = S.levels[S.root] or S.level(S.root)
+  if r.wq > 0 then S.waiting().wake_lines(keys) end
+end
+
+function S.waiting()
+  local Q = S.Q
+  if Q then return Q end
+  -- Tickets woken, in order (woken) and as a set (told).
+  Q = { woken = {}, told = {} }
+  S.Q = Q
+
+  -- The keys of a budget's chain, from the budget up to the root.
+  function Q.chain_of(path)
+    local at = S.tree .. ':n:'
+    local keys, cuts = { at .. path }, {}
+    for cut in string.gmatch(path, '()/') do cuts[#cuts + 1] = cut end
+    for i = #cuts, 1, -1 do keys[#keys + 1] = at .. string.sub(path, 1, cuts[i] - 1) end
+    return keys
+  end
+
+  function Q.line_of(path) return S.tree .. ':q:' .. path end
+  function Q.ticket_of(ticket) return S.tree .. ':w:' .. ticket end
+  function Q.head_of(path) return redis.call('ZRANGE', Q.line_of(path), 0, 0)[1] end
+  function Q.counted(by)
+    local r = S.level(S.root)
+    r.wq, r.dq = r.wq + by, true
+  end
+
+  -- The first budget of a waiter's chain that holds it back: one it does
+  -- not fit, or whose line has an earlier ticket in it; nil if none.
+  function Q.holds_back(seq, t, n, path)
+    for _, key in ipairs(Q.chain_of(path)) do
+      local head = Q.head_of(S.path_of(key))
+      if head and tonumber(head) < seq then return key end
+      if S.over(S.level(key), t, n) then return key end
+    end
+    return nil
+  end
+
+  function Q.move(ticket, from, to)
+    redis.call('ZREM', Q.line_of(from), ticket)
+    redis.call('ZADD', Q.line_of(to), ticket, ticket)
+    redis.call('HSET', Q.ticket_of(ticket), 'l', to)
+  end
+
+  -- Wakes the head of a budget's line if it now fits its whole chain; a
+  -- head held back higher up moves to that line, and the next head is
+  -- considered.
+  function Q.wake(path)
+    local at = S.tree .. ':n:' .. path
+    while true do
+      local head = Q.head_of(path)
+      if not head or Q.told[head] then return end
+      local w = redis.call('HMGET', Q.ticket_of(head), 't', 'n', 'o')
+      if not w[1] then
+        -- A ticket nothing is known of cannot be served: it leaves.
+        redis.call('ZREM', Q.line_of(path), head)
+        redis.call('ZREM', S.tree .. ':tickets', head)
+        Q.counted(-1)
+      else
+        local blocker = Q.holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
+        if blocker == at then return end
+        if blocker == nil then
+          Q.told[head] = true
+          Q.woken[#Q.woken + 1] = head
+          return
+        end
+        Q.move(head, path, S.path_of(blocker))
+      end
+    end
+  end
+  function Q.wake_lines(keys)
+    for _, key in ipairs(keys) do Q.wake(S.path_of(key)) end
+  end
+
+  -- A ticket leaving its line for good; the line may serve its next head.
+  function Q.leave(ticket)
+    local at = redis.call('HGET', Q.ticket_of(ticket), 'l')
+    if not at then return end
+    redis.call('ZREM', Q.line_of(at), ticket)
+    redis.call('ZREM', S.tree .. ':tickets', ticket)
+    redis.call('DEL', Q.ticket_of(ticket))
+    Q.counted(-1)
+    Q.wake(at)
+  end
+
+  function Q.write()
+    if #Q.woken > 0 then redis.call('PUBLISH', S.tree .. ':wake', table.concat(Q.woken, ' ')) end
+    Q.woken = {}
+  end
+
+  return Q
+end
+`
