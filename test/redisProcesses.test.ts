@@ -7,26 +7,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { spawn } from "node:child_process"
 import { type BudgetEvent, usdToNanos } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
-
-const worker = (args: ReadonlyArray<string>) => {
-  // Node itself, with tsx as a loader: a SIGKILL then reaches the process
-  // that holds the leases, not a wrapper around it.
-  const child = spawn(process.execPath, ["--import", "tsx", "test/support/redisWorker.ts", ...args], {
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  let output = ""
-  child.stdout.on("data", (chunk) => (output += chunk))
-  const firstLine = new Promise<string>((resolve, reject) => {
-    child.stdout.on("data", () => output.includes("\n") && resolve(output.split("\n")[0]!))
-    child.on("exit", (code) => reject(new Error(`worker exited with ${code} before printing`)))
-  })
-  return { child, firstLine }
-}
+import { worker } from "./support/worker.ts"
 
 const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
