@@ -26,6 +26,17 @@ import type { RedisClusterOptions, RedisClusterType } from "redis"
  * to discover the cluster from, `defaults` for every connection, ...) and
  * the pool behind `Redis.reserve`.
  *
+ * @example
+ * ```ts
+ * import type { NodeRedisCluster } from "effect-token-budget/redis"
+ *
+ * const options: NodeRedisCluster.Options = {
+ *   rootNodes: [{ url: "redis://10.0.0.1:7000" }, { url: "redis://10.0.0.2:7000" }],
+ *   defaults: { password: "secret", socket: { connectTimeout: 2000 } },
+ *   maxConnections: 4
+ * }
+ * ```
+ *
  * @since 0.2.0
  * @category models
  */
