@@ -8,7 +8,6 @@ import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { usdToNanos } from "../src/index.ts"
 import { NodeRedisCluster, RedisBudget } from "../src/redis.ts"
 import { BudgetStoreContract } from "../src/testing.ts"
 import {
@@ -24,7 +23,7 @@ import {
   settleCluster,
   testPrefix
 } from "./support/redisCluster.ts"
-import { worker } from "./support/worker.ts"
+import { fleetOnSharedBudget, worker } from "./support/worker.ts"
 
 const cluster = {
   name: "the Redis store on a Redis Cluster",
@@ -153,25 +152,7 @@ describe.runIf(available)("Redis Cluster", () => {
       Effect.gen(function*() {
         const prefix = testPrefix("procs")
         const budget = yield* sharedBudget(prefix)
-        const workers = Array.from({ length: 4 }, () => worker(["cycles", prefix, "shared", "250", "20"], workerEnv))
-        yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
-        let samples = 0
-        let running = true
-        const results = Promise.all(workers.map((w) => w.firstLine)).finally(() => (running = false))
-        while (running) {
-          const snap = yield* budget.snapshot
-          samples++
-          assert.isAtMost(snap.tokensUsed + snap.tokensReserved, 200_000, "tokens past the cap")
-          assert.isAtMost(usdToNanos(snap.usdUsed) + usdToNanos(snap.usdReserved), usdToNanos(0.2), "usd past the cap")
-          yield* Effect.sleep("5 millis")
-        }
-        const charged = (yield* Effect.promise(() => results)).map((line) => JSON.parse(line))
-        const snap = yield* budget.snapshot
-        assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
-        assert.strictEqual(snap.tokensUsed, charged.reduce((sum, c) => sum + c.tokens, 0))
-        assert.strictEqual(usdToNanos(snap.usdUsed), charged.reduce((sum, c) => sum + c.nanos, 0))
-        assert.isAbove(charged.reduce((sum, c) => sum + c.refused, 0), 0, "the cap was reached")
-        assert.isAbove(samples, 10)
+        yield* fleetOnSharedBudget(budget, prefix, workerEnv)
       }), 180_000)
 
     it.live("a waiter in one process is woken by a release in another, through the cluster's pub/sub", () =>

@@ -7,11 +7,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { type BudgetEvent, usdToNanos } from "../src/index.ts"
+import type { BudgetEvent } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
-import { worker } from "./support/worker.ts"
+import { fleetOnSharedBudget, worker } from "./support/worker.ts"
 
 const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
@@ -26,25 +26,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
     Effect.gen(function*() {
       const prefix = testPrefix("procs")
       const budget = yield* sharedBudget(prefix)
-      const workers = Array.from({ length: 4 }, () => worker(["cycles", prefix, "shared", "250", "20"]))
-      yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
-      let samples = 0
-      let running = true
-      const results = Promise.all(workers.map((w) => w.firstLine)).finally(() => (running = false))
-      while (running) {
-        const snap = yield* budget.snapshot
-        samples++
-        assert.isAtMost(snap.tokensUsed + snap.tokensReserved, 200_000, "tokens past the cap")
-        assert.isAtMost(usdToNanos(snap.usdUsed) + usdToNanos(snap.usdReserved), usdToNanos(0.2), "usd past the cap")
-        yield* Effect.sleep("5 millis")
-      }
-      const charged = (yield* Effect.promise(() => results)).map((line) => JSON.parse(line))
-      const snap = yield* budget.snapshot
-      assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
-      assert.strictEqual(snap.tokensUsed, charged.reduce((sum, c) => sum + c.tokens, 0))
-      assert.strictEqual(usdToNanos(snap.usdUsed), charged.reduce((sum, c) => sum + c.nanos, 0))
-      assert.isAbove(charged.reduce((sum, c) => sum + c.refused, 0), 0, "the cap was reached")
-      assert.isAbove(samples, 10)
+      yield* fleetOnSharedBudget(budget, prefix)
     }), 120_000)
 
   it.live("a process killed holding leases gives them back within the lease, as released holds, and nothing else changes", () =>

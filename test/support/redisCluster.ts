@@ -119,13 +119,58 @@ export const makeClusterStore = (
     (redis) => RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(Effect.provide(redis))
   )
 
+/**
+ * A barrier through the cluster's pub/sub: a marker published on every
+ * master, awaited by a subscriber on every node. The cluster forwards a
+ * master's messages to each node in order, so once every node has every
+ * master's marker, each node has passed on what the scripts published
+ * before it, whichever node a budget's subscription is on.
+ */
+const makeBarrier = async (): Promise<() => Promise<void>> => {
+  const channel = `${processPrefix}settle`
+  const addresses = (await masters()).map((m) => m.address)
+  const received = new Set<string>()
+  const waiters = new Set<() => void>()
+  const clients = await Promise.all(addresses.map(async (address) => {
+    const publisher = await nodeClient(address)
+    const subscriber = await nodeClient(address)
+    await subscriber.subscribe(channel, (message) => {
+      received.add(`${address}|${message}`)
+      waiters.forEach((check) => check())
+    })
+    publisher.unref()
+    subscriber.unref()
+    return publisher
+  }))
+  let round = 0
+  return async () => {
+    const marker = `${round++}`
+    const expected = addresses.flatMap((to) => addresses.map((from) => `${to}|${marker}:${from}`))
+    const arrived = new Promise<void>((resolve) => {
+      const check = () => {
+        if (!expected.every((entry) => received.has(entry))) return
+        expected.forEach((entry) => received.delete(entry))
+        waiters.delete(check)
+        resolve()
+      }
+      waiters.add(check)
+    })
+    await Promise.all(clients.map((publisher, i) => publisher.publish(channel, `${marker}:${addresses[i]}`)))
+    await arrived
+  }
+}
+
+let barrier: Promise<() => Promise<void>> | undefined
 let pinger: Awaited<ReturnType<typeof nodeClient>> | undefined
 
 /**
- * Waits for round trips and pub/sub messages to land: 15 ms, or ten round
- * trips to a node if a loaded machine makes those slower.
+ * Waits for round trips and pub/sub messages to land: a barrier through
+ * every node's pub/sub, then 15 ms, or ten round trips to a node if a
+ * loaded machine makes those slower, for this process to read them.
  */
 export const settleCluster: Effect.Effect<void> = Effect.promise(async () => {
+  barrier ??= makeBarrier()
+  await (await barrier)()
   if (pinger === undefined) {
     pinger = await nodeClient(nodes[0]!)
     pinger.unref()
