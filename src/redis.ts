@@ -5,3 +5,4 @@
  */
 export * as RedisBudget from "./RedisBudget.ts"
 export type { StoreOptions as RedisStoreOptions } from "./RedisBudget.ts"
+export * as NodeRedisCluster from "./NodeRedisCluster.ts"

@@ -73,6 +73,13 @@ describe("entry points", () => {
     assert.isTrue(loaded.some((url) => url.endsWith("/RedisBudget.js")))
   })
 
+  it("effect-token-budget/redis loads node-redis only when a NodeRedisCluster layer is built", () => {
+    // `redis` is an optional peer: a user on another driver need not install it.
+    const loaded = modulesOf("redis.js")
+    assert.isTrue(loaded.some((url) => url.endsWith("/NodeRedisCluster.js")))
+    assert.deepStrictEqual(loaded.filter((url) => /\/node_modules\/(redis|@redis)\//.test(url)), [])
+  })
+
   it("effect-token-budget/testing loads the suite, @effect/vitest and fast-check", () => {
     const loaded = modulesOf("testing.js")
     assert.isTrue(loaded.some((url) => url.includes("/internal/testing/contract")))

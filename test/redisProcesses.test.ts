@@ -7,26 +7,11 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Layer, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { spawn } from "node:child_process"
-import { type BudgetEvent, usdToNanos } from "../src/index.ts"
+import type { BudgetEvent } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
-
-const worker = (args: ReadonlyArray<string>) => {
-  // Node itself, with tsx as a loader: a SIGKILL then reaches the process
-  // that holds the leases, not a wrapper around it.
-  const child = spawn(process.execPath, ["--import", "tsx", "test/support/redisWorker.ts", ...args], {
-    stdio: ["ignore", "pipe", "inherit"]
-  })
-  let output = ""
-  child.stdout.on("data", (chunk) => (output += chunk))
-  const firstLine = new Promise<string>((resolve, reject) => {
-    child.stdout.on("data", () => output.includes("\n") && resolve(output.split("\n")[0]!))
-    child.on("exit", (code) => reject(new Error(`worker exited with ${code} before printing`)))
-  })
-  return { child, firstLine }
-}
+import { fleetOnSharedBudget, worker } from "./support/worker.ts"
 
 const sharedBudget = (prefix: string, leaseTtl: Duration.Input = "30 seconds") =>
   Effect.gen(function*() {
@@ -41,25 +26,7 @@ describe.runIf(available)("several processes on one Redis budget", () => {
     Effect.gen(function*() {
       const prefix = testPrefix("procs")
       const budget = yield* sharedBudget(prefix)
-      const workers = Array.from({ length: 4 }, () => worker(["cycles", prefix, "shared", "250", "20"]))
-      yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
-      let samples = 0
-      let running = true
-      const results = Promise.all(workers.map((w) => w.firstLine)).finally(() => (running = false))
-      while (running) {
-        const snap = yield* budget.snapshot
-        samples++
-        assert.isAtMost(snap.tokensUsed + snap.tokensReserved, 200_000, "tokens past the cap")
-        assert.isAtMost(usdToNanos(snap.usdUsed) + usdToNanos(snap.usdReserved), usdToNanos(0.2), "usd past the cap")
-        yield* Effect.sleep("5 millis")
-      }
-      const charged = (yield* Effect.promise(() => results)).map((line) => JSON.parse(line))
-      const snap = yield* budget.snapshot
-      assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
-      assert.strictEqual(snap.tokensUsed, charged.reduce((sum, c) => sum + c.tokens, 0))
-      assert.strictEqual(usdToNanos(snap.usdUsed), charged.reduce((sum, c) => sum + c.nanos, 0))
-      assert.isAbove(charged.reduce((sum, c) => sum + c.refused, 0), 0, "the cap was reached")
-      assert.isAbove(samples, 10)
+      yield* fleetOnSharedBudget(budget, prefix)
     }), 120_000)
 
   it.live("a process killed holding leases gives them back within the lease, as released holds, and nothing else changes", () =>

@@ -4,12 +4,16 @@
  * holds and keeps them until it is killed (`hold`), or waits for a hold of
  * `rounds` tokens and keeps it (`wait`). Prints one JSON line: what it
  * charged, or that it holds.
+ *
+ * Redis is REDIS_URL (or 127.0.0.1:6379); with WORKER_REDIS_CLUSTER_NODES
+ * (`host:port,...`) it is that Redis Cluster, through `NodeRedisCluster`.
  */
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer, Random } from "effect"
 import type { Duration } from "effect"
+import type * as Redis from "effect/persistence/Redis"
 import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
-import { RedisBudget } from "../../src/redis.ts"
+import { NodeRedisCluster, RedisBudget } from "../../src/redis.ts"
 
 const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap] = process.argv.slice(2)
 const fibers = Number(fibersArg)
@@ -50,8 +54,13 @@ const wait = Effect.gen(function*() {
   return yield* Effect.never
 })
 
+const clusterNodes = process.env["WORKER_REDIS_CLUSTER_NODES"]
+const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = clusterNodes
+  ? NodeRedisCluster.layer({ rootNodes: clusterNodes.split(",").map((node) => ({ url: `redis://${node}` })) })
+  : NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })
+
 const BudgetLive = RedisBudget.layer({ name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: 0.2 }, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
-  Layer.provide(Layer.orDie(NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })))
+  Layer.provide(Layer.orDie(RedisLive))
 )
 
 Effect.runPromise(Effect.scoped(Effect.provide(mode === "hold" ? hold : mode === "wait" ? wait : cycles, BudgetLive))).catch((error) => {
