@@ -114,6 +114,24 @@ export class Reset extends Schema.Opaque<Reset>()(Schema.TaggedStruct("Reset", {
 })) {}
 
 /**
+ * A budget opened again with other caps than it had: by another process
+ * (the same name on one Redis), or by `child` with other options. The caps
+ * given last apply, for every process that shares the budget; the opening
+ * process also logs a warning naming both. An axis without a cap reads
+ * `Infinity`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class Reconfigured extends Schema.Opaque<Reconfigured>()(Schema.TaggedStruct("Reconfigured", {
+  budget: Schema.String,
+  tokenCap: Schema.Number,
+  usdCap: Schema.Number,
+  previousTokenCap: Schema.Number,
+  previousUsdCap: Schema.Number
+})) {}
+
+/**
  * Something that happened to a budget. `budget` is the path of the budget
  * it happened to (`org/tenant-a/agent-7`): for charges and holds the budget
  * they were made on, for a refusal the one that refused, for thresholds and
@@ -168,7 +186,8 @@ export const BudgetEvent = Schema.Union([
   Released,
   Exceeded,
   ThresholdCrossed,
-  Reset
+  Reset,
+  Reconfigured
 ]).pipe(Schema.toTaggedUnion("_tag"))
 
 /**

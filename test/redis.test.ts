@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Cron, Effect, Layer } from "effect"
+import { Context, Cron, Effect, Layer, Logger } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import * as Scripts from "../src/internal/redis/scripts.ts"
 import { RedisBudget } from "../src/redis.ts"
@@ -36,6 +36,28 @@ describe.runIf(available)("Redis", () => {
       const timeout = yield* Effect.flip(makeRedisBudget({ timeout: "0 millis" }))
       assert.include((timeout as Error).message, "Invalid timeout")
     }))
+
+  it.effect("two processes opening one budget with other caps: the caps given last apply, and the opener warns", () => {
+    const warnings: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel === "Warn") warnings.push((Array.isArray(message) ? message : [message]).join(" "))
+    })
+    return Effect.gen(function*() {
+      const prefix = testPrefix("caps")
+      // Two stores on their own connections, as two processes.
+      const open = (usdCap: number) =>
+        Effect.flatMap(Layer.build(RedisLive), (redis) =>
+          RedisBudget.make({ name: "shared", usdCap }, { prefix }).pipe(Effect.provide(redis)))
+      const first = yield* open(100)
+      yield* open(5)
+      assert.strictEqual((yield* first.snapshot).usdCap, 5)
+      yield* open(100)
+      assert.strictEqual((yield* first.snapshot).usdCap, 100)
+      assert.strictEqual(warnings.length, 2)
+      assert.include(warnings[0], "usdCap $5")
+      assert.include(warnings[0], "where it had tokenCap none and usdCap $100")
+    }).pipe(Effect.provide(Logger.layer([logger])))
+  })
 
   it.effect("a prefix with a brace fails with InvalidUsage naming it when the store is made", () =>
     Effect.gen(function*() {

@@ -77,6 +77,18 @@ const published: ReadonlyArray<{ readonly wire: object; readonly event: BudgetEv
     wire: { t: "Reset", b: "org" },
     event: { _tag: "Reset", budget: "org", windowEndsAt: undefined },
     exact: true
+  },
+  {
+    wire: { t: "Reconfigured", b: "org/a", tc: "80", nc: "-1", ptc: "-1", pnc: "5000000000" },
+    event: {
+      _tag: "Reconfigured",
+      budget: "org/a",
+      tokenCap: 80,
+      usdCap: Infinity,
+      previousTokenCap: Infinity,
+      previousUsdCap: 5
+    },
+    exact: true
   }
 ]
 

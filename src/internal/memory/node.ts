@@ -1,9 +1,11 @@
+import { Effect } from "effect"
 import type { Context } from "effect"
 import type { Counters } from "../../BudgetStore.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import type { EventHub } from "./eventHub.ts"
 import { registerMetrics } from "../metrics.ts"
+import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
 import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
@@ -99,8 +101,14 @@ export const makeNode = (
   return node
 }
 
-/** A child met again under the same name takes the options it is met with. */
-export const reconfigure = (node: Node, settings: Settings, now: number): void => {
+/**
+ * A budget met again under the same name takes the options it is met with;
+ * other caps than it had are an event, and the warning the caller logs.
+ */
+export const reconfigure = (node: Node, settings: Settings, now: number): Effect.Effect<void> => {
+  const previous = { tokenCap: node.tokenCap, nanoCap: node.nanoCap }
+  const changed = capsDiffer(previous, settings)
+  if (changed) emit(node, () => reconfigured(node.path, previous, settings))
   node.tokenCap = settings.tokenCap
   node.nanoCap = settings.nanoCap
   node.thresholds = settings.thresholds
@@ -108,6 +116,7 @@ export const reconfigure = (node: Node, settings: Settings, now: number): void =
     node.window = settings.window
     node.windowEnd = settings.window === undefined ? Infinity : windowEnd(settings.window, now)
   }
+  return changed ? warnCapsChanged(node.path, previous, settings) : Effect.void
 }
 
 const noop = () => {}

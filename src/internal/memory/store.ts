@@ -156,8 +156,9 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
       const now = yield* Clock.currentTimeMillis
       const met = roots.get(settings.name)
       if (met !== undefined) {
-        reconfigure(met, settings, now)
+        const warning = reconfigure(met, settings, now)
         wakeChain(met.chain)
+        yield* warning
         return storeOf(met)
       }
       const pubsub = yield* PubSub.unbounded<BudgetEvent>()
@@ -369,11 +370,12 @@ const child = (parent: Node, settings: Settings) =>
     const tree = parent.tree
     sweep(tree, now)
     let node = parent.children.get(settings.name)
+    let warning: Effect.Effect<void> = Effect.void
     if (node === undefined) {
       node = makeNode(settings, parent, tree, now, settings.metrics ? fiber.context : undefined)
       parent.children.set(settings.name, node)
     } else {
-      reconfigure(node, settings, now)
+      warning = reconfigure(node, settings, now)
       tree.idle.delete(node)
       wakeChain(node.chain)
     }
@@ -384,7 +386,7 @@ const child = (parent: Node, settings: Settings) =>
       release(used, timeOf(closing))
       return Effect.void
     })
-    return Effect.as(Effect.addFinalizer(() => done), storeOf(used))
+    return Effect.andThen(warning, Effect.as(Effect.addFinalizer(() => done), storeOf(used)))
   })
 
 /** One budget of a tree, as the service sees it. */

@@ -120,6 +120,36 @@ const Reset = Schema.Struct({
   ))
 }).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", windowEndsAt: "we" }))
 
+// A cap as the scripts keep it: whole tokens or nano-dollars, -1 for none.
+const capOn = (axis: Axis) =>
+  Schema.Union([
+    Schema.NumberFromString.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(-1)),
+    Schema.Int.check(Schema.isGreaterThanOrEqualTo(-1))
+  ]).pipe(Schema.decodeTo(
+    Schema.Number,
+    SchemaTransformation.transform({
+      decode: (cap) => cap < 0 ? Infinity : onAxis(axis, cap),
+      encode: (cap) => cap === Infinity ? -1 : toAxis(axis, cap)
+    })
+  ))
+
+// `tc` and `nc`: the caps now; `ptc` and `pnc`: the caps before.
+const Reconfigured = Schema.Struct({
+  _tag: Schema.tag("Reconfigured"),
+  budget: Schema.String,
+  tokenCap: capOn("tokens"),
+  usdCap: capOn("usd"),
+  previousTokenCap: capOn("tokens"),
+  previousUsdCap: capOn("usd")
+}).pipe(Schema.encodeKeys({
+  _tag: "t",
+  budget: "b",
+  tokenCap: "tc",
+  usdCap: "nc",
+  previousTokenCap: "ptc",
+  previousUsdCap: "pnc"
+}))
+
 /**
  * The messages as the scripts publish them (`announce` in scripts.ts),
  * each decoded into its `BudgetEvent`.
@@ -132,7 +162,8 @@ const Published = Schema.Union([
   Exceeded,
   thresholdCrossed("tokens", Count),
   thresholdCrossed("usd", Nanos),
-  Reset
+  Reset,
+  Reconfigured
 ]).annotate({ expected: "an object whose t is a budget event's tag" })
 
 /**

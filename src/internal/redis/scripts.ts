@@ -336,7 +336,8 @@ return S.finish(0)
 ).withReturnType<number>()
 
 /**
- * Makes a budget, or sets the caps, window and thresholds of one that exists.
+ * Makes a budget, or sets the caps, window and thresholds of one that
+ * exists; answers 0, or the previous caps of one that had others.
  * `window` is a length in milliseconds, -1 for a cron schedule (`windowId`
  * says which, `ends` are its coming ends), or 0.
  */
@@ -362,6 +363,9 @@ end
 for i = 7, #ARGV do count(i) end
 local key = KEYS[1]
 local b = S.level(key)
+-- Other caps than a budget that exists had: the caps given last apply, and
+-- the opener is told the previous ones (never silent).
+local previous = redis.call('HEXISTS', key, 'tc') == 1 and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.int(b.nc) }
 local ends = S.tree .. ':b:' .. S.path_of(key)
 if redis.call('HGET', key, 'wid') ~= wid then
   -- Another window: the current one ends as the new schedule says.
@@ -372,11 +376,14 @@ for i = 7, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid)
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
+if previous and S.listens() then
+  S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
+end
 S.wake_all({ key })
-return S.finish(0)
+return S.finish(previous or 0)
 `
   }
-).withReturnType<number>()
+).withReturnType<0 | readonly [tokenCap: string, nanoCap: string]>()
 
 /** Adds coming ends of a budget's cron window; one that ran out of them takes the next. */
 export const extend = Redis.script(

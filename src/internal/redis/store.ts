@@ -6,6 +6,7 @@ import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
+import { warnCapsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
 import { events } from "./events.ts"
@@ -156,6 +157,9 @@ const exceeded = (
 
 const capArg = (cap: number) => cap === Infinity ? -1 : cap
 
+/** A cap as the scripts keep it: -1 for none. */
+const capOf = (cap: string) => Number(cap) < 0 ? Infinity : Number(cap)
+
 /**
  * A cron window's coming ends, as this host's clock sees them: a minute
  * back (clocks of a fleet disagree a little, and the scripts drop the ends
@@ -299,7 +303,7 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
     const keys = chain.map((level) => level.key)
     const window = settings.window
     const ends = Cron.isCron(window) ? cronEnds(window) : []
-    yield* reach(
+    const previous = yield* reach(
       tree,
       path,
       tree.redis.eval(Scripts.ensure)(
@@ -313,6 +317,7 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
         ends
       )
     )
+    if (previous !== 0) yield* warnCapsChanged(path, { tokenCap: capOf(previous[0]), nanoCap: capOf(previous[1]) }, settings)
     if (Cron.isCron(window)) yield* Effect.forkScoped(extendEnds(tree, keys, window, ends))
     return chain
   })
@@ -405,8 +410,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         nanosUsed: Number(nu),
         tokensReserved: Number(tr),
         nanosReserved: Number(nr),
-        tokenCap: Number(tc) < 0 ? Infinity : Number(tc),
-        nanoCap: Number(nc) < 0 ? Infinity : Number(nc),
+        tokenCap: capOf(tc),
+        nanoCap: capOf(nc),
         windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
       })),
       Effect.tap((counters) => Effect.sync(() => observed(tree.watching, path, counters)))

@@ -4,7 +4,7 @@
  * `effect-token-budget/testing`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Logger, Metric, Option, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { StoreUnderTest } from "../../BudgetStoreContract.ts"
@@ -545,6 +545,39 @@ export const contract = (store: StoreUnderTest) =>
     })
 
     describe("events", () => {
+      it.effect("a budget opened again with other caps takes them, with an event and a warning naming both", () => {
+        const warnings: Array<string> = []
+        const logger = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") warnings.push((Array.isArray(message) ? message : [message]).join(" "))
+        })
+        return Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          yield* org.child("team", { tokenCap: 100, usdCap: 1 })
+          const seen: Array<BudgetEvent> = []
+          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* settle
+          yield* settle
+          // The same caps again: nothing to say.
+          const team = yield* org.child("team", { tokenCap: 100, usdCap: 1 })
+          yield* org.child("team", { tokenCap: 80 })
+          yield* settle
+          const error = yield* Effect.flip(team.record({ tokens: 81 }))
+          assert.strictEqual(error._tag === "BudgetExceeded" && error.cap, 80, "the caps given last apply")
+          assert.deepStrictEqual(seen.filter((event) => event._tag === "Reconfigured"), [{
+            _tag: "Reconfigured",
+            budget: team.path,
+            tokenCap: 80,
+            usdCap: Infinity,
+            previousTokenCap: 100,
+            previousUsdCap: 1
+          }])
+          assert.strictEqual(warnings.length, 1)
+          for (const part of [`"${team.path}"`, "tokenCap 80 and usdCap none", "tokenCap 100 and usdCap $1"]) {
+            assert.include(warnings[0], part)
+          }
+        }).pipe(Effect.provide(Logger.layer([logger])))
+      })
+
       it.effect("every charge, hold, settlement and refusal, in order, with the budget's path", () =>
         Effect.gen(function*() {
           const org = yield* make({ name: "org", tokenCap: 100, thresholds: [] })
