@@ -1,4 +1,5 @@
-import { BudgetExceeded } from "../BudgetError.ts"
+import type { Axis } from "../BudgetError.ts"
+import { BudgetExceeded, InvalidUsage } from "../BudgetError.ts"
 import type { Refusal } from "../BudgetStore.ts"
 import { usdFromNanos } from "../Usage.ts"
 
@@ -13,3 +14,17 @@ export const exceeded = (refusal: Refusal): BudgetExceeded =>
       attempted: usdFromNanos(refusal.attempted),
       cap: usdFromNanos(refusal.cap)
     })
+
+/**
+ * A commit that would take a budget's use past what a counter holds
+ * exactly (2^53 - 1 tokens or nano-dollars): it fails rather than rounds,
+ * and changes nothing. `amount` is in the store's units.
+ */
+export const inexact = (budget: string, axis: Axis, amount: number): InvalidUsage =>
+  new InvalidUsage({
+    field: axis === "tokens" ? "actual.tokens" : "actual.usd",
+    value: axis === "tokens" ? amount : usdFromNanos(amount),
+    reason: `would take budget "${budget}"'s ${axis} used past ${
+      axis === "tokens" ? Number.MAX_SAFE_INTEGER : `$${usdFromNanos(Number.MAX_SAFE_INTEGER)}`
+    }, the most it counts exactly`
+  })

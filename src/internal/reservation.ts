@@ -37,9 +37,10 @@ export abstract class Hold implements Reservation {
   /**
    * Charges `charge`, or gives the hold back when it is undefined. The
    * first settlement wins, however often or late this is retried; later
-   * calls return it.
+   * calls return it. A charge that would take a budget's use past what a
+   * counter holds exactly fails with `InvalidUsage` and changes nothing.
    */
-  abstract settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable>
+  abstract settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage>
 
   /**
    * What a closing scope does: nothing if the hold was settled; else the
@@ -62,6 +63,7 @@ export abstract class Hold implements Reservation {
   }
 
   get release(): Effect.Effect<Settlement, BudgetUnavailable> {
-    return this.settle(undefined)
+    // A release charges nothing, so it is never past the exact limit.
+    return this.settle(undefined) as Effect.Effect<Settlement, BudgetUnavailable>
   }
 }

@@ -121,9 +121,19 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
 
 const noop = () => {}
 
+/**
+ * The most a counter holds exactly (2^53 - 1 tokens or nano-dollars): an
+ * axis without a cap is refused past it, as if it were its cap, rather
+ * than rounded.
+ */
+export const exactLimit = Number.MAX_SAFE_INTEGER
+
+/** What a request may take an axis up to: its cap, or the exact limit without one. */
+export const limitOf = (cap: number): number => Math.min(cap, exactLimit)
+
 export const fits = (node: Node, tokens: number, nanos: number): boolean =>
-  node.tokensUsed + node.tokensReserved + tokens <= node.tokenCap &&
-  node.nanosUsed + node.nanosReserved + nanos <= node.nanoCap
+  node.tokensUsed + node.tokensReserved + tokens <= limitOf(node.tokenCap) &&
+  node.nanosUsed + node.nanosReserved + nanos <= limitOf(node.nanoCap)
 
 export const isEmpty = (node: Node): boolean =>
   node.tokensUsed === 0 && node.nanosUsed === 0 && node.tokensReserved === 0 && node.nanosReserved === 0

@@ -1,14 +1,25 @@
-import { Clock, Effect, PubSub } from "effect"
+import { Clock, Effect, Exit, PubSub } from "effect"
 import type { Fiber, Scope } from "effect"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
-import type { BudgetExceeded } from "../../BudgetError.ts"
+import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
-import { exceeded as refused } from "../refusal.ts"
+import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
 import { EventHub } from "./eventHub.ts"
-import { countersOf, crossThresholds, emit, fits, isEmpty, makeNode, reconfigure, restart } from "./node.ts"
+import {
+  countersOf,
+  crossThresholds,
+  emit,
+  exactLimit,
+  fits,
+  isEmpty,
+  limitOf,
+  makeNode,
+  reconfigure,
+  restart
+} from "./node.ts"
 import type { Node, Tree } from "./node.ts"
 import { makeWaiter, type Waiter } from "./waitQueue.ts"
 
@@ -44,14 +55,14 @@ const refuser = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): Nod
 const exceeded = (node: Node, tokens: number, nanos: number): BudgetExceeded => {
   node.exceeded++
   const attempted = node.tokensUsed + node.tokensReserved + tokens
-  const error = attempted > node.tokenCap
-    ? refused({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: node.tokenCap })
+  const error = attempted > limitOf(node.tokenCap)
+    ? refused({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: limitOf(node.tokenCap) })
     : refused({
       budget: node.path,
       axis: "usd",
       requested: nanos,
       attempted: node.nanosUsed + node.nanosReserved + nanos,
-      cap: node.nanoCap
+      cap: limitOf(node.nanoCap)
     })
   emit(node, () => ({
     _tag: "Exceeded",
@@ -202,19 +213,20 @@ class MemoryHold extends Hold {
   }
 
   // Only a chain with a window needs the time, and reading it costs a step.
-  settle(charge: Charge | undefined): Effect.Effect<Settlement> {
+  settle(charge: Charge | undefined): Effect.Effect<Settlement, InvalidUsage> {
     return this.origin.timed
-      ? Effect.withFiber((fiber) => Effect.succeed(this.settleAt(charge, timeOf(fiber))))
-      : Effect.sync(() => this.settleAt(charge, 0))
+      ? Effect.withFiber((fiber) => this.settleAt(charge, timeOf(fiber)))
+      : Effect.suspend(() => this.settleAt(charge, 0))
   }
 
   get close(): Effect.Effect<void> {
-    return this.settle(undefined)
+    // Giving a hold back in memory cannot fail.
+    return this.settle(undefined) as Effect.Effect<Settlement>
   }
 
-  private settleAt(charge: Charge | undefined, now: number): Settlement {
-    if (this.settlement !== undefined) return this.settlement
-    return charge === undefined ? this.giveBack(now) : this.charge(charge, now)
+  private settleAt(charge: Charge | undefined, now: number): Exit.Exit<Settlement, InvalidUsage> {
+    if (this.settlement !== undefined) return Exit.succeed(this.settlement)
+    return charge === undefined ? Exit.succeed(this.giveBack(now)) : this.charge(charge, now)
   }
 
   private giveBack(now: number): Settlement {
@@ -233,9 +245,14 @@ class MemoryHold extends Hold {
     return released
   }
 
-  private charge({ estimated, nanos, tokens }: Charge, now: number): Settlement {
+  private charge({ estimated, nanos, tokens }: Charge, now: number): Exit.Exit<Settlement, InvalidUsage> {
     const { chain, timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
+    for (let i = 0; i < chain.length; i++) {
+      const node = chain[i]!
+      if (node.tokensUsed + tokens > exactLimit) return Exit.fail(inexact(node.path, "tokens", tokens))
+      if (node.nanosUsed + nanos > exactLimit) return Exit.fail(inexact(node.path, "usd", nanos))
+    }
     // The overage is the part beyond the hold that no free room covered,
     // at the budget of the chain where that part is largest.
     let tokensOverage = 0
@@ -264,7 +281,7 @@ class MemoryHold extends Hold {
     wakeChain(chain)
     if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated })
     crossAll(chain)
-    return settlement
+    return Exit.succeed(settlement)
   }
 }
 
@@ -320,7 +337,9 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
     // Larger than a cap: no release or reset could ever make room.
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
-      if (tokens > node.tokenCap || nanos > node.nanoCap) return Effect.fail(exceeded(node, tokens, nanos))
+      if (tokens > limitOf(node.tokenCap) || nanos > limitOf(node.nanoCap)) {
+        return Effect.fail(exceeded(node, tokens, nanos))
+      }
     }
     const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin })
     const first = holdsBack(waiter)

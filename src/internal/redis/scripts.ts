@@ -55,8 +55,15 @@ export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal]
  */
 export type WaitResult = ChargeResult | readonly ["w", string, number]
 
-/** A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or `["r"]`. */
-export type SettlementResult = readonly ["c", string, string, string, string] | readonly ["r"]
+/**
+ * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
+ * `["r"]`; or `["i", axis, level]`, a commit that would take that level's
+ * use past what a counter holds exactly, which changed nothing.
+ */
+export type SettlementResult =
+  | readonly ["c", string, string, string, string]
+  | readonly ["r"]
+  | readonly ["i", "tokens" | "usd", string]
 
 /**
  * Runs a batch of hot operations in order, each as if alone, and returns

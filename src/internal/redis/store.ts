@@ -2,9 +2,10 @@ import { Cron, Effect, Exit, FiberSet, Queue, Schedule } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetExceeded } from "../../BudgetError.ts"
 import { BudgetUnavailable } from "../../BudgetError.ts"
+import type { InvalidUsage } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
-import { exceeded as refused } from "../refusal.ts"
+import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
 import { warnCapsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
@@ -71,7 +72,7 @@ interface Level {
 // of a commit whose reply was lost finds it.
 const keepMillis = (options: RedisOptions) => Math.max(60_000, options.leaseMillis * 10)
 
-const settlementOf = (result: Scripts.SettlementResult): Settlement =>
+const settlementOf = (result: Exclude<Scripts.SettlementResult, readonly ["i", ...Array<string>]>): Settlement =>
   result[0] === "r" ? released : committed(Number(result[1]), Number(result[2]), Number(result[3]), Number(result[4]))
 
 const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
@@ -112,20 +113,27 @@ class RedisHold extends Hold {
 
   // Remembered when it runs, not when it is built: only a commit sent for
   // real turns the scope's release into a retried commit.
-  settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable> {
+  settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
       const operation: Batch.Operation = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
-      return Effect.map(send(this.tree, this.origin, operation), (result) => {
+      return Effect.flatMap(send(this.tree, this.origin, operation), (reply) => {
+        const result = reply as Scripts.SettlementResult
+        if (result[0] === "i") {
+          // Nothing was charged: the hold stays, for a release or a smaller commit.
+          this.pending = undefined
+          const axis = result[1]
+          return Effect.fail(inexact(this.paths[Number(result[2]) - 1]!, axis, axis === "tokens" ? charge!.tokens : charge!.nanos))
+        }
         if (this.settlement === undefined) {
-          this.settlement = settlementOf(result as Scripts.SettlementResult)
+          this.settlement = settlementOf(result)
           count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
         }
         this.tree.live.delete(this.id)
-        return this.settlement
+        return Effect.succeed(this.settlement)
       })
     })
   }

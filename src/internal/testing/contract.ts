@@ -298,6 +298,29 @@ export const contract = (store: StoreUnderTest) =>
     })
 
     describe("6. exact money", () => {
+      it.effect("totals past 2^53 - 1 on an axis without a cap are refused, never rounded; a commit past it fails and changes nothing", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({})
+          yield* budget.record({ usd: 9_000_000 })
+          const refused = yield* Effect.flip(budget.record({ usd: 9_000_000 }))
+          assert.strictEqual(refused._tag, "BudgetExceeded")
+          assert.strictEqual(refused._tag === "BudgetExceeded" && refused.cap, 9_007_199.254740991)
+          // What fits below the limit still counts to the nano-dollar.
+          for (let i = 0; i < 10; i++) yield* budget.record({ usd: 0.000000001 })
+          assert.strictEqual((yield* budget.snapshot).usdUsed, 9_000_000.00000001)
+          yield* budget.record({ tokens: Number.MAX_SAFE_INTEGER - 10 })
+          const hold = yield* budget.reserve({ tokens: 10 })
+          // Held is counted: nothing more fits.
+          assert.strictEqual((yield* Effect.flip(budget.record({ tokens: 1 })))._tag, "BudgetExceeded")
+          const failed = yield* Effect.flip(hold.commit({ tokens: 11 }))
+          assert.strictEqual(failed._tag, "InvalidUsage")
+          assert.include(failed.message, "actual.tokens")
+          const unchanged = yield* budget.snapshot
+          assert.deepStrictEqual([unchanged.tokensUsed, unchanged.tokensReserved], [Number.MAX_SAFE_INTEGER - 10, 10])
+          assert.strictEqual((yield* hold.commit({ tokens: 10 }))._tag, "Committed")
+          assert.strictEqual((yield* budget.snapshot).tokensUsed, Number.MAX_SAFE_INTEGER)
+        }))
+
       it.effect("10 - 0.0036 reads 9.9964", () =>
         Effect.gen(function*() {
           const budget = yield* make({ usdCap: 10 })

@@ -101,6 +101,14 @@ function S.holds()
       if not ht then return v end
       ht, hn = tonumber(ht), tonumber(hn)
     end
+    -- A commit past what a counter holds exactly fails, and changes nothing.
+    if t then
+      for i = 1, #keys do
+        local b = S.levels[keys[i]] or S.level(keys[i])
+        if b.tu + t > 9007199254740991 then return 'i tokens ' .. i end
+        if b.nu + n > 9007199254740991 then return 'i usd ' .. i end
+      end
+    end
     -- The root first: it says whether anyone listens.
     if S.listening == nil then S.level(S.root) end
     local listens = S.listening

@@ -30,26 +30,34 @@ function S.level(key)
   return b
 end
 
--- The cap a charge would take a budget past, 'tokens' or 'usd', or nil: at
--- exactly a cap it fits. Alone, against the cap itself, as if nothing were
--- used or held: past it, no release or reset could ever make room.
+-- What a charge may take an axis up to: its cap, or, without one (-1), the
+-- most a counter holds exactly, 2^53 - 1: past it, refused, not rounded.
+function S.limit(cap)
+  if cap >= 0 then return cap end
+  return 9007199254740991
+end
+
+-- The limit a charge would take a budget past, 'tokens' or 'usd', or nil:
+-- at exactly a limit it fits. Alone, against the limit itself, as if
+-- nothing were used or held: past it, no release or reset could ever make
+-- room.
 function S.over(b, t, n, alone)
   local tu, nu = b.tu + b.tr, b.nu + b.nr
   if alone then tu, nu = 0, 0 end
-  if b.tc >= 0 and tu + t > b.tc then return 'tokens' end
-  if b.nc >= 0 and nu + n > b.nc then return 'usd' end
+  if tu + t > S.limit(b.tc) then return 'tokens' end
+  if nu + n > S.limit(b.nc) then return 'usd' end
   return nil
 end
 
 -- The first level of the chain a charge is over (see over):
--- { axis, used + held, cap, level }, or nil.
+-- { axis, used + held, limit, level }, or nil.
 function S.refusal(keys, t, n, alone)
   local levels, over, int = S.levels, S.over, S.int
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
     local axis = over(b, t, n, alone)
-    if axis == 'tokens' then return { axis, int(b.tu + b.tr), int(b.tc), i } end
-    if axis then return { axis, int(b.nu + b.nr), int(b.nc), i } end
+    if axis == 'tokens' then return { axis, int(b.tu + b.tr), int(S.limit(b.tc)), i } end
+    if axis then return { axis, int(b.nu + b.nr), int(S.limit(b.nc)), i } end
   end
   return nil
 end
