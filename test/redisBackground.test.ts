@@ -46,6 +46,20 @@ describe.runIf(available)("background work on Redis", () => {
       yield* Fiber.interrupt(record)
     }))
 
+  it.effect("leases are renewed on the host's clock: under TestClock a hold outlives its lease while its scope is open", () =>
+    Effect.gen(function*() {
+      const budget = yield* RedisBudget.make({ name: "renewed", tokenCap: 100 }, {
+        prefix: testPrefix("background"),
+        leaseTtl: "1 second"
+      }).pipe(Effect.provide(yield* Layer.build(RedisLive)))
+      yield* budget.reserve({ tokens: 100 })
+      // Two and a half leases of the host's time, while TestClock stands still.
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 2_500)))
+      const snapshot = yield* budget.snapshot // reaps what has expired
+      assert.strictEqual(snapshot.tokensReserved, 100, "the hold was renewed, not reaped")
+      assert.strictEqual((yield* Effect.flip(budget.reserve({ tokens: 1 })))._tag, "BudgetExceeded")
+    }))
+
   it.live("a renewal that fails is reported at References.UnhandledLogLevel", () => {
     const log = logged("Warn")
     return Effect.gen(function*() {

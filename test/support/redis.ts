@@ -5,7 +5,7 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { afterAll } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
@@ -37,7 +37,11 @@ if (!available) {
   console.warn(`\n  Redis does not answer at ${url}: skipping the Redis tests (start one to run them)\n`)
 }
 
-export const RedisLive: Layer.Layer<Redis.Redis> = Layer.orDie(NodeRedis.layer({ url }))
+// The client's connection pool keeps its idle timers with `Clock`: built
+// with the host's, so a test's `TestClock` does not hold them (and warn).
+export const RedisLive: Layer.Layer<Redis.Redis> = Layer.orDie(NodeRedis.layer({ url })).pipe(
+  Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue()))
+)
 
 /** Every key the tests of this process write starts with it. */
 const processPrefix = `test:${process.pid}:`

@@ -5,7 +5,7 @@
  * elsewhere the cluster tests are skipped, with a notice.
  */
 import { afterAll } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
@@ -48,9 +48,10 @@ if (!available) {
   )
 }
 
+// Built with the host's `Clock`, as RedisLive is (support/redis.ts).
 export const ClusterLive: Layer.Layer<Redis.Redis | NodeRedisCluster.NodeRedisCluster> = Layer.orDie(
   NodeRedisCluster.layer({ rootNodes })
-)
+).pipe(Layer.provide(Layer.succeed(Clock.Clock, Clock.Clock.defaultValue())))
 
 /** Every key the cluster tests of this process write starts with it. */
 export const processPrefix = `test:${process.pid}:`

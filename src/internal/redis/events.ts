@@ -6,13 +6,13 @@
  * never misread.
  */
 import { Effect, Option, Result, Schema, SchemaTransformation, Stream } from "effect"
-import type { Schedule } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Axis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { reportFailure } from "../report.ts"
+import * as HostTime from "./hostTime.ts"
 import * as Scripts from "./scripts.ts"
 
 // Numbers leave Lua as strings (`S.int`, a threshold as it was stored, a
@@ -187,13 +187,13 @@ interface Listening {
  * Events of the budget at `path` and below, from every process: the scripts
  * publish them on `<tree>:events` while some process is registered in
  * `<tree>:listeners`, as this one is for as long as the stream runs,
- * renewing its registration on `renewals`.
+ * renewing its registration every `renewMillis` of the host's time.
  */
 export const events = (
   tree: Listening,
   root: { readonly key: string },
   path: string,
-  renewals: Schedule.Schedule<unknown>
+  renewMillis: number
 ): Stream.Stream<BudgetEvent> => {
   const channel = `${tree.key}:events`
   const below = `${path}/`
@@ -204,7 +204,7 @@ export const events = (
   return Stream.unwrap(Effect.gen(function*() {
     const messages = yield* tree.redis.subscribe(channel)
     yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
-    yield* Effect.forkScoped(Effect.repeat(listen(tree.options.leaseMillis), renewals))
+    yield* Effect.forkScoped(HostTime.every(renewMillis, listen(tree.options.leaseMillis)))
     return Stream.fromQueue(messages)
   })).pipe(
     Stream.filterMapEffect(({ message }) => {

@@ -1,4 +1,4 @@
-import { Cron, Effect, Exit, FiberSet, Queue, Schedule } from "effect"
+import { Cron, Effect, Exit, FiberSet, Queue } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetExceeded } from "../../BudgetError.ts"
 import { BudgetUnavailable } from "../../BudgetError.ts"
@@ -10,6 +10,7 @@ import { committed, Hold, released } from "../reservation.ts"
 import { warnCapsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
+import * as HostTime from "./hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { count, observed, watch } from "./metrics.ts"
@@ -195,7 +196,7 @@ const extendEnds = (tree: Tree, keys: ReadonlyArray<string>, cron: Cron.Cron, en
   Effect.gen(function*() {
     let last = ends
     for (;;) {
-      yield* Effect.sleep(Math.max(1_000, last[Math.floor(last.length / 2)]! - Date.now()))
+      yield* HostTime.sleep(Math.max(1_000, last[Math.floor(last.length / 2)]! - Date.now()))
       last = cronEnds(cron)
       yield* tree.redis.eval(Scripts.extend)(keys, tree.key, last).pipe(
         reportFailure(`Budget tree "${tree.key}": could not write a cron window's coming ends; retried at the next`)
@@ -245,15 +246,16 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
     const root = yield* ensure(tree, [], settings)
 
     // One round trip renews every lease of this process, three times a lease.
-    yield* Effect.forkScoped(
+    yield* Effect.forkScoped(HostTime.every(
+      renewMillis(tree),
       Effect.suspend(() =>
         tree.live.size === 0 && tree.tickets.size === 0
           ? Effect.void
           : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, [...tree.live], [...tree.tickets.keys()]).pipe(
             reportFailure(`Budget tree "${tree.key}": could not renew this process's leases; retried in a third of a lease`)
           )
-      ).pipe(Effect.repeat(renewals(tree)))
-    )
+      )
+    ))
 
     // Tickets called by any process's script: wake the waiter holding one.
     const messages = yield* redis.subscribe(`${tree.key}:wake`)
@@ -302,7 +304,7 @@ const turn = (tree: Tree, ticket: string, millis: number): Effect.Effect<void> =
   })
 
 /** Leases and registrations are renewed three times a lease. */
-const renewals = (tree: Tree) => Schedule.spaced(Math.max(1, Math.floor(tree.options.leaseMillis / 3)))
+const renewMillis = (tree: Tree) => Math.max(1, Math.floor(tree.options.leaseMillis / 3))
 
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
@@ -427,7 +429,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {
-      return events(tree, chain[chain.length - 1]!, path, renewals(tree))
+      return events(tree, chain[chain.length - 1]!, path, renewMillis(tree))
     }
   }
 }
