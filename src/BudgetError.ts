@@ -88,6 +88,17 @@ export class InvalidUsage extends Schema.TaggedError<InvalidUsage>()("InvalidUsa
   }
 }
 
+// What went wrong, as a person reads it: an error's message, or, for one
+// with none (a refused connection to a host of several addresses is an
+// AggregateError with an empty message), its errors' messages or its code.
+const causeText = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return String(cause)
+  if (cause.message !== "") return cause.message
+  if (cause instanceof AggregateError && cause.errors.length > 0) return cause.errors.map(causeText).join("; ")
+  const code = (cause as { readonly code?: unknown }).code
+  return code === undefined ? cause.name : String(code)
+}
+
 // A received value, unambiguous: `"0.01" (a string)` is not the number 0.01,
 // `""` is visibly empty; numbers, `undefined`, `null` and objects as
 // `Formatter.format` writes them.
@@ -127,8 +138,7 @@ export class BudgetUnavailable extends Schema.TaggedError<BudgetUnavailable>()("
   cause: Schema.Defect()
 }) {
   override get message(): string {
-    return `Budget "${this.budget}" is unavailable: ${
-      this.cause instanceof Error ? this.cause.message : String(this.cause)
-    }`
+    return `Budget "${this.budget}" is unavailable: ${causeText(this.cause)}. ` +
+      `Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
   }
 }

@@ -68,9 +68,23 @@ describe("error messages name the budget, the axis or field, and the numbers", (
     assert.strictEqual(empty.message, "Invalid name: must be a non-empty string, got null")
   })
 
-  it("BudgetUnavailable carries its cause", () => {
+  it("BudgetUnavailable names its cause and what to do", () => {
     const error = new BudgetUnavailable({ budget: "shared", cause: new Error("connection refused") })
-    assert.strictEqual(error.message, `Budget "shared" is unavailable: connection refused`)
+    assert.strictEqual(
+      error.message,
+      `Budget "shared" is unavailable: connection refused. Check that its store (Redis) is up and reachable; ` +
+        `BudgetUnavailable's documentation says what a retry charges`
+    )
+    // A refused connection to a host with several addresses: an AggregateError with no message of its own.
+    const refused = new AggregateError([
+      Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6391"), { code: "ECONNREFUSED" }),
+      Object.assign(new Error("connect ECONNREFUSED ::1:6391"), { code: "ECONNREFUSED" })
+    ], "")
+    assert.include(
+      new BudgetUnavailable({ budget: "shared", cause: refused }).message,
+      `unavailable: connect ECONNREFUSED 127.0.0.1:6391; connect ECONNREFUSED ::1:6391.`
+    )
+    assert.include(new BudgetUnavailable({ budget: "shared", cause: "timed out" }).message, "unavailable: timed out.")
   })
 
   it("errors are tagged for catchTag", () => {

@@ -72,6 +72,7 @@ describe.runIf(available)("Redis going away", () => {
       const down = yield* Effect.flip(budget.snapshot)
       assert.strictEqual(down._tag, "BudgetUnavailable")
       assert.include(down.message, `Budget "outage" is unavailable`)
+      assert.match(down.message, /unavailable: [^.\s]/, "the message names the cause")
       yield* Effect.sleep("500 millis")
       server = yield* Effect.promise(startRedis)
       yield* Effect.sleep("2500 millis")
