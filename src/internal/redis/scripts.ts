@@ -113,11 +113,11 @@ end
 -- The operations, checked and decoded in one pass: a plan of four entries
 -- each, where it starts in ARGV, its chain, its tokens and nanos. The
 -- holds the batch settles are read in one call.
-local sizes, plan, p, settled, ids = { r = 4, h = 5, c = 6, x = 3 }, {}, 0, nil, nil
+local plan, p, settled, ids = {}, 0, nil, nil
 while at <= nargs do
-  local op = ARGV[at]
-  local size, t, n = sizes[op], false, false
-  if not size or at + size - 1 > nargs then bad(at) end
+  local op, size, t, n = ARGV[at], 0, false, false
+  if op == 'r' then size = 4 elseif op == 'h' then size = 5 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
+  if size == 0 or at + size - 1 > nargs then bad(at) end
   local keys = chains[ARGV[at + 1]]
   if not keys then bad(at + 1) end
   if op == 'r' or op == 'h' then
