@@ -94,7 +94,8 @@ S.lease = count(2)
 count(3)
 S.keep = ARGV[3]
 -- Chains and places are checked by what they name: a chain or key that
--- is not there.
+-- is not there. Chains are found by their place as it came, in plain
+-- digits.
 local chains, at, nargs, nkeys = {}, 5, #ARGV, #KEYS
 for c = 1, tonumber(ARGV[4]) or bad(4) do
   local length = tonumber(ARGV[at])
@@ -106,18 +107,18 @@ for c = 1, tonumber(ARGV[4]) or bad(4) do
     if not keys[j] then bad(at + j) end
   end
   keys[length] = S.root
-  chains[c] = keys
+  chains[tostring(c)] = keys
   at = at + length
 end
--- The operations, checked, as a plan of four entries each: where it starts
--- in ARGV, its chain, its tokens and nanos. The holds the batch settles
--- are read in one call.
-local plan, settled, ids = {}, nil, nil
+-- The operations, checked and decoded in one pass: a plan of four entries
+-- each, where it starts in ARGV, its chain, its tokens and nanos. The
+-- holds the batch settles are read in one call.
+local plan, p, settled, ids = {}, 0, nil, nil
 while at <= nargs do
   local op, size, t, n = ARGV[at], 0, false, false
   if op == 'r' then size = 4 elseif op == 'h' then size = 5 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
   if size == 0 or at + size - 1 > nargs then bad(at) end
-  local keys = chains[tonumber(ARGV[at + 1])]
+  local keys = chains[ARGV[at + 1]]
   if not keys then bad(at + 1) end
   if op == 'r' or op == 'h' then
     t, n = count(at + 2), count(at + 3)
@@ -132,9 +133,8 @@ while at <= nargs do
     settled, ids = settled or {}, ids or {}
     settled[#settled + 1], ids[#ids + 1] = S.tree .. ':h:' .. id, id
   end
-  local p = #plan
   plan[p + 1], plan[p + 2], plan[p + 3], plan[p + 4] = at, keys, t, n
-  at = at + size
+  p, at = p + 4, at + size
 end
 local H = settled and S.holds()
 if settled then
@@ -142,21 +142,21 @@ if settled then
   for j = 1, #ids do H.values[ids[j]] = values[j] end
 end
 
-local results = {}
-for p = 1, #plan, 4 do
-  local a, keys, t, n = plan[p], plan[p + 1], plan[p + 2], plan[p + 3]
+local results, record, reserve = {}, S.record, S.reserve
+for q = 1, p, 4 do
+  local a, keys, t, n = plan[q], plan[q + 1], plan[q + 2], plan[q + 3]
   local op, result = ARGV[a], nil
   if op == 'r' then
-    result = S.record(keys, t, n)
+    result = record(keys, t, n)
   elseif op == 'h' then
-    result = S.reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+    result = reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
   elseif op == 'c' then
     result = H.settle(keys, ARGV[a + 2], t, n, ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   else
     result = H.settle(keys, ARGV[a + 2])
   end
   if S.restarted then S.W.after_step() end
-  results[#results + 1] = result
+  results[(q + 3) / 4] = result
 end
 return S.finish(results)
 `

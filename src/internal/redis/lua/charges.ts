@@ -6,7 +6,7 @@
 export const charges = `
 -- Charges t, n to every level of the chain, or to none.
 function S.record(keys, t, n)
-  local r = S.check(keys, t, n)
+  local r = S.refusal(keys, t, n, false, true)
   if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
   local levels, E = S.levels, S.listens() and S.events()
   for i = 1, #keys do
@@ -25,7 +25,7 @@ end
 -- request that fails rather than waits does not line up: it takes what is
 -- free now.
 function S.reserve(keys, t, n, ts, ns, id)
-  local r = S.check(keys, t, n)
+  local r = S.refusal(keys, t, n, false, true)
   if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
   S.holds().take(keys, t, n, ts, ns, id)
   return 'ok'

@@ -37,11 +37,13 @@ local function bad(i)
   error({ err = 'ERR invalid argument ' .. i .. ': ' .. tostring(ARGV[i]) })
 end
 -- ARGV[i] as a whole number in plain digits, within 2^53 (from -1 if
--- least is -1: an unbounded cap, a cron window), and as it came.
+-- least is -1: an unbounded cap, a cron window), and as it came. (Once its
+-- digits are checked, s + 0 reads it: Lua's own conversion, cheaper than a
+-- call of tonumber.)
 local function count(i, least)
   local s = ARGV[i]
   if not s or not string.find(s, least and '^%-?%d+$' or '^%d+$') then bad(i) end
-  local x = tonumber(s)
+  local x = s + 0
   if x > 9007199254740991 or x < (least or 0) then bad(i) end
   return x, s
 end

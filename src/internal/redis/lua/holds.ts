@@ -56,8 +56,11 @@ function S.holds()
       local b = levels[keys[i]] or S.level(keys[i])
       b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
     end
-    local path = keys.path or S.path_of(keys[1])
-    keys.path = path
+    local path = keys.path
+    if not path then
+      path = S.path_of(keys[1])
+      keys.path = path
+    end
     H.values[id] = 'h ' .. ts .. ' ' .. ns .. ' ' .. (keys.gens or H.gens_of(keys)) .. ' ' .. path
     H.changed[#H.changed + 1] = id
     if S.listens() then S.events().announce({ t = 'Reserved', b = path, tk = ts, n = ns }) end
@@ -141,7 +144,7 @@ function S.holds()
   -- (A hold changed twice is written twice, to the same end.)
   function H.write()
     local tree, values, changed, remove = S.tree, H.values, H.changed, H.unleased
-    local set, gone, add = nil, nil, nil
+    local set, gone, add, at, expiry = nil, nil, nil, 0, nil
     for i = 1, #changed do
       local id = changed[i]
       local v, key = values[id], tree .. ':h:' .. id
@@ -150,11 +153,12 @@ function S.holds()
         gone[#gone + 1] = key
         remove[#remove + 1] = id
       elseif string.byte(v) == 104 then -- 'h'
-        if not set then set, add, H.expiry = {}, {}, S.int(S.now_ms() + S.lease) end
-        set[#set + 1] = key
-        set[#set + 1] = v
-        add[#add + 1] = H.expiry
-        add[#add + 1] = id
+        if not set then
+          set, add, expiry = {}, {}, S.int(S.now_ms() + S.lease)
+          H.expiry = expiry
+        end
+        set[at + 1], set[at + 2], add[at + 1], add[at + 2] = key, v, expiry, id
+        at = at + 2
       else
         redis.call('SET', key, v, 'PX', S.keep)
         remove[#remove + 1] = id

@@ -44,29 +44,28 @@ end
 function S.over(b, t, n, alone)
   local tu, nu = b.tu + b.tr, b.nu + b.nr
   if alone then tu, nu = 0, 0 end
-  if tu + t > S.limit(b.tc) then return 'tokens' end
-  if nu + n > S.limit(b.nc) then return 'usd' end
+  tu, nu = tu + t, nu + n
+  -- A limit is never below its cap: only a charge past the cap asks it.
+  if tu > b.tc and tu > S.limit(b.tc) then return 'tokens' end
+  if nu > b.nc and nu > S.limit(b.nc) then return 'usd' end
   return nil
 end
 
 -- The first level of the chain a charge is over (see over):
--- { axis, used + held, limit, level }, or nil.
-function S.refusal(keys, t, n, alone)
-  local levels, over, int = S.levels, S.over, S.int
+-- { axis, used + held, limit, level }, or nil. A charge that would be
+-- refused (reap) first gives back expired leases, if there are any: they
+-- may be all that stands in its way.
+function S.refusal(keys, t, n, alone, reap)
+  local levels, over = S.levels, S.over
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
     local axis = over(b, t, n, alone)
-    if axis == 'tokens' then return { axis, int(b.tu + b.tr), int(S.limit(b.tc)), i } end
-    if axis then return { axis, int(b.nu + b.nr), int(S.limit(b.nc)), i } end
+    if axis then
+      if reap and S.leases().reap() then return S.refusal(keys, t, n) end
+      if axis == 'tokens' then return { axis, S.int(b.tu + b.tr), S.int(S.limit(b.tc)), i } end
+      return { axis, S.int(b.nu + b.nr), S.int(S.limit(b.nc)), i }
+    end
   end
   return nil
-end
-
--- The refusal a charge meets, after giving back expired leases if there
--- is one: they may be all that stands in its way.
-function S.check(keys, t, n)
-  local r = S.refusal(keys, t, n)
-  if r and S.leases().reap() then r = S.refusal(keys, t, n) end
-  return r
 end
 `
