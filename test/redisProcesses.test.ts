@@ -34,7 +34,8 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const prefix = testPrefix("kill")
       const budget = yield* sharedBudget(prefix, "1 second")
       const released: Array<BudgetEvent> = []
-      yield* Effect.forkChild(
+      // In the test's scope: the stream ends before the client it listens through closes.
+      yield* Effect.forkScoped(
         Stream.runForEach(Stream.filter(budget.events, (e) => e._tag === "Released"), (e) => Effect.sync(() => released.push(e))),
         { startImmediately: true }
       )

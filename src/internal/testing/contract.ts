@@ -577,7 +577,7 @@ export const contract = (store: StoreUnderTest) =>
           const org = yield* make({ name: "org" })
           yield* org.child("team", { tokenCap: 100, usdCap: 1 })
           const seen: Array<BudgetEvent> = []
-          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* Effect.forkScoped(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
           yield* settle
           yield* settle
           // The same caps again: nothing to say.
@@ -606,7 +606,7 @@ export const contract = (store: StoreUnderTest) =>
           const org = yield* make({ name: "org", tokenCap: 100, thresholds: [] })
           const agent = yield* org.child("agent")
           const seen: Array<BudgetEvent> = []
-          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* Effect.forkScoped(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
           yield* settle
           yield* settle
           yield* agent.record({ tokens: 10, usd: 0.01 })
@@ -636,7 +636,7 @@ export const contract = (store: StoreUnderTest) =>
           const org = yield* make({ name: "org", tokenCap: 100, usdCap: 1, thresholds: [0.5, 0.8] })
           const agent = yield* org.child("agent", { tokenCap: 10, thresholds: [0.5] })
           const seen: Array<BudgetEvent> = []
-          yield* Effect.forkChild(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* Effect.forkScoped(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
           yield* settle
           yield* settle
           yield* agent.record({ tokens: 6 })
