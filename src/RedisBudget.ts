@@ -7,7 +7,7 @@
  *
  * @since 0.2.0
  */
-import { Config, Effect, Layer, Option } from "effect"
+import { Config, Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Budget } from "./Budget.ts"
@@ -15,7 +15,7 @@ import type { BudgetOptions, BudgetService } from "./Budget.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import { BudgetStore } from "./BudgetStore.ts"
-import { defaultConfig, millisOf } from "./internal/options.ts"
+import { defaultConfig, millisOf, optional } from "./internal/options.ts"
 import * as RedisStore from "./internal/redis/store.ts"
 
 /**
@@ -126,9 +126,6 @@ export const layer = (
   storeOptions: StoreOptions = {}
 ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> =>
   Budget.layerFromStore(options).pipe(Layer.provide(layerStore(storeOptions)))
-
-const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
-  config.pipe(Config.option, Config.map(Option.getOrUndefined))
 
 const defaultStoreConfig: Config.Wrap<StoreOptions> = {
   prefix: optional(Config.String("BUDGET_REDIS_PREFIX")),

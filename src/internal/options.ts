@@ -49,7 +49,8 @@ export const millisOf = (field: string, input: Duration.Input): number | Invalid
     : new InvalidUsage({ field, value: input, reason: "must be a positive, finite Duration (\"1 day\", Duration.hours(6))" })
 }
 
-const optional = (config: Config.Config<number>): Config.Config<number | undefined> =>
+/** A config value that may be left out: `undefined` then. */
+export const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
   config.pipe(Config.option, Config.map(Option.getOrUndefined))
 
 /** A budget's options from the environment: `BUDGET_NAME`, `BUDGET_TOKEN_CAP`, `BUDGET_USD_CAP`. */

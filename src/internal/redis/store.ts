@@ -1,10 +1,9 @@
 import { Cron, Effect, Exit, FiberSet, Queue } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import type { BudgetExceeded } from "../../BudgetError.ts"
-import { BudgetUnavailable } from "../../BudgetError.ts"
-import type { InvalidUsage } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
-import type { BudgetStore, Charge, Counters, StoreBudget } from "../../BudgetStore.ts"
+import { BudgetUnavailable } from "../../BudgetError.ts"
+import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
+import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
 import { warnCapsChanged } from "../reconfigured.ts"
@@ -15,7 +14,6 @@ import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
-import type { Settings } from "../../BudgetStore.ts"
 import * as Scripts from "./scripts.ts"
 
 /*
@@ -118,16 +116,17 @@ class RedisHold extends Hold {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
-      const operation: Batch.Operation = charge === undefined
+      const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
-      return Effect.flatMap(send(this.tree, this.origin, operation), (reply) => {
-        const result = reply as Scripts.SettlementResult
+      return Effect.flatMap(send(this.tree, this.origin, operation), (result) => {
         if (result[0] === "i") {
-          // Nothing was charged: the hold stays, for a release or a smaller commit.
+          // Only a commit is past the limit. Nothing was charged: the hold
+          // stays, for a release or a smaller commit.
           this.pending = undefined
-          const axis = result[1]
-          return Effect.fail(inexact(this.paths[Number(result[2]) - 1]!, axis, axis === "tokens" ? charge!.tokens : charge!.nanos))
+          const [, axis, level] = result
+          const amount = axis === "tokens" ? charge?.tokens : charge?.nanos
+          return Effect.fail(inexact(this.paths[Number(level) - 1]!, axis, amount ?? 0))
         }
         if (this.settlement === undefined) {
           this.settlement = settlementOf(result)
