@@ -16,6 +16,7 @@ import { redisCases, redisPlan } from "./redis.ts"
 import { redisAloneReport } from "./redisAlone.ts"
 import { redisCpuReport } from "./redisCpu.ts"
 import { renewalReport } from "./renewal.ts"
+import { scriptTimeReport } from "./scriptTime.ts"
 import { run } from "./runner.ts"
 import { render } from "./table.ts"
 
@@ -40,6 +41,7 @@ const program = Effect.gen(function*() {
   console.log(`\n${yield* renewalReport}`)
   console.log(`\n${yield* redisCpuReport}`)
   console.log(`\n${yield* redisAloneReport}`)
+  console.log(`\n${yield* scriptTimeReport}`)
   console.log(`\n${yield* fleetReport}`)
   console.log(
     `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +

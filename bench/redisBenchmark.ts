@@ -13,11 +13,15 @@ import { url } from "./redis.ts"
 export const random = "__rand_int__"
 
 /** Requests per second of `requests` sends of `args` from `clients` connections, each waiting for its reply; or why not. */
-export const requestsPerSecond = (args: ReadonlyArray<string>, load: { readonly clients: number; readonly requests: number }) =>
+export const requestsPerSecond = (
+  args: ReadonlyArray<string>,
+  load: { readonly clients: number; readonly requests: number },
+  at: string = url
+) =>
   Effect.callback<number, string>((resume) => {
     execFile(
       "redis-benchmark",
-      ["-u", url, "-q", "-c", String(load.clients), "-n", String(load.requests), "-r", "100000000", ...args],
+      ["-u", at, "-q", "-c", String(load.clients), "-n", String(load.requests), "-r", "100000000", ...args],
       (error, stdout) => {
         const rps = /([\d.]+) requests per second/.exec(stdout)?.[1]
         if (rps !== undefined) return resume(Effect.succeed(Number(rps)))
