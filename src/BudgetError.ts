@@ -138,7 +138,32 @@ export class BudgetUnavailable extends Schema.TaggedError<BudgetUnavailable>()("
   cause: Schema.Defect()
 }) {
   override get message(): string {
-    return `Budget "${this.budget}" is unavailable: ${causeText(this.cause)}. ` +
-      `Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
+    const text = `Budget "${this.budget}" is unavailable: ${causeText(this.cause)}`
+    if (this.cause instanceof BudgetStateLost) return text
+    return `${text}. Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
+  }
+}
+
+/**
+ * The cause of a `BudgetUnavailable` when the store lost a budget's state:
+ * Redis restarted without persistence, evicted or flushed its keys, or
+ * failed over to a replica that missed writes. `budget` is the level whose
+ * state is gone (the budget itself or one above it). Nothing is charged or
+ * held there, never as if it had no cap, until it is made again on
+ * purpose: `reset` on it makes it again with nothing used, and so does a
+ * Redis store opened with `onStateLost: "recreate"` (see
+ * docs/distributed.md#lost-state).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class BudgetStateLost extends Schema.TaggedError<BudgetStateLost>()("BudgetStateLost", {
+  budget: Schema.String
+}) {
+  override get message(): string {
+    return `the state of budget "${this.budget}" is gone from Redis (a restart without persistence, an eviction, ` +
+      `a flush or a failover lost it), so nothing is charged or held on it: call reset on it to make it again ` +
+      `with nothing used, or open the store with onStateLost: "recreate"; to keep budgets across restarts, run ` +
+      `Redis with appendonly yes and maxmemory-policy noeviction (docs/distributed.md#lost-state)`
   }
 }

@@ -132,6 +132,24 @@ export class Reconfigured extends Schema.Opaque<Reconfigured>()(Schema.TaggedStr
 })) {}
 
 /**
+ * The store lost a budget's state (Redis restarted without persistence,
+ * evicted or flushed its keys, or failed over to a replica that missed
+ * writes), seen by a process whose operation found it gone; `budget` is
+ * the level whose state is gone. With `recreated: false`, operations on it
+ * fail with `BudgetUnavailable` until it is made again (`reset`); with
+ * `true`, the process made it again at once (`onStateLost: "recreate"`),
+ * with nothing used. A process says so at most once a minute a budget,
+ * with an error log too.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export class StateLost extends Schema.Opaque<StateLost>()(Schema.TaggedStruct("StateLost", {
+  budget: Schema.String,
+  recreated: Schema.Boolean
+})) {}
+
+/**
  * Something that happened to a budget. `budget` is the path of the budget
  * it happened to (`org/tenant-a/agent-7`): for charges and holds the budget
  * they were made on, for a refusal the one that refused, for thresholds and
@@ -187,7 +205,8 @@ export const BudgetEvent = Schema.Union([
   Exceeded,
   ThresholdCrossed,
   Reset,
-  Reconfigured
+  Reconfigured,
+  StateLost
 ]).pipe(Schema.toTaggedUnion("_tag"))
 
 /**

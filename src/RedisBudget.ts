@@ -37,6 +37,17 @@ export interface StoreOptions {
   readonly leaseTtl?: Duration.Input | undefined
   /** How long one round trip may take before it fails with `BudgetUnavailable`; defaults to 5 seconds. */
   readonly timeout?: Duration.Input | undefined
+  /**
+   * What an operation does when it finds its budget's state gone from
+   * Redis (a restart without persistence, an eviction, a flush, a
+   * failover): `"fail"` (the default) refuses it, and every operation on
+   * the budget, with `BudgetUnavailable` (cause `BudgetStateLost`) until
+   * `reset` makes the budget again; `"recreate"` makes it again at once,
+   * with nothing used, and runs the operation. Either way an error log, a
+   * `StateLost` event and the `budget_state_lost_total` metric say so.
+   * See docs/distributed.md#lost-state.
+   */
+  readonly onStateLost?: "fail" | "recreate" | undefined
 }
 
 /**
@@ -64,7 +75,11 @@ export const makeStore = (
         })
       )
     }
-    return RedisStore.make({ prefix, leaseMillis, timeoutMillis })
+    const onStateLost = options.onStateLost ?? "fail"
+    if (onStateLost !== "fail" && onStateLost !== "recreate") {
+      return Effect.fail(new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\" or \"recreate\"" }))
+    }
+    return RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost })
   })
 
 /**
@@ -130,14 +145,15 @@ export const layer = (
 const defaultStoreConfig: Config.Wrap<StoreOptions> = {
   prefix: optional(Config.String("BUDGET_REDIS_PREFIX")),
   leaseTtl: optional(Config.Duration("BUDGET_REDIS_LEASE_TTL")),
-  timeout: optional(Config.Duration("BUDGET_REDIS_TIMEOUT"))
+  timeout: optional(Config.Duration("BUDGET_REDIS_TIMEOUT")),
+  onStateLost: optional(Config.Literals(["fail", "recreate"], "BUDGET_REDIS_ON_STATE_LOST"))
 }
 
 /**
  * A budget kept in Redis whose options come from `Config`: by default the
  * budget's from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and `BUDGET_USD_CAP`, the
- * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL` and
- * `BUDGET_REDIS_TIMEOUT`, each optional. The connection comes from the
+ * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL`,
+ * `BUDGET_REDIS_TIMEOUT` and `BUDGET_REDIS_ON_STATE_LOST`, each optional. The connection comes from the
  * `Redis` layer (`NodeRedis.layerConfig` reads it from `Config` too).
  *
  * @example

@@ -89,6 +89,11 @@ const published: ReadonlyArray<{ readonly wire: object; readonly event: BudgetEv
       previousUsdCap: 5
     },
     exact: true
+  },
+  {
+    wire: { t: "StateLost", b: "org/a", r: "0" },
+    event: { _tag: "StateLost", budget: "org/a", recreated: false },
+    exact: true
   }
 ]
 

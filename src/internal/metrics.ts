@@ -15,8 +15,16 @@ export interface MetricsSource {
   readonly path: string
   /** The budget's counters; `undefined` reads as 0. */
   readonly snapshot: () => Snapshot | undefined
-  /** Settlements and refusals so far, read when exported. */
-  readonly counts: { readonly committed: number; readonly released: number; readonly exceeded: number }
+  /**
+   * Settlements and refusals so far, read when exported; and, in a store
+   * that can lose a budget's state (Redis), operations that found it lost.
+   */
+  readonly counts: {
+    readonly committed: number
+    readonly released: number
+    readonly exceeded: number
+    readonly lost?: number
+  }
 }
 
 const gauges: ReadonlyArray<readonly [string, (snapshot: Snapshot) => number]> = [
@@ -31,7 +39,8 @@ const gauges: ReadonlyArray<readonly [string, (snapshot: Snapshot) => number]> =
 const counters = [
   ["budget_committed_total", "committed"],
   ["budget_released_total", "released"],
-  ["budget_exceeded_total", "exceeded"]
+  ["budget_exceeded_total", "exceeded"],
+  ["budget_state_lost_total", "lost"]
 ] as const
 
 const noop = () => {}
@@ -61,8 +70,9 @@ export const registerMetrics = (
     }))
   }
   for (const [name, kind] of counters) {
+    if (source.counts[kind] === undefined) continue
     registrations.push(Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
-      get: () => ({ count: source.counts[kind], incremental: true }),
+      get: () => ({ count: source.counts[kind] ?? 0, incremental: true }),
       update: noop,
       modify: noop
     }))

@@ -150,9 +150,20 @@ const Reconfigured = Schema.Struct({
   previousUsdCap: "pnc"
 }))
 
+// `r`: "1" when the process that saw the loss made the budget again.
+const StateLost = Schema.Struct({
+  _tag: Schema.tag("StateLost"),
+  budget: Schema.String,
+  recreated: Schema.Literals(["1", "0"]).pipe(Schema.decodeTo(
+    Schema.Boolean,
+    SchemaTransformation.transform({ decode: (r) => r === "1", encode: (b) => b ? "1" : "0" })
+  ))
+}).pipe(Schema.encodeKeys({ _tag: "t", budget: "b", recreated: "r" }))
+
 /**
- * The messages as the scripts publish them (`announce` in scripts.ts),
- * each decoded into its `BudgetEvent`.
+ * The messages as the scripts publish them (`announce` in lua/events.ts),
+ * and as a process publishes `StateLost` (store.ts), each decoded into its
+ * `BudgetEvent`.
  */
 const Published = Schema.Union([
   charge("Recorded"),
@@ -163,7 +174,8 @@ const Published = Schema.Union([
   thresholdCrossed("tokens", Count),
   thresholdCrossed("usd", Nanos),
   Reset,
-  Reconfigured
+  Reconfigured,
+  StateLost
 ]).annotate({ expected: "an object whose t is a budget event's tag" })
 
 /**

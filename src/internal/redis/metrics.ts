@@ -24,6 +24,7 @@ export interface Watched {
   committed: number
   released: number
   exceeded: number
+  lost: number
   counters: Counters | undefined
   takenAt: number
   refreshing: boolean
@@ -42,7 +43,7 @@ const noop = () => {}
 export const count = (
   watching: Watching,
   paths: ReadonlyArray<string>,
-  kind: "committed" | "released" | "exceeded"
+  kind: "committed" | "released" | "exceeded" | "lost"
 ): void => {
   if (watching.size === 0) return
   for (let i = 0; i < paths.length; i++) {
@@ -79,6 +80,7 @@ export const watch = (
           committed: 0,
           released: 0,
           exceeded: 0,
+          lost: 0,
           counters: undefined,
           takenAt: 0,
           refreshing: false,

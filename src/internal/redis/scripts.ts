@@ -33,6 +33,10 @@ import { windows } from "./lua/windows.ts"
  *   wq       how many requests wait in the tree's lines
  *   seq      the last ticket handed to a waiting request
  *
+ * A budget whose hash has no caps was lost by Redis (lua/levels.ts): the
+ * scripts answer `["l", level]` for the first lost level of a chain, and
+ * change nothing.
+ *
  * The Lua is in lua/, a concern a file: common (time, integers, arguments,
  * a run's state), levels (budgets and caps), events, windows, waiting
  * (lines and tickets), holds (taking, settling), leases (reaping) and
@@ -46,8 +50,17 @@ const prelude = `${state}${levels}${events}${windows}${waiting}${holds}${leases}
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
 
-/** `["ok"]`, or `["x", axis, used + reserved, cap, level]` for the first level that refuses. */
-export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal]
+/** The place in its chain of a budget whose state Redis lost: 1 for the budget itself. */
+export type Lost = readonly ["l", level: string]
+
+/** Whether a script's answer is `["l", level]`, among answers whose first word is any string. */
+export const isLost = (answer: ReadonlyArray<unknown>): answer is Lost => answer[0] === "l"
+
+/**
+ * `["ok"]`, `["x", axis, used + reserved, cap, level]` for the first level
+ * that refuses, or `["l", level]` for the first that is lost.
+ */
+export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Lost
 
 /**
  * A waiting request's answer: its hold, a refusal if it can never fit, or
@@ -58,12 +71,14 @@ export type WaitResult = ChargeResult | readonly ["w", string, number]
 /**
  * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
  * `["r"]`; or `["i", axis, level]`, a commit that would take that level's
- * use past what a counter holds exactly, which changed nothing.
+ * use past what a counter holds exactly, which changed nothing; or
+ * `["l", level]`.
  */
 export type SettlementResult =
   | readonly ["c", string, string, string, string]
   | readonly ["r"]
   | readonly ["i", "tokens" | "usd", string]
+  | Lost
 
 /**
  * Runs a batch of hot operations in order, each as if alone, and returns
@@ -145,8 +160,10 @@ end
 local results, record, reserve = {}, S.record, S.reserve
 for q = 1, p, 4 do
   local a, keys, t, n = plan[q], plan[q + 1], plan[q + 2], plan[q + 3]
-  local op, result = ARGV[a], nil
-  if op == 'r' then
+  local op, result, lost = ARGV[a], nil, S.lost(keys)
+  if lost then
+    result = 'l ' .. lost
+  elseif op == 'r' then
     result = record(keys, t, n)
   elseif op == 'h' then
     result = reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
@@ -188,6 +205,11 @@ if id == '' then bad(4) end
 S.lease = count(5)
 if ticket ~= '' then count(6) end
 local tree, root, level, path_of = S.tree, S.root, S.level, S.path_of
+local lost = S.lost(KEYS)
+if lost then
+  if ticket ~= '' then S.waiting().leave(ticket) end
+  return S.finish({ 'l', tostring(lost) })
+end
 -- Larger than a cap: no release or reset could ever make room.
 local r = S.refusal(KEYS, t, n, true)
 if r then
@@ -310,25 +332,29 @@ return 0
   }
 ).withReturnType<number>()
 
-/** The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`. */
+/** The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`, or `["l", level]`. */
 export const snapshot = Redis.script(
   (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
+local lost = S.lost(KEYS)
+if lost then return { 'l', tostring(lost) } end
 S.leases().reap()
 local b, int = S.level(KEYS[1]), S.int
 return S.finish({ int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) })
 `
   }
-).withReturnType<ReadonlyArray<string>>()
+).withReturnType<ReadonlyArray<string> | Lost>()
 
-/** Zeroes one budget and starts a new generation. */
+/** Zeroes one budget and starts a new generation; `["l", level]` if a level is lost (ensure makes it again). */
 export const reset = Redis.script(
   (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
+local lost = S.lost(KEYS)
+if lost then return { 'l', tostring(lost) } end
 local b = S.level(KEYS[1])
 S.windows().afresh(b)
 if S.listens() then
@@ -340,11 +366,14 @@ S.wake_all({ b.key })
 return S.finish(0)
 `
   }
-).withReturnType<number>()
+).withReturnType<0 | Lost>()
 
 /**
  * Makes a budget, or sets the caps, window and thresholds of one that
- * exists; answers 0, or the previous caps of one that had others.
+ * exists; answers 0, or the previous caps of one that had others, or
+ * `["l", level]` if a level above it is lost. A budget that is lost (or
+ * new: the two look alike) is made afresh, answered "m": nothing used or
+ * held, in a new generation, so holds taken before the loss are stale.
  * `window` is a length in milliseconds, -1 for a cron schedule (`windowId`
  * says which, `ends` are its coming ends), or 0.
  */
@@ -368,11 +397,19 @@ for f in string.gmatch(th, '[^,]+') do
   if not tonumber(f) then bad(4) end
 end
 for i = 7, #ARGV do count(i) end
+for i = 2, #KEYS do
+  if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
+end
 local key = KEYS[1]
 local b = S.level(key)
 -- Other caps than a budget that exists had: the caps given last apply, and
 -- the opener is told the previous ones (never silent).
-local previous = redis.call('HEXISTS', key, 'tc') == 1 and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.int(b.nc) }
+local previous = not b.lost and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.int(b.nc) }
+local made = b.lost
+if made then
+  S.windows().afresh(b)
+  b.lost = false
+end
 local ends = S.tree .. ':b:' .. S.path_of(key)
 if redis.call('HGET', key, 'wid') ~= wid then
   -- Another window: the current one ends as the new schedule says.
@@ -387,10 +424,10 @@ if previous and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
 end
 S.wake_all({ key })
-return S.finish(previous or 0)
+return S.finish(previous or (made and 'm') or 0)
 `
   }
-).withReturnType<0 | readonly [tokenCap: string, nanoCap: string]>()
+).withReturnType<0 | "m" | readonly [tokenCap: string, nanoCap: string] | Lost>()
 
 /** Adds coming ends of a budget's cron window; one that ran out of them takes the next. */
 export const extend = Redis.script(

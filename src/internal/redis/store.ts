@@ -12,6 +12,7 @@ import { deadline } from "./deadline.ts"
 import * as HostTime from "./hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
+import { onLost, say } from "./lost.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
 import * as Scripts from "./scripts.ts"
@@ -32,6 +33,8 @@ export interface RedisOptions {
   readonly leaseMillis: number
   /** How long one round trip may take before it fails with `BudgetUnavailable`. */
   readonly timeoutMillis: number
+  /** What an operation that finds its budget's state lost does (lost.ts). */
+  readonly onStateLost: "fail" | "recreate"
 }
 
 /** What the budgets of one tree share in this process. */
@@ -58,11 +61,15 @@ interface Tree {
   readonly process: string
   /** Budgets of the tree whose metrics this process reports. */
   readonly watching: Watching
+  /** When this process last said a budget was lost, by path. */
+  readonly lost: Map<string, number>
 }
 
 interface Level {
   readonly path: string
   readonly key: string
+  /** What it was opened with: what it is made again with if its state is lost. */
+  readonly settings: Settings
   /** Why an operation on this budget failed, when Redis did not answer. */
   readonly unavailable: (error: Redis.RedisError) => BudgetUnavailable
 }
@@ -97,8 +104,8 @@ class RedisHold extends Hold {
   private pending: Charge | undefined = undefined
   constructor(
     readonly tree: Tree,
-    /** The budget it was taken on. */
-    readonly origin: Level,
+    /** The budget it was taken on, and those above it. */
+    readonly chain: ReadonlyArray<Level>,
     /** The key of every level of its chain, shared by the holds of one budget. */
     readonly keys: ReadonlyArray<string>,
     /** The path of every level of its chain, likewise. */
@@ -113,13 +120,21 @@ class RedisHold extends Hold {
   // Remembered when it runs, not when it is built: only a commit sent for
   // real turns the scope's release into a retried commit.
   settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
+    return this.settleOnce(charge, true)
+  }
+
+  /** A settlement; if the budget is lost, made again and tried once more when `again` and the store says so. */
+  private settleOnce(charge: Charge | undefined, again: boolean): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
-      return Effect.flatMap(send(this.tree, this.origin, operation), (result) => {
+      return Effect.flatMap(send(this.tree, this.chain[0]!, operation), (result) => {
+        if (result[0] === "l") {
+          return onLost(this.tree, this.paths, result[1], remake(this.tree, this.chain), again ? this.settleOnce(charge, false) : undefined)
+        }
         if (result[0] === "i") {
           // Only a commit is past the limit. Nothing was charged: the hold
           // stays, for a release or a smaller commit.
@@ -142,7 +157,7 @@ class RedisHold extends Hold {
   get close(): Effect.Effect<void> {
     return Effect.suspend(() =>
       this.settlement !== undefined ? Effect.void : this.settle(this.pending).pipe(
-        reportFailure(`Budget "${this.origin.path}": a closing scope could not settle its hold; it lapses with its lease`),
+        reportFailure(`Budget "${this.chain[0]!.path}": a closing scope could not settle its hold; it lapses with its lease`),
         Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id)))
       )
     )
@@ -240,7 +255,8 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       tickets: new Map(),
       called: new Set(),
       process: crypto.randomUUID(),
-      watching: new Map()
+      watching: new Map(),
+      lost: new Map()
     }
     const root = yield* ensure(tree, [], settings)
 
@@ -305,29 +321,67 @@ const turn = (tree: Tree, ticket: string, millis: number): Effect.Effect<void> =
 /** Leases and registrations are renewed three times a lease. */
 const renewMillis = (tree: Tree) => Math.max(1, Math.floor(tree.options.leaseMillis / 3))
 
-const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
+/**
+ * Makes the budget at the head of `chain` in Redis, or sets its caps,
+ * window and thresholds; true if it was made afresh (new, or lost), or
+ * the place of a lost level above it.
+ */
+const ensureLevel = (tree: Tree, chain: ReadonlyArray<Level>): Effect.Effect<boolean | Scripts.Lost, BudgetUnavailable> =>
   Effect.gen(function*() {
-    const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
-    const chain = [{ path, key: `${tree.key}:n:${path}`, unavailable: unavailable(path) }, ...parent]
-    const keys = chain.map((level) => level.key)
+    const { path, settings } = chain[0]!
     const window = settings.window
-    const ends = Cron.isCron(window) ? cronEnds(window) : []
-    const previous = yield* reach(
+    const answer = yield* reach(
       tree,
       path,
       tree.redis.eval(Scripts.ensure)(
-        keys,
+        chain.map((level) => level.key),
         tree.key,
         capArg(settings.tokenCap),
         capArg(settings.nanoCap),
         settings.thresholds.join(","),
         window === undefined ? 0 : Cron.isCron(window) ? -1 : window,
         window === undefined ? "" : Cron.isCron(window) ? `cron ${JSON.stringify(window)}` : `every ${window}`,
-        ends
+        Cron.isCron(window) ? cronEnds(window) : []
       )
     )
-    if (previous !== 0) yield* warnCapsChanged(path, { tokenCap: capOf(previous[0]), nanoCap: capOf(previous[1]) }, settings)
-    if (Cron.isCron(window)) yield* Effect.forkScoped(extendEnds(tree, keys, window, ends))
+    if (answer === 0 || answer === "m") return answer === "m"
+    if (Scripts.isLost(answer)) return answer
+    yield* warnCapsChanged(path, { tokenCap: capOf(answer[0]), nanoCap: capOf(answer[1]) }, settings)
+    return false
+  })
+
+/**
+ * Makes again the first `levels` budgets of `chain` (its head and those
+ * above it, up to a lost one), the highest first, each with the options
+ * this process opened it with; true if any was made afresh.
+ */
+const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Effect.Effect<boolean, BudgetUnavailable> =>
+  Effect.gen(function*() {
+    let made = false
+    for (let i = levels - 1; i >= 0; i--) {
+      const answer = yield* ensureLevel(tree, chain.slice(i))
+      // A level above lost meanwhile: left to the next operation to find.
+      if (typeof answer !== "boolean") return made
+      made ||= answer
+    }
+    return made
+  })
+
+/** Opens the budget of `settings` under `parent` (none: the root), making it if it is not there. */
+const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
+  Effect.gen(function*() {
+    const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
+    const chain: ReadonlyArray<Level> = [
+      { path, key: `${tree.key}:n:${path}`, settings, unavailable: unavailable(path) },
+      ...parent
+    ]
+    const answer = yield* ensureLevel(tree, chain)
+    if (typeof answer !== "boolean") {
+      // A level above is lost: remade (and this one with it), or refused.
+      yield* onLost(tree, chain.map((level) => level.path), answer[1], remake(tree, chain), Effect.void)
+    }
+    const window = settings.window
+    if (Cron.isCron(window)) yield* Effect.forkScoped(extendEnds(tree, chain.map((level) => level.key), window, cronEnds(window)))
     return chain
   })
 
@@ -338,6 +392,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   const redis = tree.redis
   const lease = tree.options.leaseMillis
   const call = <A>(script: Effect.Effect<A, Redis.RedisError>) => reach(tree, path, script)
+  const whenLost = <A, E>(place: string, retry: Effect.Effect<A, E | BudgetUnavailable> | undefined) =>
+    onLost(tree, paths, place, remake(tree, chain), retry)
 
   // Renewed from before the request: a reply lost on the way still leaves a
   // hold that a later release can find, or that expires. Not renewed after a
@@ -348,12 +404,22 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       return Effect.tapError(request, () => Effect.sync(() => tree.live.delete(id)))
     })
 
-  const reserveNow = (tokens: number, nanos: number) =>
+  // `again`: an operation that finds its budget lost may run once more
+  // after the store made it again (onStateLost: "recreate").
+  const record = (tokens: number, nanos: number, again = true): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
+    Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos }), (result) => {
+      if (result[0] === "ok") return Effect.void
+      if (result[0] === "l") return whenLost(result[1], again ? record(tokens, nanos, false) : undefined)
+      return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
+    })
+
+  const reserveNow = (tokens: number, nanos: number, again = true): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
     Effect.suspend(() => {
       const id = tree.nextId()
       return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
-        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
+        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
+        if (result[0] === "l") return whenLost(result[1], again ? reserveNow(tokens, nanos, false) : undefined)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
@@ -366,6 +432,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     Effect.suspend(() => {
       const id = tree.nextId()
       let ticket = ""
+      let again = true
       const forget = () => {
         tree.tickets.delete(ticket)
         ticket = ""
@@ -376,9 +443,16 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
           (result) => {
             if (result[0] === "ok") {
               forget()
-              return Effect.succeed(new RedisHold(tree, chain[0]!, keys, paths, id, tokens, nanos))
+              return Effect.succeed(new RedisHold(tree, chain, keys, paths, id, tokens, nanos))
             }
             tree.live.delete(id)
+            if (result[0] === "l") {
+              // The script left the line: a budget made again is waited on afresh.
+              forget()
+              const retry = again ? attempt : undefined
+              again = false
+              return whenLost(result[1], retry)
+            }
             if (result[0] === "x") {
               forget()
               return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
@@ -404,17 +478,12 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
     })
 
-  return {
-    path,
-    record: (tokens, nanos) =>
-      send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos }).pipe(
-        Effect.flatMap((result) =>
-          result[0] === "ok" ? Effect.void : Effect.fail(exceeded(tree, chain, result, tokens, nanos))
-        )
-      ),
-    reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
-    snapshot: call(redis.eval(Scripts.snapshot)(keys, tree.key)).pipe(
-      Effect.map(([tu, nu, tr, nr, tc, nc, wlen, wend]): Counters => ({
+  const snapshot: Effect.Effect<Counters, BudgetUnavailable> = Effect.suspend(() => snapshotOnce(true))
+  const snapshotOnce = (again: boolean): Effect.Effect<Counters, BudgetUnavailable> =>
+    Effect.flatMap(call(redis.eval(Scripts.snapshot)(keys, tree.key)), (answer) => {
+      if (Scripts.isLost(answer)) return whenLost(answer[1], again ? snapshotOnce(false) : undefined)
+      const [tu, nu, tr, nr, tc, nc, wlen, wend] = answer
+      const counters: Counters = {
         tokensUsed: Number(tu),
         nanosUsed: Number(nu),
         tokensReserved: Number(tr),
@@ -422,10 +491,32 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         tokenCap: capOf(tc),
         nanoCap: capOf(nc),
         windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
-      })),
-      Effect.tap((counters) => Effect.sync(() => observed(tree.watching, path, counters)))
-    ),
-    reset: Effect.asVoid(call(redis.eval(Scripts.reset)(keys, tree.key))),
+      }
+      observed(tree.watching, path, counters)
+      return Effect.succeed(counters)
+    })
+
+  // Reset is how a lost budget is made again on purpose: its lost levels
+  // are made (with nothing used), then it is reset.
+  const reset: Effect.Effect<void, BudgetUnavailable> = Effect.flatMap(
+    call(redis.eval(Scripts.reset)(keys, tree.key)),
+    (answer) => {
+      if (answer === 0) return Effect.void
+      const lostPath = paths[Number(answer[1]) - 1]!
+      return remake(tree, chain)(Number(answer[1])).pipe(
+        Effect.andThen((made) => made ? say(tree, lostPath, true) : Effect.void),
+        Effect.andThen(call(redis.eval(Scripts.reset)(keys, tree.key))),
+        Effect.asVoid
+      )
+    }
+  )
+
+  return {
+    path,
+    record: (tokens, nanos) => record(tokens, nanos),
+    reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
+    snapshot,
+    reset,
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {
       return events(tree, chain[chain.length - 1]!, path, renewMillis(tree))

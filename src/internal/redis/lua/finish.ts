@@ -2,7 +2,8 @@
  * The end of a run. Nothing a run changes in budgets, holds and leases is
  * written before its end, so a refusal or an error on the way leaves
  * nothing half-written. (Lines and tickets, which the waiting functions
- * read back as they go, are written at once.)
+ * read back as they go, are written at once.) A lost budget is never
+ * written: a hash of a few fields would pass for one with its state.
  */
 export const finish = `
 -- Every run ends here: what it changed is written, each budget in one call
@@ -12,16 +13,18 @@ function S.finish(result)
   local levels, int = S.levels, S.int
   for i = 1, #levels do
     local b = levels[i]
-    if b.du and b.dh then
-      redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr))
-    elseif b.du then
-      redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
-    elseif b.dh then
-      redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
+    if not b.lost then
+      if b.du and b.dh then
+        redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr))
+      elseif b.du then
+        redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
+      elseif b.dh then
+        redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
+      end
+      if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
+      if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
+      if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
     end
-    if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
-    if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
-    if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
   end
   if S.H then S.H.write() end
   if S.W then S.W.write() end

@@ -4,7 +4,10 @@
  * order read, so every step sees the steps before it; finish writes each
  * back once, only the fields that changed, flagged on the level: du (used),
  * dh (held), dg (generation), dw (window end), dq (the tree's waiters).
- * The caps rule is here too: which charges a budget admits.
+ * A budget whose hash has no caps is lost (Redis dropped it: a restart
+ * without persistence, an eviction, a flush): nothing is charged, held
+ * or written at it until it is made again (ensure). The caps rule is
+ * here too: which charges a budget admits.
  */
 export const levels = `
 S.levels = {}
@@ -17,7 +20,7 @@ function S.level(key)
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
-    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0
+    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0, lost = not v[5]
   }
   local levels = S.levels
   levels[key] = b
@@ -28,6 +31,22 @@ function S.level(key)
   end
   if b.wlen ~= 0 and b.wend > 0 and S.now_ms() >= b.wend then S.windows().restart(b) end
   return b
+end
+
+-- The place in the chain of its first lost level, or false; kept on the
+-- chain, as no level is lost or made within a run (but by ensure).
+function S.lost(keys)
+  local found = keys.lost
+  if found ~= nil then return found end
+  found = false
+  for i = 1, #keys do
+    if (S.levels[keys[i]] or S.level(keys[i])).lost then
+      found = i
+      break
+    end
+  end
+  keys.lost = found
+  return found
 end
 
 -- What a charge may take an axis up to: its cap, or, without one (-1), the
