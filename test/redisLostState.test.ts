@@ -20,9 +20,9 @@ import { available } from "./support/redis.ts"
 const spent: BudgetOptions = { name: "lost", tokenCap: 100, usdCap: 1 }
 
 /** A Redis of the test's own, a client on it, and a budget of 100 tokens / $1 spent to the cap. */
-const setUp = (store: RedisStoreOptions = {}, options: BudgetOptions = spent) =>
+const setUp = (store: RedisStoreOptions = {}, options: BudgetOptions = spent, appendOnly = false) =>
   Effect.gen(function*() {
-    const server = yield* ownRedis()
+    const server = yield* ownRedis({ appendOnly })
     const client = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
     const redis = Context.get(client, Redis.Redis)
     const budget = yield* RedisBudget.make(options, { timeout: "2 seconds", ...store }).pipe(
@@ -71,6 +71,15 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         assert.strictEqual(errors.filter((line) => line.includes("lost")).length, 1, "one error log per loss")
       })
     ))
+
+  it.live("with an append-only file, Redis killed with SIGKILL comes back with the budget as it was", () =>
+    Effect.gen(function*() {
+      const { budget, server } = yield* setUp({}, spent, true)
+      yield* server.restart
+      assert.strictEqual((yield* refusal(budget.record({ tokens: 1 })))._tag, "BudgetExceeded")
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokenCap], [100, 1, 100])
+    }))
 
   it.live("is refused when its hash alone is gone (an eviction, a hand's DEL), also through a batch", () =>
     capturingErrors(() => Effect.gen(function*() {
