@@ -40,7 +40,7 @@ const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       ? Effect.succeed(result.failure)
       : Effect.die(new Error("it succeeded: the lost budget let it through")))
 
-/** Errors logged while `effect` runs, kept for the test to read instead of printed. */
+/** Errors and warnings (the driver's, of a restart) logged while `effect` runs, kept for the test to read instead of printed. */
 const capturingErrors = <A, E, R>(effect: (errors: Array<string>) => Effect.Effect<A, E, R>) => {
   const errors: Array<string> = []
   const logger = Logger.make(({ logLevel, message }) => {
@@ -73,13 +73,13 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
     ))
 
   it.live("with an append-only file, Redis killed with SIGKILL comes back with the budget as it was", () =>
-    Effect.gen(function*() {
+    capturingErrors(() => Effect.gen(function*() {
       const { budget, server } = yield* setUp({}, spent, true)
       yield* server.restart
       assert.strictEqual((yield* refusal(budget.record({ tokens: 1 })))._tag, "BudgetExceeded")
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokenCap], [100, 1, 100])
-    }))
+    })))
 
   it.live("is refused when its hash alone is gone (an eviction, a hand's DEL), also through a batch", () =>
     capturingErrors(() => Effect.gen(function*() {
