@@ -4,7 +4,7 @@
  * within their lease.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Stream } from "effect"
+import { Effect, Fiber, Layer, Schedule, Stream } from "effect"
 import type { Duration } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetEvent } from "../src/index.ts"
@@ -52,6 +52,46 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       assert.strictEqual(released.length, 20)
       assert.deepStrictEqual(released[0], { _tag: "Released", budget: "shared", tokens: 10, usd: 0.01 })
     }), 30_000)
+
+  // A script gives back a bounded number of expired holds; a request it
+  // would refuse with more left is sent again, so none is refused while
+  // expired holds are left. (Before: 64 a script, and a refusal.)
+  for (const [holds, first] of [[250, "reserve"], [10_000, "snapshot"], [1_000, "waiting reserve"]] as const) {
+    it.live(`a process killed holding ${holds} holds: once their leases ran out, the whole cap is free to a ${first}`, () =>
+      Effect.gen(function*() {
+        const prefix = testPrefix("reap")
+        const caps = { tokenCap: holds * 10, usdCap: holds * 0.01 }
+        const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
+        const budget = yield* RedisBudget.make({ name: "shared", ...caps }, { prefix, leaseTtl: "1 second" }).pipe(
+          Effect.provideService(Redis.Redis, redis)
+        )
+        const { child, firstLine } = worker([
+          "hold", prefix, "shared", String(holds), "0", "1 second", String(caps.tokenCap), String(caps.usdCap)
+        ])
+        yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+        yield* Effect.promise(() => firstLine)
+        child.kill("SIGKILL")
+        // until every lease has run out, by Redis's clock
+        const leases = `${prefix}{shared}:leases`
+        yield* Effect.repeat(
+          Effect.flatMap(redis.send<[string, string]>("TIME"), ([seconds, micros]) =>
+            redis.send<number>("ZCOUNT", leases, "-inf", String(Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)))),
+          { until: (expired) => expired === holds, schedule: Schedule.spaced("20 millis") }
+        )
+        if (first === "snapshot") {
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, 0])
+        }
+        const options = first === "waiting reserve" ? { onExceeded: "wait" as const } : {}
+        const whole = yield* Effect.scoped(
+          Effect.flatMap(budget.reserve({ tokens: caps.tokenCap, usd: caps.usdCap }, options), (r) => r.commit())
+        ).pipe(Effect.timeout("10 seconds"))
+        assert.strictEqual(whole.tokens, caps.tokenCap)
+        const snap = yield* budget.snapshot
+        assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, caps.tokenCap])
+        assert.strictEqual(yield* redis.send<number>("ZCARD", leases), 0, "every lease given back")
+      }), 60_000)
+  }
 
   it.live("a hold renewed by a live process outlives its lease", () =>
     Effect.gen(function*() {

@@ -1,6 +1,6 @@
 /**
  * One process of the multi-process tests: opens the shared budget in Redis
- * and either runs reserve + commit cycles from many fibers (`cycles`), takes
+ * (its caps from the arguments, else 200,000 tokens and $0.2) and either runs reserve + commit cycles from many fibers (`cycles`), takes
  * holds and keeps them until it is killed (`hold`), or waits for a hold of
  * `rounds` tokens and keeps it (`wait`). Prints one JSON line: what it
  * charged, or that it holds.
@@ -15,7 +15,7 @@ import type * as Redis from "effect/persistence/Redis"
 import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
 import { NodeRedisCluster, RedisBudget } from "../../src/redis.ts"
 
-const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap] = process.argv.slice(2)
+const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap, usdCap] = process.argv.slice(2)
 const fibers = Number(fibersArg)
 const rounds = Number(roundsArg)
 
@@ -42,7 +42,10 @@ const cycles = Effect.gen(function*() {
 
 const hold = Effect.gen(function*() {
   const budget = yield* Budget
-  yield* Effect.forEach(Array.from({ length: fibers }), () => budget.reserve({ tokens: 10, usd: 0.01 }), { discard: true })
+  yield* Effect.forEach(Array.from({ length: fibers }), () => budget.reserve({ tokens: 10, usd: 0.01 }), {
+    concurrency: 64,
+    discard: true
+  })
   console.log(JSON.stringify({ holding: fibers }))
   return yield* Effect.never
 })
@@ -59,7 +62,7 @@ const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = clusterNodes
   ? NodeRedisCluster.layer({ rootNodes: clusterNodes.split(",").map((node) => ({ url: `redis://${node}` })) })
   : NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })
 
-const BudgetLive = RedisBudget.layer({ name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: 0.2 }, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
+const BudgetLive = RedisBudget.layer({ name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: Number(usdCap ?? 0.2) }, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
   Layer.provide(Layer.orDie(RedisLive))
 )
 

@@ -56,17 +56,24 @@ export type Lost = readonly ["l", level: string]
 /** Whether a script's answer is `["l", level]`, among answers whose first word is any string. */
 export const isLost = (answer: ReadonlyArray<unknown>): answer is Lost => answer[0] === "l"
 
+/** Expired holds are left that this run could not give back (a run's work is bounded): send it again. */
+export type Again = readonly ["a"]
+
+/** Whether a script's answer is `["a"]`. */
+export const isAgain = (answer: ReadonlyArray<unknown>): answer is Again => answer[0] === "a"
+
 /**
  * `["ok"]`, `["x", axis, used + reserved, cap, level]` for the first level
- * that refuses, or `["l", level]` for the first that is lost.
+ * that refuses, `["a"]` where it would refuse but expired holds are left
+ * to give back, or `["l", level]` for the first level that is lost.
  */
-export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Lost
+export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again | Lost
 
 /**
  * A waiting request's answer: its hold, a refusal if it can never fit, or
  * `["w", ticket, millis]`: wait for the ticket's wake-up, or that long.
  */
-export type WaitResult = ChargeResult | readonly ["w", string, number]
+export type WaitResult = Exclude<ChargeResult, Again> | readonly ["w", string, number]
 
 /**
  * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
@@ -221,7 +228,7 @@ if ticket == '' and level(root).wq == 0 and S.refusal(KEYS, t, n) == nil then
   return S.finish({ 'ok' })
 end
 local Q = S.waiting()
-S.leases().reap()
+local L = S.leases().reap_all()
 local from = false
 if ticket ~= '' then from = redis.call('HGET', Q.ticket_of(ticket), 'l') end
 -- A ticket whose lease ran out while its process was away lines up again,
@@ -252,6 +259,8 @@ redis.call('ZADD', tree .. ':tickets', S.int(now + S.lease), ticket)
 -- hold or of the ticket ahead running out), and at the latest after a lease
 -- (a lost message).
 local soon = now + S.lease
+-- Expired leases this run could not give back: look again at once.
+if L.more then soon = now end
 local b = level(blocker)
 if b.wlen ~= 0 and b.wend > 0 then soon = math.min(soon, b.wend) end
 local ahead = redis.call('ZRANGE', Q.line_of(at), 0, 1)
@@ -332,7 +341,10 @@ return 0
   }
 ).withReturnType<number>()
 
-/** The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`, or `["l", level]`. */
+/**
+ * The counters of one budget: `[tu, nu, tr, nr, tc, nc, wlen, wend]`, or
+ * `["l", level]`, or `["a"]`: expired holds are left to give back, ask again.
+ */
 export const snapshot = Redis.script(
   (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
   {
@@ -340,12 +352,12 @@ export const snapshot = Redis.script(
     lua: `${prelude}
 local lost = S.lost(KEYS)
 if lost then return { 'l', tostring(lost) } end
-S.leases().reap()
+if S.leases().reap_all().more then return S.finish(S.again) end
 local b, int = S.level(KEYS[1]), S.int
 return S.finish({ int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) })
 `
   }
-).withReturnType<ReadonlyArray<string> | Lost>()
+).withReturnType<ReadonlyArray<string> | Lost | Again>()
 
 /** Zeroes one budget and starts a new generation; `["l", level]` if a level is lost (ensure makes it again). */
 export const reset = Redis.script(

@@ -123,8 +123,8 @@ class RedisHold extends Hold {
     return this.settleOnce(charge, true)
   }
 
-  /** A settlement; if the budget is lost, made again and tried once more when `again` and the store says so. */
-  private settleOnce(charge: Charge | undefined, again: boolean): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
+  /** A settlement; if the budget is lost, made again and tried once more on a first try, if the store says so. */
+  private settleOnce(charge: Charge | undefined, firstTry: boolean): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
     return Effect.suspend(() => {
       if (this.settlement !== undefined) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
@@ -133,7 +133,7 @@ class RedisHold extends Hold {
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
       return Effect.flatMap(send(this.tree, this.chain[0]!, operation), (result) => {
         if (result[0] === "l") {
-          return onLost(this.tree, this.paths, result[1], remake(this.tree, this.chain), again ? this.settleOnce(charge, false) : undefined)
+          return onLost(this.tree, this.paths, result[1], remake(this.tree, this.chain), firstTry ? this.settleOnce(charge, false) : undefined)
         }
         if (result[0] === "i") {
           // Only a commit is past the limit. Nothing was charged: the hold
@@ -404,22 +404,25 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       return Effect.tapError(request, () => Effect.sync(() => tree.live.delete(id)))
     })
 
-  // `again`: an operation that finds its budget lost may run once more
-  // after the store made it again (onStateLost: "recreate").
-  const record = (tokens: number, nanos: number, again = true): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
+  // `firstTry`: an operation that finds its budget lost may run once more
+  // after the store made it again (onStateLost: "recreate"). One answered
+  // "again" is sent again: expired holds were left to give back.
+  const record = (tokens: number, nanos: number, firstTry = true): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
     Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos }), (result) => {
       if (result[0] === "ok") return Effect.void
-      if (result[0] === "l") return whenLost(result[1], again ? record(tokens, nanos, false) : undefined)
+      if (result[0] === "a") return record(tokens, nanos, firstTry)
+      if (result[0] === "l") return whenLost(result[1], firstTry ? record(tokens, nanos, false) : undefined)
       return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
     })
 
-  const reserveNow = (tokens: number, nanos: number, again = true): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
+  const reserveNow = (tokens: number, nanos: number, firstTry = true): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
     Effect.suspend(() => {
       const id = tree.nextId()
       return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
         if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain, keys, paths, id, tokens, nanos))
         tree.live.delete(id)
-        if (result[0] === "l") return whenLost(result[1], again ? reserveNow(tokens, nanos, false) : undefined)
+        if (result[0] === "a") return reserveNow(tokens, nanos, firstTry)
+        if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, false) : undefined)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
@@ -432,7 +435,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     Effect.suspend(() => {
       const id = tree.nextId()
       let ticket = ""
-      let again = true
+      let firstTry = true
       const forget = () => {
         tree.tickets.delete(ticket)
         ticket = ""
@@ -449,8 +452,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
             if (result[0] === "l") {
               // The script left the line: a budget made again is waited on afresh.
               forget()
-              const retry = again ? attempt : undefined
-              again = false
+              const retry = firstTry ? attempt : undefined
+              firstTry = false
               return whenLost(result[1], retry)
             }
             if (result[0] === "x") {
@@ -479,9 +482,10 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     })
 
   const snapshot: Effect.Effect<Counters, BudgetUnavailable> = Effect.suspend(() => snapshotOnce(true))
-  const snapshotOnce = (again: boolean): Effect.Effect<Counters, BudgetUnavailable> =>
+  const snapshotOnce = (firstTry: boolean): Effect.Effect<Counters, BudgetUnavailable> =>
     Effect.flatMap(call(redis.eval(Scripts.snapshot)(keys, tree.key)), (answer) => {
-      if (Scripts.isLost(answer)) return whenLost(answer[1], again ? snapshotOnce(false) : undefined)
+      if (Scripts.isAgain(answer)) return snapshotOnce(firstTry)
+      if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? snapshotOnce(false) : undefined)
       const [tu, nu, tr, nr, tc, nc, wlen, wend] = answer
       const counters: Counters = {
         tokensUsed: Number(tu),

@@ -4,10 +4,16 @@
  * release, which are never refused, are H.settle (holds.ts).
  */
 export const charges = `
+-- A refusal's answer: 'a' to be sent again (S.again), or the refusal's words.
+function S.refused(keys, r, t, n)
+  if r == S.again then return 'a' end
+  return table.concat(S.events().exceeded(keys, r, t, n), ' ')
+end
+
 -- Charges t, n to every level of the chain, or to none.
 function S.record(keys, t, n)
   local r = S.refusal(keys, t, n, false, true)
-  if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
+  if r then return S.refused(keys, r, t, n) end
   local levels, E = S.levels, S.listens() and S.events()
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
@@ -26,7 +32,7 @@ end
 -- free now.
 function S.reserve(keys, t, n, ts, ns, id)
   local r = S.refusal(keys, t, n, false, true)
-  if r then return table.concat(S.events().exceeded(keys, r, t, n), ' ') end
+  if r then return S.refused(keys, r, t, n) end
   S.holds().take(keys, t, n, ts, ns, id)
   return 'ok'
 end

@@ -70,17 +70,24 @@ function S.over(b, t, n, alone)
   return nil
 end
 
+-- What a refusal is instead while expired leases the run could not give
+-- back are left (leases.ts): the request is to be sent again.
+S.again = { 'a' }
+
 -- The first level of the chain a charge is over (see over):
 -- { axis, used + held, limit, level }, or nil. A charge that would be
 -- refused (reap) first gives back expired leases, if there are any: they
--- may be all that stands in its way.
+-- may be all that stands in its way; S.again if the run's bound left some.
 function S.refusal(keys, t, n, alone, reap)
   local levels, over = S.levels, S.over
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
     local axis = over(b, t, n, alone)
     if axis then
-      if reap and S.leases().reap() then return S.refusal(keys, t, n) end
+      if reap then
+        if S.leases().reap() then return S.refusal(keys, t, n, alone, reap) end
+        if S.L.more then return S.again end
+      end
       if axis == 'tokens' then return { axis, S.int(b.tu + b.tr), S.int(S.limit(b.tc)), i } end
       return { axis, S.int(b.nu + b.nr), S.int(S.limit(b.nc)), i }
     end
