@@ -27,7 +27,7 @@ export const redisAloneReport: Effect.Effect<string> = Effect.scoped(Effect.gen(
   const tree = `${prefix}{alone}`
   const chain = [`${tree}:n:alone`]
   const alone = (operation: Operation) =>
-    evalsha(redis, batch, ...batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000 }, [operation]))
+    evalsha(redis, batch, ...batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, idKeepMillis: 86_400_000 }, [operation]))
   const nanos = usdToNanos(estimate.usd)
   const cases: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
     ["raw EVALSHA (HINCRBY)", yield* evalsha(redis, raw, `${prefix}{alone-raw}`)],

@@ -43,7 +43,7 @@ export const scriptTimeReport: Effect.Effect<string> = Effect.scoped(Effect.gen(
     evalsha(
       redis,
       batch,
-      ...batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000 }, Array.from({ length: count }, (_, i) => op(i)))
+      ...batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, idKeepMillis: 86_400_000 }, Array.from({ length: count }, (_, i) => op(i)))
     )
   const record = (): Operation => ({ _tag: "Record", chain, tokens: estimate.tokens, nanos })
   // A fresh random id a hold: `redis-benchmark` writes one into each request.

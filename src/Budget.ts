@@ -162,8 +162,41 @@ export type Snapshot = typeof Snapshot.Type
  * @since 0.1.0
  * @category models
  */
-export interface ReserveOptions {
+export interface ReserveOptions extends ChargeOptions {
   readonly onExceeded?: "fail" | "wait" | undefined
+}
+
+/**
+ * An idempotency key: a `record` or `reserve` retried with the same `id`
+ * (after a `BudgetUnavailable` whose reply was lost, or a message
+ * delivered twice) charges once, on every store. A `record` whose id was
+ * seen succeeds without charging again. A `reserve` whose id names a hold
+ * still held, or committed, gets that hold back (its commit answers the
+ * first settlement); one released, or never taken, takes a new hold under
+ * the id. Ids are kept for a day (`idTtl` on Redis); one budget tree
+ * shares them, so use ids unique to the charge (a request id, a message
+ * id). At most 256 characters.
+ *
+ * @example
+ * ```ts
+ * import { Budget } from "effect-token-budget"
+ * import { Effect, Schedule } from "effect"
+ *
+ * const charge = (requestId: string, tokens: number) =>
+ *   Effect.gen(function*() {
+ *     const budget = yield* Budget
+ *     // retried after a lost reply, it still charges once
+ *     yield* budget.record({ tokens }, { id: requestId }).pipe(
+ *       Effect.retry({ while: (e) => e._tag === "BudgetUnavailable", schedule: Schedule.exponential("100 millis"), times: 5 })
+ *     )
+ *   })
+ * ```
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ChargeOptions {
+  readonly id?: string | undefined
 }
 
 /**
@@ -222,8 +255,11 @@ export interface BudgetService {
   readonly name: string
   /** The budget's place in its tree: `org/tenant-a/agent-7`. */
   readonly path: string
-  /** Charges usage that already happened, or fails with `BudgetExceeded`. */
-  readonly record: (usage: Usage) => Effect.Effect<void, BudgetExceeded | InvalidUsage | BudgetUnavailable>
+  /** Charges usage that already happened, or fails with `BudgetExceeded`; with an `id`, once however often it is retried. */
+  readonly record: (
+    usage: Usage,
+    options?: ChargeOptions
+  ) => Effect.Effect<void, BudgetExceeded | InvalidUsage | BudgetUnavailable>
   /** Holds `usage` until the scope closes; a hold not committed by then is released. */
   readonly reserve: (
     usage: Usage,

@@ -118,6 +118,12 @@ export const released: Settlement = releasedSettlement
  * acquire: it may make only its waiting interruptible, so a hold it takes
  * always reaches the caller, who registers its release.
  *
+ * `id` is the caller's idempotency key, if it gave one (validated: 1 to
+ * 256 characters), shared by the whole tree. A `record` whose id was seen
+ * succeeds without charging; a `reserve` whose id names a hold still held,
+ * or committed, answers that hold (the same settlement once settled), and
+ * one whose hold was released takes a new one. Ids are kept for a day.
+ *
  * @stability unstable
  * @since 0.2.0
  * @category models
@@ -125,11 +131,16 @@ export const released: Settlement = releasedSettlement
 export interface StoreBudget {
   /** Where the budget sits in its tree: `root/tenant-a/agent-7`. */
   readonly path: string
-  readonly record: (tokens: number, nanos: number) => Effect.Effect<void, BudgetExceeded | BudgetUnavailable>
+  readonly record: (
+    tokens: number,
+    nanos: number,
+    id: string | undefined
+  ) => Effect.Effect<void, BudgetExceeded | BudgetUnavailable>
   readonly reserve: (
     tokens: number,
     nanos: number,
-    wait: boolean
+    wait: boolean,
+    id: string | undefined
   ) => Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable>
   readonly snapshot: Effect.Effect<Counters, BudgetUnavailable>
   readonly reset: Effect.Effect<void, BudgetUnavailable>

@@ -48,6 +48,12 @@ export interface StoreOptions {
    * See docs/distributed.md#lost-state.
    */
   readonly onStateLost?: "fail" | "recreate" | undefined
+  /**
+   * How long an idempotency key (`{ id }` on `record` and `reserve`) is
+   * kept, from its last use: a retry within it charges once. Defaults to
+   * 1 day; each key costs Redis a small key for that long.
+   */
+  readonly idTtl?: Duration.Input | undefined
 }
 
 /**
@@ -63,8 +69,10 @@ export const makeStore = (
   Effect.suspend(() => {
     const leaseMillis = millisOf("leaseTtl", options.leaseTtl ?? "30 seconds")
     const timeoutMillis = millisOf("timeout", options.timeout ?? "5 seconds")
+    const idTtlMillis = millisOf("idTtl", options.idTtl ?? "1 day")
     if (leaseMillis instanceof InvalidUsage) return Effect.fail(leaseMillis)
     if (timeoutMillis instanceof InvalidUsage) return Effect.fail(timeoutMillis)
+    if (idTtlMillis instanceof InvalidUsage) return Effect.fail(idTtlMillis)
     const prefix = options.prefix ?? "budget:"
     if (typeof prefix !== "string" || /[{}]/.test(prefix)) {
       return Effect.fail(
@@ -79,7 +87,7 @@ export const makeStore = (
     if (onStateLost !== "fail" && onStateLost !== "recreate") {
       return Effect.fail(new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\" or \"recreate\"" }))
     }
-    return RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost })
+    return RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis })
   })
 
 /**
@@ -146,14 +154,16 @@ const defaultStoreConfig: Config.Wrap<StoreOptions> = {
   prefix: optional(Config.String("BUDGET_REDIS_PREFIX")),
   leaseTtl: optional(Config.Duration("BUDGET_REDIS_LEASE_TTL")),
   timeout: optional(Config.Duration("BUDGET_REDIS_TIMEOUT")),
-  onStateLost: optional(Config.Literals(["fail", "recreate"], "BUDGET_REDIS_ON_STATE_LOST"))
+  onStateLost: optional(Config.Literals(["fail", "recreate"], "BUDGET_REDIS_ON_STATE_LOST")),
+  idTtl: optional(Config.Duration("BUDGET_REDIS_ID_TTL"))
 }
 
 /**
  * A budget kept in Redis whose options come from `Config`: by default the
  * budget's from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and `BUDGET_USD_CAP`, the
  * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL`,
- * `BUDGET_REDIS_TIMEOUT` and `BUDGET_REDIS_ON_STATE_LOST`, each optional. The connection comes from the
+ * `BUDGET_REDIS_TIMEOUT`, `BUDGET_REDIS_ON_STATE_LOST` and
+ * `BUDGET_REDIS_ID_TTL`, each optional. The connection comes from the
  * `Redis` layer (`NodeRedis.layerConfig` reads it from `Config` too).
  *
  * @example

@@ -6,7 +6,7 @@
 export { Budget } from "./Budget.ts"
 export * as BudgetedLanguageModel from "./BudgetedLanguageModel.ts"
 export { Settlement, Snapshot } from "./Budget.ts"
-export type { BudgetOptions, BudgetService, Reservation, ReserveOptions, Window } from "./Budget.ts"
+export type { BudgetOptions, BudgetService, ChargeOptions, Reservation, ReserveOptions, Window } from "./Budget.ts"
 export * as BudgetStore from "./BudgetStore.ts"
 export * from "./BudgetEvent.ts"
 export { Axis, BudgetExceeded, BudgetUnavailable, BudgetStateLost, InvalidUsage } from "./BudgetError.ts"

@@ -1,5 +1,5 @@
 import { Context, Effect, References, Scope, Tracer } from "effect"
-import { Budget, type ReserveOptions } from "../Budget.ts"
+import { Budget, type ChargeOptions, type ReserveOptions } from "../Budget.ts"
 import type { BudgetService } from "../Budget.ts"
 import type { BudgetExceeded, BudgetUnavailable } from "../BudgetError.ts"
 import { InvalidUsage } from "../BudgetError.ts"
@@ -20,6 +20,17 @@ import { snapshotOf } from "./snapshot.ts"
 
 const close = (hold: Hold) => hold.close
 
+/** The most characters an idempotency key may have. */
+const maxIdLength = 256
+
+/** An idempotency key, or why it cannot be one. */
+const idOf = (options: ChargeOptions | undefined): string | undefined | InvalidUsage => {
+  const id = options?.id
+  if (id === undefined) return undefined
+  if (typeof id === "string" && id.length > 0 && id.length <= maxIdLength) return id
+  return new InvalidUsage({ field: "id", value: id, reason: `must be a string of 1 to ${maxIdLength} characters` })
+}
+
 export const serviceOf = (store: StoreBudget): BudgetService => {
   const acquire = (
     usage: Usage,
@@ -27,10 +38,12 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
   ): Effect.Effect<Hold, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
     const invalid = usageError(usage, "usage")
     if (invalid !== undefined) return Effect.fail(invalid)
+    const id = idOf(options)
+    if (id instanceof InvalidUsage) return Effect.fail(id)
     const wait = options?.onExceeded === "wait"
     const tokens = usage.tokens ?? 0
     const nanos = usdToNanos(usage.usd ?? 0)
-    const held = store.reserve(tokens, nanos, wait)
+    const held = store.reserve(tokens, nanos, wait, id)
     // A span only inside a traced operation: untraced code pays one check.
     return Effect.withFiber((fiber) =>
       Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined && fiber.getRef(References.TracerEnabled)
@@ -49,10 +62,12 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
   return Budget.of({
     name: path.slice(path.lastIndexOf("/") + 1),
     path,
-    record: (usage) => {
+    record: (usage, options) => {
       const invalid = usageError(usage, "usage")
       if (invalid !== undefined) return Effect.fail(invalid)
-      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0))
+      const id = idOf(options)
+      if (id instanceof InvalidUsage) return Effect.fail(id)
+      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), id)
     },
     // `Effect.acquireRelease`, less its `provideContext` around the release
     // (which a release that needs no service only pays for: +17% on the

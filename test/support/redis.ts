@@ -95,7 +95,7 @@ export const makeRedisBudget = (
  */
 export const runBatch = (redis: Redis.Redis["Service"], tree: string, operations: ReadonlyArray<Batch.Operation>) =>
   redis.eval(Scripts.batch)(
-    ...Batch.batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000 }, operations)
+    ...Batch.batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, idKeepMillis: 86_400_000 }, operations)
   )
 
 let pinger: ReturnType<typeof createClient> | undefined

@@ -4,6 +4,8 @@ import type { Counters } from "../../BudgetStore.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import type { EventHub } from "./eventHub.ts"
+import type { Ids } from "./ids.ts"
+import type { Hold } from "../reservation.ts"
 import { registerMetrics } from "../metrics.ts"
 import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
@@ -18,6 +20,10 @@ export interface Tree {
   seq: number
   /** Children nobody uses that still hold usage: swept on later lookups. */
   readonly idle: Set<Node>
+  /** Idempotency keys of records that charged. */
+  readonly recorded: Ids<true>
+  /** Idempotency keys of reserves, with the hold each took. */
+  readonly held: Ids<Hold & { readonly givenBack: boolean }>
 }
 
 /**

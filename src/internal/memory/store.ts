@@ -8,6 +8,7 @@ import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released } from "../reservation.ts"
 import { EventHub } from "./eventHub.ts"
+import { Ids } from "./ids.ts"
 import {
   countersOf,
   crossThresholds,
@@ -174,7 +175,7 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
       }
       const pubsub = yield* PubSub.unbounded<BudgetEvent>()
       pubsubs.push(pubsub)
-      const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set() }
+      const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set(), recorded: new Ids(), held: new Ids() }
       const context = yield* Effect.context<never>()
       const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
       roots.set(settings.name, root)
@@ -202,6 +203,12 @@ const nodeOfLine = (waiter: MemoryWaiter): Node | undefined => {
 /** A hold in memory: settling it cannot fail, so closing is settling. */
 class MemoryHold extends Hold {
   private settlement: Settlement | undefined = undefined
+
+  /** Released: a reserve retried with its id takes a new hold. */
+  get givenBack(): boolean {
+    return this.settlement === released
+  }
+
   constructor(
     readonly origin: Node,
     tokens: number,
@@ -301,10 +308,13 @@ const hold = (origin: Node, tokens: number, nanos: number): MemoryHold => {
 
 // --- operations ---------------------------------------------------------------
 
-const record = (origin: Node, tokens: number, nanos: number) =>
+// An id is read and written only when given: the time costs a step.
+const record = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
   Effect.withFiber((fiber) => {
     const chain = origin.chain
-    if (origin.timed) roll(chain, timeOf(fiber))
+    const now = origin.timed || id !== undefined ? timeOf(fiber) : 0
+    if (id !== undefined && origin.tree.recorded.get(id, now)) return Effect.void
+    if (origin.timed) roll(chain, now)
     const refusing = refuser(chain, tokens, nanos)
     if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos))
     for (let i = 0; i < chain.length; i++) {
@@ -312,27 +322,47 @@ const record = (origin: Node, tokens: number, nanos: number) =>
       node.tokensUsed += tokens
       node.nanosUsed += nanos
     }
+    if (id !== undefined) origin.tree.recorded.set(id, true, now)
     const hub = origin.tree.hub
     if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
     crossAll(chain)
     return Effect.void
   })
 
-const reserveNow = (origin: Node, tokens: number, nanos: number) =>
-  Effect.withFiber((fiber) => {
-    if (origin.timed) roll(origin.chain, timeOf(fiber))
+/** The hold a reserve with this id took, if it is held or committed (see StoreBudget). */
+const heldBy = (origin: Node, id: string | undefined, now: number): Hold | undefined => {
+  if (id === undefined) return undefined
+  const known = origin.tree.held.get(id, now)
+  return known === undefined || known.givenBack ? undefined : known
+}
+
+/** A new hold, kept under its id if it has one. */
+const holdFor = (origin: Node, tokens: number, nanos: number, id: string | undefined, now: number): MemoryHold => {
+  const taken = hold(origin, tokens, nanos)
+  if (id !== undefined) origin.tree.held.set(id, taken, now)
+  return taken
+}
+
+const reserveNow = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
+  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
+    const now = origin.timed || id !== undefined ? timeOf(fiber) : 0
+    const known = heldBy(origin, id, now)
+    if (known !== undefined) return Effect.succeed(known)
+    if (origin.timed) roll(origin.chain, now)
     const refusing = refuser(origin.chain, tokens, nanos)
     return refusing === undefined
-      ? Effect.succeed(hold(origin, tokens, nanos))
+      ? Effect.succeed(holdFor(origin, tokens, nanos, id, now))
       : Effect.fail(exceeded(refusing, tokens, nanos))
   })
 
 // Joins a line unless nothing holds the request back; only the wait itself
 // is interruptible, so a hold taken here always reaches the caller.
-const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
-  Effect.withFiber((fiber): Effect.Effect<MemoryHold, BudgetExceeded> => {
+const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
+  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
     const chain = origin.chain
     const now = () => timeOf(fiber)
+    const known = heldBy(origin, id, now())
+    if (known !== undefined) return Effect.succeed(known)
     if (origin.timed) roll(chain, now())
     // Larger than a cap: no release or reset could ever make room.
     for (let i = 0; i < chain.length; i++) {
@@ -343,7 +373,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
     }
     const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin })
     const first = holdsBack(waiter)
-    if (first === undefined) return Effect.succeed(hold(origin, tokens, nanos))
+    if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, now()))
     lineOf(first, waiter)
     const dispatcher = fiber.currentDispatcher
     const signal = Effect.interruptible(Effect.callback<void>((resume) => {
@@ -362,13 +392,15 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number) =>
       if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
       return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - now())))
     })
-    const loop: Effect.Effect<MemoryHold> = Effect.flatMap(turn, () => {
+    const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
       if (origin.timed) roll(chain, now())
       const blocker = holdsBack(waiter)
       const from = nodeOfLine(waiter)
-      if (blocker === undefined) {
+      // A reserve with the same id took its hold meanwhile: that one.
+      const taken = heldBy(origin, id, now())
+      if (blocker === undefined || taken !== undefined) {
         waiter.line?.leave(waiter)
-        const reservation = hold(origin, tokens, nanos)
+        const reservation = taken ?? holdFor(origin, tokens, nanos, id, now())
         if (from !== undefined) wake(from)
         return Effect.succeed(reservation)
       }
@@ -411,8 +443,9 @@ const child = (parent: Node, settings: Settings) =>
 /** One budget of a tree, as the service sees it. */
 const storeOf = (origin: Node): StoreBudget => ({
   path: origin.path,
-  record: (tokens, nanos) => record(origin, tokens, nanos),
-  reserve: (tokens, nanos, wait) => wait ? reserveWaiting(origin, tokens, nanos) : reserveNow(origin, tokens, nanos),
+  record: (tokens, nanos, id) => record(origin, tokens, nanos, id),
+  reserve: (tokens, nanos, wait, id) =>
+    wait ? reserveWaiting(origin, tokens, nanos, id) : reserveNow(origin, tokens, nanos, id),
   snapshot: Effect.withFiber((fiber) => {
     if (origin.timed) roll(origin.chain, timeOf(fiber))
     return Effect.succeed(countersOf(origin))

@@ -3,7 +3,7 @@ import type { Fiber } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { awaitWithin } from "./deadline.ts"
 import * as Scripts from "./scripts.ts"
-import type { ChargeResult, SettlementResult } from "./scripts.ts"
+import type { ChargeResult, Kept, SettlementResult } from "./scripts.ts"
 
 /*
  * The hot operations of a budget tree (record, reserve, commit, release) go
@@ -23,9 +23,26 @@ import type { ChargeResult, SettlementResult } from "./scripts.ts"
 /** The keys of a budget's chain, from the budget up to the root; shared by its operations. */
 type Chain = ReadonlyArray<string>
 
+/**
+ * `id` of a record is its idempotency key, if it has one; a reserve
+ * `once` for its `id` gets the hold already under it (scripts.ts).
+ */
 export type Operation =
-  | { readonly _tag: "Record"; readonly chain: Chain; readonly tokens: number; readonly nanos: number }
-  | { readonly _tag: "Reserve"; readonly chain: Chain; readonly id: string; readonly tokens: number; readonly nanos: number }
+  | {
+    readonly _tag: "Record"
+    readonly chain: Chain
+    readonly tokens: number
+    readonly nanos: number
+    readonly id?: string | undefined
+  }
+  | {
+    readonly _tag: "Reserve"
+    readonly chain: Chain
+    readonly id: string
+    readonly tokens: number
+    readonly nanos: number
+    readonly once?: boolean | undefined
+  }
   | {
     readonly _tag: "Commit"
     readonly chain: Chain
@@ -38,6 +55,7 @@ export type Operation =
 
 /** What the script answers an operation. */
 export type Result<O extends Operation> = O extends { readonly _tag: "Commit" | "Release" } ? SettlementResult
+  : O extends { readonly _tag: "Reserve" } ? ChargeResult | Kept
   : ChargeResult
 
 export interface BatchOptions {
@@ -45,6 +63,8 @@ export interface BatchOptions {
   readonly leaseMillis: number
   /** How long a settlement is kept for a retried commit to find. */
   readonly keepMillis: number
+  /** How long an idempotency key is kept. */
+  readonly idKeepMillis: number
   readonly timeoutMillis: number
 }
 
@@ -86,10 +106,10 @@ const maxBatch = 256
 
 /** The `batch` script's KEYS and ARGV for `operations`, in order (see scripts.ts). */
 export const batchArguments = (
-  options: Pick<BatchOptions, "tree" | "leaseMillis" | "keepMillis">,
+  options: Pick<BatchOptions, "tree" | "leaseMillis" | "keepMillis" | "idKeepMillis">,
   operations: ReadonlyArray<Operation>
 ): [keys: ReadonlyArray<string>, args: Array<string | number>] => {
-  const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, 0]
+  const args: Array<string | number> = [options.tree, options.leaseMillis, options.keepMillis, options.idKeepMillis, 0]
   // Chains are shared by the operations of one budget: each is written
   // once, before the operations. The root, last of every chain, is left
   // out: it is the last key.
@@ -109,7 +129,7 @@ export const batchArguments = (
       args.push(place)
     }
   }
-  args[3] = chains.size
+  args[4] = chains.size
   for (const op of operations) pushOperation(args, op, chains.get(op.chain)!)
   const root = operations[0]!.chain
   keys.push(root[root.length - 1]!)
@@ -120,10 +140,11 @@ export const batchArguments = (
 const pushOperation = (args: Array<string | number>, op: Operation, chain: number): void => {
   switch (op._tag) {
     case "Record":
-      args.push("r", chain, op.tokens, op.nanos)
+      if (op.id === undefined) args.push("r", chain, op.tokens, op.nanos)
+      else args.push("R", chain, op.tokens, op.nanos, op.id)
       break
     case "Reserve":
-      args.push("h", chain, op.tokens, op.nanos, op.id)
+      args.push(op.once ? "H" : "h", chain, op.tokens, op.nanos, op.id)
       break
     case "Commit":
       args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)

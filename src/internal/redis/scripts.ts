@@ -4,6 +4,7 @@ import { state, time } from "./lua/common.ts"
 import { events } from "./lua/events.ts"
 import { finish } from "./lua/finish.ts"
 import { holds } from "./lua/holds.ts"
+import { ids } from "./lua/ids.ts"
 import { leases } from "./lua/leases.ts"
 import { levels } from "./lua/levels.ts"
 import { waiting } from "./lua/waiting.ts"
@@ -39,14 +40,15 @@ import { windows } from "./lua/windows.ts"
  *
  * The Lua is in lua/, a concern a file: common (time, integers, arguments,
  * a run's state), levels (budgets and caps), events, windows, waiting
- * (lines and tickets), holds (taking, settling), leases (reaping) and
- * charges (record, reserve); finish writes what a run changed. All keys of
+ * (lines and tickets), holds (taking, settling), leases (reaping), ids
+ * (idempotency keys) and charges (record, reserve); finish writes what a
+ * run changed. All keys of
  * one tree share the hash tag of `<tree>`, so a script stays within one
  * Redis Cluster slot.
  */
 
 /** What the scripts over a budget tree start with: every function, most made on first use. */
-const prelude = `${state}${levels}${events}${windows}${waiting}${holds}${leases}${finish}`
+const prelude = `${state}${levels}${events}${windows}${waiting}${holds}${leases}${ids}${finish}`
 
 type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
 
@@ -58,6 +60,12 @@ export const isLost = (answer: ReadonlyArray<unknown>): answer is Lost => answer
 
 /** Expired holds are left that this run could not give back (a run's work is bounded): send it again. */
 export type Again = readonly ["a"]
+
+/**
+ * What a reserve with an idempotency key gets when a hold is under it:
+ * `["h", tokens, nanos]` while held, its settlement once committed.
+ */
+export type Kept = readonly ["h", string, string] | readonly ["c", string, string, string, string]
 
 /** Whether a script's answer is `["a"]`. */
 export const isAgain = (answer: ReadonlyArray<unknown>): answer is Again => answer[0] === "a"
@@ -71,9 +79,10 @@ export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again 
 
 /**
  * A waiting request's answer: its hold, a refusal if it can never fit, or
- * `["w", ticket, millis]`: wait for the ticket's wake-up, or that long.
+ * `["w", ticket, millis]`: wait for the ticket's wake-up, or that long. One
+ * with an idempotency key may get the hold already under it (`Kept`).
  */
-export type WaitResult = Exclude<ChargeResult, Again> | readonly ["w", string, number]
+export type WaitResult = Exclude<ChargeResult, Again> | Kept | readonly ["w", string, number]
 
 /**
  * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
@@ -94,15 +103,21 @@ export type SettlementResult =
  * read once a batch and written back once, at its end.
  *
  * KEYS: every key the batch touches, the root last. ARGV: the tree, the
- * lease and how long a settlement is kept (ms), the number of chains, each
- * chain (its length, then the places in KEYS of its keys but the last, the
- * root), then the operations, each a letter, its chain's place, and its
- * arguments:
+ * lease, how long a settlement is kept and how long an idempotency key is
+ * (ms), the number of chains, each chain (its length, then the places in
+ * KEYS of its keys but the last, the root), then the operations, each a
+ * letter, its chain's place, and its arguments:
  *
  *   r <chain> <tokens> <nanos>                   record
- *   h <chain> <tokens> <nanos> <id>              reserve
+ *   R <chain> <tokens> <nanos> <id>              record, once for its id
+ *   h <chain> <tokens> <nanos> <id>              reserve, a new hold id
+ *   H <chain> <tokens> <nanos> <id>              reserve, once for its id
  *   c <chain> <id> <tokens> <nanos> <estimated>  commit
  *   x <chain> <id>                               release
+ *
+ * A reserve once for its id answers `ok` for a new hold, `h <tokens>
+ * <nanos>` for the hold already held under it, or its settlement if it was
+ * committed (lua/ids.ts).
  *
  * batch.ts writes these. All of them are checked before the first
  * operation runs: a malformed batch fails whole, and changes nothing.
@@ -114,12 +129,13 @@ export const batch = Redis.script(
     lua: `${prelude}${charges}
 S.lease = count(2)
 count(3)
-S.keep = ARGV[3]
+count(4)
+S.keep, S.id_keep = ARGV[3], ARGV[4]
 -- Chains and places are checked by what they name: a chain or key that
 -- is not there. Chains are found by their place as it came, in plain
 -- digits.
-local chains, at, nargs, nkeys = {}, 5, #ARGV, #KEYS
-for c = 1, tonumber(ARGV[4]) or bad(4) do
+local chains, at, nargs, nkeys = {}, 6, #ARGV, #KEYS
+for c = 1, tonumber(ARGV[5]) or bad(5) do
   local length = tonumber(ARGV[at])
   if not length or length < 1 then bad(at) end
   local keys = {}
@@ -138,13 +154,13 @@ end
 local plan, p, settled, ids = {}, 0, nil, nil
 while at <= nargs do
   local op, size, t, n = ARGV[at], 0, false, false
-  if op == 'r' then size = 4 elseif op == 'h' then size = 5 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
+  if op == 'r' then size = 4 elseif op == 'h' or op == 'H' or op == 'R' then size = 5 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
   if size == 0 or at + size - 1 > nargs then bad(at) end
   local keys = chains[ARGV[at + 1]]
   if not keys then bad(at + 1) end
-  if op == 'r' or op == 'h' then
+  if size ~= 6 and size ~= 3 then
     t, n = count(at + 2), count(at + 3)
-    if op == 'h' and ARGV[at + 4] == '' then bad(at + 4) end
+    if size == 5 and ARGV[at + 4] == '' then bad(at + 4) end
   else
     local id = ARGV[at + 2]
     if id == '' then bad(at + 2) end
@@ -174,6 +190,10 @@ for q = 1, p, 4 do
     result = record(keys, t, n)
   elseif op == 'h' then
     result = reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  elseif op == 'R' then
+    result = S.ids().record(keys, t, n, ARGV[a + 4])
+  elseif op == 'H' then
+    result = S.ids().reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
   elseif op == 'c' then
     result = H.settle(keys, ARGV[a + 2], t, n, ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   else
@@ -216,6 +236,12 @@ local lost = S.lost(KEYS)
 if lost then
   if ticket ~= '' then S.waiting().leave(ticket) end
   return S.finish({ 'l', tostring(lost) })
+end
+-- An idempotency key whose hold is held or committed: that one.
+local kept = string.byte(id) == 107 and S.ids().kept(id)
+if kept then
+  if ticket ~= '' then S.waiting().leave(ticket) end
+  return S.finish(kept)
 end
 -- Larger than a cap: no release or reset could ever make room.
 local r = S.refusal(KEYS, t, n, true)
@@ -289,27 +315,33 @@ return S.finish(0)
   }
 ).withReturnType<number>()
 
-/** Extends the leases of this process's live holds and waiting tickets. */
+/**
+ * Extends the leases of this process's live holds and waiting tickets. A
+ * live hold that has no lease was settled by a commit whose reply this
+ * process has not had: its settlement is kept `keepMillis` longer, so the
+ * commit, retried however late while the process lives, finds it.
+ */
 export const renew = Redis.script(
-  (tree: string, leaseMillis: number, holds: ReadonlyArray<string>, tickets: ReadonlyArray<string>) => [
-    `${tree}:leases`,
-    `${tree}:tickets`,
-    leaseMillis,
-    holds.length,
-    ...holds,
-    ...tickets
-  ],
+  (
+    tree: string,
+    leaseMillis: number,
+    keepMillis: number,
+    holds: ReadonlyArray<string>,
+    tickets: ReadonlyArray<string>
+  ) => [`${tree}:leases`, `${tree}:tickets`, tree, leaseMillis, keepMillis, holds.length, ...holds, ...tickets],
   {
     numberOfKeys: 2,
     lua: `${time}
-local lease, holds = count(1), count(2)
-if holds > #ARGV - 2 then bad(2) end
+local lease, keep, holds = count(2), count(3), count(4)
+if holds > #ARGV - 4 then bad(4) end
 local expiry = S.int(S.now_ms() + lease)
-for i = 3, #ARGV do
-  if i - 2 <= holds then
+for i = 5, #ARGV do
+  if i - 4 > holds then
+    redis.call('ZADD', KEYS[2], 'XX', expiry, ARGV[i])
+  elseif redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
   else
-    redis.call('ZADD', KEYS[2], 'XX', expiry, ARGV[i])
+    redis.call('PEXPIRE', ARGV[1] .. ':h:' .. ARGV[i], keep, 'GT')
   end
 end
 return 0

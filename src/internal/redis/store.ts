@@ -35,6 +35,8 @@ export interface RedisOptions {
   readonly timeoutMillis: number
   /** What an operation that finds its budget's state lost does (lost.ts). */
   readonly onStateLost: "fail" | "recreate"
+  /** How long an idempotency key is kept. */
+  readonly idTtlMillis: number
 }
 
 /** What the budgets of one tree share in this process. */
@@ -78,8 +80,13 @@ interface Level {
 // of a commit whose reply was lost finds it.
 const keepMillis = (options: RedisOptions) => Math.max(60_000, options.leaseMillis * 10)
 
-const settlementOf = (result: Exclude<Scripts.SettlementResult, readonly ["i", ...Array<string>]>): Settlement =>
+const settlementOf = (
+  result: readonly ["r"] | readonly ["c", string, string, string, string]
+): Settlement =>
   result[0] === "r" ? released : committed(Number(result[1]), Number(result[2]), Number(result[3]), Number(result[4]))
+
+/** An idempotency key's hold id: never one of a process's own (hex digits and a dot). */
+const holdIdOf = (id: string) => `k:${id}`
 
 const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
 
@@ -112,9 +119,12 @@ class RedisHold extends Hold {
     readonly paths: ReadonlyArray<string>,
     readonly id: string,
     tokens: number,
-    nanos: number
+    nanos: number,
+    /** Known already: a reserve with an idempotency key met a hold committed under it. */
+    settlement?: Settlement
   ) {
     super(tokens, nanos)
+    this.settlement = settlement
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
@@ -247,6 +257,7 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
         tree: key,
         leaseMillis: options.leaseMillis,
         keepMillis: keepMillis(options),
+        idKeepMillis: options.idTtlMillis,
         timeoutMillis: options.timeoutMillis
       }, fork),
       fork,
@@ -266,7 +277,9 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       Effect.suspend(() =>
         tree.live.size === 0 && tree.tickets.size === 0
           ? Effect.void
-          : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, [...tree.live], [...tree.tickets.keys()]).pipe(
+          : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, keepMillis(options), [...tree.live], [
+            ...tree.tickets.keys()
+          ]).pipe(
             reportFailure(`Budget tree "${tree.key}": could not renew this process's leases; retried in a third of a lease`)
           )
       )
@@ -407,22 +420,44 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   // `firstTry`: an operation that finds its budget lost may run once more
   // after the store made it again (onStateLost: "recreate"). One answered
   // "again" is sent again: expired holds were left to give back.
-  const record = (tokens: number, nanos: number, firstTry = true): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
-    Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos }), (result) => {
+  const record = (
+    tokens: number,
+    nanos: number,
+    id: string | undefined,
+    firstTry = true
+  ): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
+    Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos, id }), (result) => {
       if (result[0] === "ok") return Effect.void
-      if (result[0] === "a") return record(tokens, nanos, firstTry)
-      if (result[0] === "l") return whenLost(result[1], firstTry ? record(tokens, nanos, false) : undefined)
+      if (result[0] === "a") return record(tokens, nanos, id, firstTry)
+      if (result[0] === "l") return whenLost(result[1], firstTry ? record(tokens, nanos, id, false) : undefined)
       return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
     })
 
-  const reserveNow = (tokens: number, nanos: number, firstTry = true): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
+  /**
+   * The hold a reserve got: a new one (`ok`), or, for an idempotency key,
+   * the one already under it, held or committed.
+   */
+  const holdOf = (id: string, tokens: number, nanos: number, result: readonly ["ok"] | Scripts.Kept): RedisHold => {
+    if (result[0] === "ok") return new RedisHold(tree, chain, keys, paths, id, tokens, nanos)
+    if (result[0] === "h") return new RedisHold(tree, chain, keys, paths, id, Number(result[1]), Number(result[2]))
+    tree.live.delete(id)
+    return new RedisHold(tree, chain, keys, paths, id, tokens, nanos, settlementOf(result))
+  }
+
+  const reserveNow = (
+    tokens: number,
+    nanos: number,
+    key: string | undefined,
+    firstTry = true
+  ): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
     Effect.suspend(() => {
-      const id = tree.nextId()
-      return Effect.flatMap(holding(id, send(tree, chain[0]!, { _tag: "Reserve", chain: keys, id, tokens, nanos })), (result) => {
-        if (result[0] === "ok") return Effect.succeed(new RedisHold(tree, chain, keys, paths, id, tokens, nanos))
+      const id = key === undefined ? tree.nextId() : holdIdOf(key)
+      const operation = { _tag: "Reserve", chain: keys, id, tokens, nanos, once: key !== undefined } as const
+      return Effect.flatMap(holding(id, send(tree, chain[0]!, operation)), (result) => {
+        if (result[0] === "ok" || result[0] === "h" || result[0] === "c") return Effect.succeed(holdOf(id, tokens, nanos, result))
         tree.live.delete(id)
-        if (result[0] === "a") return reserveNow(tokens, nanos, firstTry)
-        if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, false) : undefined)
+        if (result[0] === "a") return reserveNow(tokens, nanos, key, firstTry)
+        if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, key, false) : undefined)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
@@ -431,9 +466,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   // the tree's lines, first come first served across every process. The
   // waiter then sleeps until a script calls its ticket, or the script's
   // fallback time passes (a lost message, a window's end).
-  const reserveWaiting = (tokens: number, nanos: number) =>
+  const reserveWaiting = (tokens: number, nanos: number, key: string | undefined) =>
     Effect.suspend(() => {
-      const id = tree.nextId()
+      const id = key === undefined ? tree.nextId() : holdIdOf(key)
       let ticket = ""
       let firstTry = true
       const forget = () => {
@@ -444,9 +479,9 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         Effect.flatMap(
           holding(id, call(redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket))),
           (result) => {
-            if (result[0] === "ok") {
+            if (result[0] === "ok" || result[0] === "h" || result[0] === "c") {
               forget()
-              return Effect.succeed(new RedisHold(tree, chain, keys, paths, id, tokens, nanos))
+              return Effect.succeed(holdOf(id, tokens, nanos, result))
             }
             tree.live.delete(id)
             if (result[0] === "l") {
@@ -517,8 +552,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
 
   return {
     path,
-    record: (tokens, nanos) => record(tokens, nanos),
-    reserve: (tokens, nanos, wait) => wait ? reserveWaiting(tokens, nanos) : reserveNow(tokens, nanos),
+    record: (tokens, nanos, id) => record(tokens, nanos, id),
+    reserve: (tokens, nanos, wait, id) => wait ? reserveWaiting(tokens, nanos, id) : reserveNow(tokens, nanos, id),
     snapshot,
     reset,
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),

@@ -226,6 +226,70 @@ export const contract = (store: StoreUnderTest) =>
         }))
     })
 
+    describe("4. charged at most once", () => {
+      it.effect("a record retried with its id charges once; another id charges again", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* budget.record({ tokens: 30 }, { id: "request-1" })
+          yield* budget.record({ tokens: 30 }, { id: "request-1" })
+          yield* Effect.forEach(Array.from({ length: 20 }), () => budget.record({ tokens: 30 }, { id: "request-1" }), {
+            concurrency: "unbounded"
+          })
+          yield* budget.record({ tokens: 30 }, { id: "request-2" })
+          assert.strictEqual((yield* budget.snapshot).tokensUsed, 60)
+        }))
+
+      it.effect("a refused record keeps no id: retried with room, it charges", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const hold = yield* budget.reserve({ tokens: 90 })
+          assert.strictEqual((yield* Effect.flip(budget.record({ tokens: 30 }, { id: "r" })))._tag, "BudgetExceeded")
+          yield* hold.release
+          yield* budget.record({ tokens: 30 }, { id: "r" })
+          assert.strictEqual((yield* budget.snapshot).tokensUsed, 30)
+        }))
+
+      it.effect("a reserve retried with its id gets the hold still held, the settlement once committed, a new hold once released", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* Effect.scoped(Effect.gen(function*() {
+            const first = yield* budget.reserve({ tokens: 40 }, { id: "call-1" })
+            const again = yield* budget.reserve({ tokens: 40 }, { id: "call-1" })
+            assert.strictEqual((yield* budget.snapshot).tokensReserved, 40, "one hold")
+            const settled = yield* again.commit({ tokens: 25 })
+            assert.deepStrictEqual(yield* first.commit({ tokens: 35 }), settled)
+            const late = yield* budget.reserve({ tokens: 40 }, { id: "call-1" })
+            assert.deepStrictEqual(yield* late.commit({ tokens: 40 }), settled)
+            assert.deepStrictEqual(yield* budget.withReservation({ tokens: 40 }, (r) => r.commit(), { id: "call-1" }), settled)
+          }))
+          yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 10 }, { id: "call-2" }), (r) => r.release))
+          yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 10 }, { id: "call-2" }), (r) => r.commit({ tokens: 5 })))
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
+        }))
+
+      it.effect("reserves racing with one id, waiting or not, take one hold", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const blocker = yield* budget.reserve({ tokens: 100 })
+          const waiters = yield* Effect.forkChild(Effect.forEach(
+            Array.from({ length: 10 }),
+            () => Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 30 }, { id: "w", onExceeded: "wait" }), (r) => r.commit())),
+            { concurrency: "unbounded" }
+          ))
+          yield* yields
+          yield* blocker.release
+          const settlements = yield* Fiber.join(waiters)
+          assert.strictEqual(new Set(settlements.map((s) => JSON.stringify(s))).size, 1)
+          yield* Effect.forEach(Array.from({ length: 10 }), () => budget.reserve({ tokens: 5 }, { id: "n" }), {
+            concurrency: "unbounded",
+            discard: true
+          })
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 5])
+        }))
+    })
+
     describe("4. settling is idempotent", () => {
       it.effect("a second commit returns the first settlement and charges nothing", () =>
         Effect.gen(function*() {
@@ -402,6 +466,23 @@ export const contract = (store: StoreUnderTest) =>
             assert.deepStrictEqual(yield* budget.snapshot, before)
           }))
       }
+
+      it.effect("an id that is not 1 to 256 characters: InvalidUsage naming the id, nothing changed", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          for (const id of ["", "x".repeat(257), 42 as unknown as string]) {
+            const errors = [
+              yield* Effect.flip(budget.record({ tokens: 1 }, { id })),
+              yield* Effect.flip(Effect.scoped(budget.reserve({ tokens: 1 }, { id })))
+            ]
+            for (const error of errors) {
+              assert.strictEqual(error._tag, "InvalidUsage")
+              assert.include(error.message, "Invalid id")
+            }
+          }
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, 0])
+        }))
 
       it.effect("bad caps fail with InvalidUsage naming the cap", () =>
         Effect.gen(function*() {

@@ -27,6 +27,7 @@ function S.finish(result)
     end
   end
   if S.H then S.H.write() end
+  if S.I then S.I.write() end
   if S.W then S.W.write() end
   if S.E then S.E.write() end
   if S.Q then S.Q.write() end

@@ -4,7 +4,7 @@
  * chain when it was taken, and its budget. Its lease is its expiry in the
  * sorted set `<tree>:leases`. Settling replaces it with its settlement,
  * "c <tokens> <nanos> <tokens over> <nanos over>" or "r", kept a while
- * (S.keep) so that a retried commit charges once.
+ * (S.keep_of) so that a retried commit charges once.
  *
  * A run reads each hold once (a batch reads those it settles in one call)
  * and keeps it in H.values, false if there is none; H.write writes those
@@ -160,7 +160,7 @@ function S.holds()
         set[at + 1], set[at + 2], add[at + 1], add[at + 2] = key, v, expiry, id
         at = at + 2
       else
-        redis.call('SET', key, v, 'PX', S.keep)
+        redis.call('SET', key, v, 'PX', S.keep_of(id))
         remove[#remove + 1] = id
       end
     end
