@@ -1,0 +1,99 @@
+/**
+ * Charged once however late: replies lost to a Redis that stalls
+ * (`CLIENT PAUSE`) or drops the connection (`CLIENT KILL`), and the retries
+ * that follow them, on a Redis of the test's own.
+ */
+import { NodeRedis } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Layer, Schedule } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import type { BudgetOptions } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
+import type { RedisStoreOptions } from "../src/redis.ts"
+import { ownRedis } from "./support/ownRedis.ts"
+import { available } from "./support/redis.ts"
+
+const setUp = (options: BudgetOptions, store: RedisStoreOptions) =>
+  Effect.gen(function*() {
+    const server = yield* ownRedis()
+    const client = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
+    const redis = Context.get(client, Redis.Redis)
+    const budget = yield* RedisBudget.make(options, store).pipe(Effect.provide(client), Effect.orDie)
+    // Another connection stalls the server: writes wait until the pause ends.
+    const pauser = Context.get(yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url }))), Redis.Redis)
+    const pause = (millis: number) => pauser.send("CLIENT", "PAUSE", String(millis), "WRITE")
+    return { budget, redis, pause }
+  })
+
+/** Polls `check` every 20 ms until it holds; fails naming `what` after 5 seconds. */
+const until = <E>(what: string, check: Effect.Effect<boolean, E>) =>
+  Effect.repeat(check, { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(
+    Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error(`never: ${what}`)) })
+  )
+
+const unavailable = (e: { readonly _tag: string }) => e._tag === "BudgetUnavailable"
+
+describe.runIf(available)("retries after lost replies charge once", () => {
+  it.live("a commit retried after its settlement's keep time, while its process lives, charges once", () =>
+    Effect.gen(function*() {
+      const { budget, pause, redis } = yield* setUp({ name: "late", tokenCap: 1_000 }, {
+        leaseTtl: "300 millis",
+        timeout: "200 millis"
+      })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const hold = yield* budget.reserve({ tokens: 50 })
+        yield* pause(500)
+        const lost = yield* Effect.flip(hold.commit({ tokens: 25 }))
+        assert.strictEqual(lost._tag, "BudgetUnavailable", "no reply within the timeout")
+        // The commit ran when the pause ended; its reply was lost.
+        const key = yield* until(
+          "the commit ran",
+          Effect.map(redis.send<Array<string>>("KEYS", "*:h:*"), (keys) => keys.length === 1)
+        ).pipe(Effect.andThen(Effect.map(redis.send<Array<string>>("KEYS", "*:h:*"), (keys) => keys[0]!)))
+        assert.match(yield* redis.send<string>("GET", key), /^c 25 /)
+        // As if the keep time were almost over: the process keeps it while the hold is unanswered.
+        yield* redis.send("PEXPIRE", key, "400")
+        yield* until("the process renewed the settlement", Effect.map(redis.send<number>("PTTL", key), (ttl) => ttl > 10_000))
+        yield* Effect.sleep("500 millis")
+        const settled = yield* hold.commit({ tokens: 25 })
+        assert.strictEqual(settled.tokens, 25)
+      }))
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [25, 0])
+    }), 30_000)
+
+  it.live("records refused while Redis stalled, retried with their ids, charge once", () =>
+    Effect.gen(function*() {
+      const { budget, pause } = yield* setUp({ name: "stall", tokenCap: 10_000 }, { timeout: "200 millis" })
+      yield* pause(500)
+      const ids = Array.from({ length: 10 }, (_, i) => `request-${i}`)
+      const failed = yield* Effect.forEach(ids, (id) => Effect.flip(budget.record({ tokens: 10 }, { id })), {
+        concurrency: "unbounded"
+      })
+      assert.isTrue(failed.every(unavailable), "each got no reply in time")
+      // Every one ran when the pause ended; the caller retries each, as it must.
+      yield* Effect.forEach(ids, (id) =>
+        budget.record({ tokens: 10 }, { id }).pipe(
+          Effect.retry({ while: unavailable, schedule: Schedule.spaced("50 millis") })
+        ), { concurrency: "unbounded" })
+      assert.strictEqual((yield* budget.snapshot).tokensUsed, 100)
+    }), 30_000)
+
+  it.live("a reserve retried with its id after a lost reply gets the hold it made", () =>
+    Effect.gen(function*() {
+      const { budget, pause } = yield* setUp({ name: "hold", tokenCap: 1_000 }, { timeout: "200 millis" })
+      yield* pause(500)
+      const lost = yield* Effect.flip(Effect.scoped(budget.reserve({ tokens: 50 }, { id: "job-1" })))
+      assert.strictEqual(lost._tag, "BudgetUnavailable")
+      const settled = yield* Effect.scoped(Effect.gen(function*() {
+        const hold = yield* budget.reserve({ tokens: 50 }, { id: "job-1" }).pipe(
+          Effect.retry({ while: unavailable, schedule: Schedule.spaced("50 millis") })
+        )
+        assert.strictEqual((yield* budget.snapshot).tokensReserved, 50, "one hold, not two")
+        return yield* hold.commit({ tokens: 30 })
+      }))
+      assert.strictEqual(settled.tokens, 30)
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
+    }), 30_000)
+})
