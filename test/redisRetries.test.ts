@@ -5,7 +5,7 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Schedule } from "effect"
+import { Context, Effect, Fiber, Layer, Logger, Schedule } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetOptions } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
@@ -22,7 +22,9 @@ const setUp = (options: BudgetOptions, store: RedisStoreOptions) =>
     // Another connection stalls the server: writes wait until the pause ends.
     const pauser = Context.get(yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url }))), Redis.Redis)
     const pause = (millis: number) => pauser.send("CLIENT", "PAUSE", String(millis), "WRITE")
-    return { budget, redis, pause }
+    // Drops every other client's connection, replies in flight lost with it.
+    const drop = pauser.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    return { budget, redis, pause, drop }
   })
 
 /** Polls `check` every 20 ms until it holds; fails naming `what` after 5 seconds. */
@@ -96,4 +98,30 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
     }), 30_000)
+
+  it.live("a dropped connection: the store sends settlements, reserves and keyed records again within its timeout, each charged once", () =>
+    Effect.gen(function*() {
+      const { budget, drop } = yield* setUp({ name: "drop", tokenCap: 1_000_000_000 }, { timeout: "5 seconds" })
+      const charged = { tokens: 0, done: 0 }
+      const cycle = Effect.scoped(Effect.gen(function*() {
+        const hold = yield* budget.reserve({ tokens: 10 })
+        yield* Effect.sleep("1 millis")
+        const settled = yield* hold.commit({ tokens: 7 })
+        charged.tokens += settled.tokens
+      }))
+      const record = (i: number) =>
+        Effect.tap(budget.record({ tokens: 3 }, { id: `r${i}` }), () => Effect.sync(() => charged.tokens += 3))
+      const load = yield* Effect.forkChild(Effect.forEach(
+        Array.from({ length: 3_000 }, (_, i) => i),
+        (i) => Effect.tap(i % 2 === 0 ? cycle : record(i), () => Effect.sync(() => charged.done++)),
+        { concurrency: 200, discard: true }
+      ), { startImmediately: true })
+      yield* until("the load is under way", Effect.sync(() => charged.done > 300 || load.pollUnsafe() !== undefined))
+      assert.isUndefined(load.pollUnsafe(), "still running")
+      yield* drop
+      yield* Fiber.join(load)
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [charged.tokens, 0])
+      assert.strictEqual(charged.tokens, 1_500 * 7 + 1_500 * 3)
+    }).pipe(Effect.provide(Logger.layer([Logger.make(() => {})]))), 60_000)
 })

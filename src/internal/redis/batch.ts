@@ -73,7 +73,8 @@ export interface Batcher {
   /**
    * One operation, in this task's batch. A batch that fails, or has no
    * reply within the timeout, fails each of its operations alike, with
-   * `fail` of the `RedisError`.
+   * `fail` of the `RedisError`; but one that may have run and is safe to
+   * run again (`retryOf`) is sent again while its timeout lasts.
    */
   readonly run: <O extends Operation, E>(
     operation: O,
@@ -82,11 +83,33 @@ export interface Batcher {
 }
 
 interface Entry {
-  readonly operation: Operation
+  operation: Operation
   readonly fail: (error: Redis.RedisError) => unknown
+  /** When its timeout ends (host time, ms): it fails then, answered or not. */
+  readonly deadline: number
   /** Until it is answered, or leaves unanswered (interrupted). */
   resume: ((effect: Effect.Effect<unknown, unknown>) => void) | undefined
 }
+
+/**
+ * How to send again an operation whose batch failed without a reply, so
+ * that it takes effect once whether or not the first ran: a settlement
+ * (its hold keeps the first), a reserve once for its hold id, a record
+ * with an idempotency key. A record without one cannot be: undefined.
+ */
+const retryOf = (operation: Operation): Operation | undefined => {
+  switch (operation._tag) {
+    case "Record":
+      return operation.id === undefined ? undefined : operation
+    case "Reserve":
+      return operation.once ? operation : { ...operation, once: true }
+    default:
+      return operation
+  }
+}
+
+/** A batch that failed is sent again after this long, if its operations' timeouts allow. */
+const retryMillis = 25
 
 /** Why a round trip failed that had no reply within `millis`. */
 export const noReply = (millis: number) => () =>
@@ -175,17 +198,34 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     if (entries.length === 0) return
     inFlight++
     const fiber = fork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
-    awaitWithin(fiber, options.timeoutMillis, late, (exit) => {
+    let deadline = Infinity
+    for (const entry of entries) deadline = Math.min(deadline, entry.deadline)
+    awaitWithin(fiber, Math.max(1, deadline - Date.now()), late, (exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
+      const again: Array<Entry> = []
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!
         const resume = entry.resume
         if (resume === undefined) continue
+        if (Exit.isFailure(exit) && retry(entry)) {
+          again.push(entry)
+          continue
+        }
         entry.resume = undefined
         resume(Exit.isSuccess(exit) ? Exit.succeed(resultOf(exit.value[i]!)) : Exit.mapError(exit, entry.fail))
       }
+      if (again.length > 0) setTimeout(() => send(again), retryMillis)
     })
+  }
+
+  /** Whether a failed entry goes again: if it safely can, and its timeout lasts past the next try. */
+  const retry = (entry: Entry): boolean => {
+    if (entry.deadline - Date.now() <= retryMillis * 2) return false
+    const operation = retryOf(entry.operation)
+    if (operation === undefined) return false
+    entry.operation = operation
+    return true
   }
 
   const flush = () => {
@@ -198,7 +238,12 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
   return {
     run: <O extends Operation, E>(operation: O, fail: (error: Redis.RedisError) => E) =>
       Effect.callback<Result<O>, E>((resume) => {
-        const entry: Entry = { operation, fail, resume: resume as Entry["resume"] }
+        const entry: Entry = {
+          operation,
+          fail,
+          deadline: Date.now() + options.timeoutMillis,
+          resume: resume as Entry["resume"]
+        }
         // Alone: at once. Else with every other sent before this task ends.
         if (inFlight === 0 && pending.length === 0) send([entry])
         else if (pending.push(entry) === 1) queueMicrotask(flush)
