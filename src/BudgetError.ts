@@ -106,11 +106,24 @@ const received = (value: unknown): string =>
   typeof value === "string" && value.length > 0 ? `${JSON.stringify(value)} (a string)` : Formatter.format(value)
 
 /**
- * A remote store (Redis, say) could not answer; `cause` says why. The
- * operation may be retried: a retried `commit` charges once, and a hold
- * whose `reserve` got no reply expires with its lease. (A `record` carries
- * no id, so one retried after a lost reply may charge twice.) The in-memory
- * store never raises it.
+ * A remote store (Redis, say) could not answer; `cause` says why. What it
+ * means for each operation:
+ *
+ * - `record`: unknown. It may have been charged (its reply was lost, or
+ *   Redis ran it after the timeout). Retry it only with an idempotency key
+ *   (`{ id }`): with the same key, it charges once.
+ * - `reserve`: no hold reached you. One it may have made is never renewed
+ *   and lapses with its lease; retried with the same `{ id }`, it gets
+ *   that hold.
+ * - `commit`: unknown, and safe to retry: a hold is charged once however
+ *   often and late its commit is retried while its process lives (the
+ *   closing scope retries it). `release`: the hold lapses with its lease.
+ * - `snapshot`, opening a budget: nothing changed. `reset`: it may have run.
+ *
+ * Within its timeout, the Redis store itself sends again what may have
+ * run and is safe to run again (settlements, reserves, records with an
+ * id). A budget whose state Redis lost fails with it too, with the cause
+ * `BudgetStateLost`. The in-memory store never raises it.
  *
  * @example
  * ```ts
