@@ -24,7 +24,9 @@ const setUp = (options: BudgetOptions, store: RedisStoreOptions) =>
     const pause = (millis: number) => pauser.send("CLIENT", "PAUSE", String(millis), "WRITE")
     // Drops every other client's connection, replies in flight lost with it.
     const drop = pauser.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-    return { budget, redis, pause, drop }
+    // Reads on a connection of its own, which a pause does not hold up.
+    const probe = Context.get(yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url }))), Redis.Redis)
+    return { budget, redis, pause, drop, probe }
   })
 
 /** Polls `check` every 20 ms until it holds; fails naming `what` after 5 seconds. */
@@ -124,4 +126,48 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [charged.tokens, 0])
       assert.strictEqual(charged.tokens, 1_500 * 7 + 1_500 * 3)
     }).pipe(Effect.provide(Logger.layer([Logger.make(() => {})]))), 60_000)
+
+  it.live("a waiter whose first attempt ran late leaves no ticket in line: the next is served as soon as room appears", () =>
+    Effect.gen(function*() {
+      const { budget, pause, probe } = yield* setUp({ name: "line", tokenCap: 100 }, { timeout: "200 millis" })
+      const blocker = yield* budget.reserve({ tokens: 100 })
+      yield* pause(600)
+      const stallEnded = yield* Effect.forkChild(probe.send("SET", "stall-ended", "1"), { startImmediately: true })
+      const unanswered = yield* Effect.flip(Effect.scoped(budget.reserve({ tokens: 10 }, { onExceeded: "wait" })))
+      assert.strictEqual(unanswered._tag, "BudgetUnavailable", "its first attempt had no reply in time")
+      // When the pause ends, its attempt runs, and so does its leave.
+      yield* Fiber.join(stallEnded)
+      yield* until(
+        "the line is empty",
+        Effect.map(probe.send<string | null>("HGET", "budget:{line}:n:line", "wq"), (waiting) => waiting === "0" || waiting === null)
+      )
+      const next = yield* Effect.forkChild(
+        Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 10 }, { onExceeded: "wait" }), (r) => r.commit()))
+      )
+      yield* blocker.release
+      // far sooner than the 30-second lease an orphan ticket would hold the line for
+      const settled = yield* Fiber.join(next).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(settled.tokens, 10)
+    }), 30_000)
+
+  it.live("Effect.timeout ends a waiting reserve while its round trip is stalled, and it leaves nothing held or in line", () =>
+    Effect.gen(function*() {
+      const { budget, pause, probe } = yield* setUp({ name: "prompt", tokenCap: 100 }, { timeout: "5 seconds" })
+      yield* budget.reserve({ tokens: 95 })
+      yield* pause(1_000)
+      // A write sent after the pause began: it lands when the pause ends.
+      const marker = yield* Effect.forkChild(probe.send("SET", "stall-ended", "1"), { startImmediately: true })
+      const gaveUp = yield* Effect.exit(Effect.scoped(budget.reserve({ tokens: 10 }, { onExceeded: "wait" })).pipe(
+        Effect.timeout("50 millis")
+      ))
+      assert.isTrue(gaveUp._tag === "Failure")
+      assert.isUndefined(marker.pollUnsafe(), "it gave up while Redis was still stalled")
+      yield* Fiber.join(marker)
+      yield* until(
+        "the line is empty",
+        Effect.map(probe.send<string | null>("HGET", "budget:{prompt}:n:prompt", "wq"), (w) => w === "0" || w === null)
+      )
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [95, 0])
+    }), 30_000)
 })

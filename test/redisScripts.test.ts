@@ -88,11 +88,12 @@ describe.runIf(available)("Redis scripts", () => {
       const { child, redis, tree } = yield* makeTree
       const before = yield* everything(redis, tree)
       const failures: ReadonlyArray<Effect.Effect<unknown, Redis.RedisError>> = [
-        redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", Number.NaN, ""),
+        redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", Number.NaN, "t"),
+        redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", 1_000, ""),
         redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", []),
         redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", []),
         redis.eval(Scripts.extend)(child, tree, [1.5]),
-        redis.eval(Scripts.leave)(child, tree, "nobody")
+        redis.eval(Scripts.leave)(child, tree, "", "", 1_000)
       ]
       for (const failure of failures) {
         assert.include(String((yield* Effect.flip(failure)).cause), "invalid argument")

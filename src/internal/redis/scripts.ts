@@ -80,9 +80,10 @@ export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again 
 /**
  * A waiting request's answer: its hold, a refusal if it can never fit, or
  * `["w", ticket, millis]`: wait for the ticket's wake-up, or that long. One
- * with an idempotency key may get the hold already under it (`Kept`).
+ * with an idempotency key may get the hold already under it (`Kept`). One
+ * whose request gave up before it ran gets `["g"]`, and did nothing.
  */
-export type WaitResult = Exclude<ChargeResult, Again> | Kept | readonly ["w", string, number]
+export type WaitResult = Exclude<ChargeResult, Again> | Kept | readonly ["w", string, number] | readonly ["g"]
 
 /**
  * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
@@ -209,8 +210,11 @@ return S.finish(results)
 
 /**
  * A waiting request's attempt: a hold if nothing holds it back (no cap, no
- * earlier ticket in a line of its chain), else a ticket in the line of the
- * first budget that does. `ticket` is "" on the first attempt.
+ * earlier ticket in a line of its chain), else its ticket in the line of
+ * the first budget that does. The ticket's id is the process's, the same
+ * for every attempt of one request, so that `leave` finds it even when
+ * the attempt that lined it up had no reply; its place in line is the
+ * root's `seq` when it first lined up.
  */
 export const reserveWaiting = Redis.script(
   (
@@ -230,52 +234,53 @@ local n, ns = count(3)
 local id, ticket = ARGV[4], ARGV[6]
 if id == '' then bad(4) end
 S.lease = count(5)
-if ticket ~= '' then count(6) end
+if ticket == '' then bad(6) end
 local tree, root, level, path_of = S.tree, S.root, S.level, S.path_of
+-- Its request gave up already (leave ran first): nothing to do.
+if redis.call('EXISTS', tree .. ':g:' .. ticket) == 1 then return { 'g' } end
+local Q = S.waiting()
 local lost = S.lost(KEYS)
 if lost then
-  if ticket ~= '' then S.waiting().leave(ticket) end
+  Q.leave(ticket)
   return S.finish({ 'l', tostring(lost) })
 end
 -- An idempotency key whose hold is held or committed: that one.
 local kept = string.byte(id) == 107 and S.ids().kept(id)
 if kept then
-  if ticket ~= '' then S.waiting().leave(ticket) end
+  Q.leave(ticket)
   return S.finish(kept)
 end
 -- Larger than a cap: no release or reset could ever make room.
 local r = S.refusal(KEYS, t, n, true)
 if r then
-  if ticket ~= '' then S.waiting().leave(ticket) end
+  Q.leave(ticket)
   return S.finish(S.events().exceeded(KEYS, r, t, n))
 end
-if ticket == '' and level(root).wq == 0 and S.refusal(KEYS, t, n) == nil then
+-- No one waits in the tree (so neither does this ticket) and it fits.
+if level(root).wq == 0 and S.refusal(KEYS, t, n) == nil then
   S.holds().take(KEYS, t, n, ts, ns, id)
   return S.finish({ 'ok' })
 end
-local Q = S.waiting()
 local L = S.leases().reap_all()
-local from = false
-if ticket ~= '' then from = redis.call('HGET', Q.ticket_of(ticket), 'l') end
--- A ticket whose lease ran out while its process was away lines up again,
--- with the ticket it would be handed, taken only if it lines up.
-if from == false then ticket = '' end
-local seq = tonumber(ticket)
-if ticket == '' then seq = (tonumber(redis.call('HGET', root, 'seq')) or 0) + 1 end
+-- The ticket's line and place, if it is in one. One whose lease ran out
+-- while its process was away (reaped) lines up again, at the back.
+local w = redis.call('HMGET', Q.ticket_of(ticket), 'l', 's')
+local from, seq = w[1], tonumber(w[2])
+if not from then seq = (tonumber(redis.call('HGET', root, 'seq')) or 0) + 1 end
 local blocker = Q.holds_back(seq, t, n, path_of(KEYS[1]))
 if blocker == nil then
   S.holds().take(KEYS, t, n, ts, ns, id)
-  if ticket ~= '' then Q.leave(ticket) end
+  if from then Q.leave(ticket) end
   return S.finish({ 'ok' })
 end
 local at = path_of(blocker)
-if ticket == '' then
-  ticket = tostring(redis.call('HINCRBY', root, 'seq', 1))
-  redis.call('HSET', Q.ticket_of(ticket), 't', ts, 'n', ns, 'o', path_of(KEYS[1]), 'l', at)
+if not from then
+  redis.call('HINCRBY', root, 'seq', 1)
+  redis.call('HSET', Q.ticket_of(ticket), 't', ts, 'n', ns, 'o', path_of(KEYS[1]), 'l', at, 's', seq)
   redis.call('ZADD', Q.line_of(at), seq, ticket)
   Q.counted(1)
 elseif from ~= at then
-  Q.move(ticket, from, at)
+  Q.move(ticket, from, at, seq)
   Q.wake(from)
 end
 local now = S.now_ms()
@@ -302,14 +307,29 @@ return S.finish({ 'w', ticket, math.max(1, soon - now + 1) })
   }
 ).withReturnType<WaitResult>()
 
-/** A waiting request giving up: its ticket leaves its line. */
+/**
+ * A waiting request giving up: its ticket leaves its line, and the hold
+ * `id`, if an attempt that had no reply took it, is given back ("" for
+ * none). The ticket is marked gone for `keepMillis`: an attempt of it that
+ * runs after this (one sent on another connection) does nothing.
+ */
 export const leave = Redis.script(
-  (chain: ReadonlyArray<string>, tree: string, ticket: string) => [...chain, tree, ticket],
+  (chain: ReadonlyArray<string>, tree: string, ticket: string, id: string, keepMillis: number) => [
+    ...chain,
+    tree,
+    ticket,
+    id,
+    keepMillis
+  ],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-count(2)
+if ARGV[2] == '' then bad(2) end
+count(4)
 S.waiting().leave(ARGV[2])
+redis.call('SET', S.tree .. ':g:' .. ARGV[2], '1', 'PX', ARGV[4])
+local id = ARGV[3]
+if id ~= '' then S.holds().drop(id) end
 return S.finish(0)
 `
   }

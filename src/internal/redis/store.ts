@@ -96,8 +96,12 @@ const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUna
  * command while it reconnects and run it later: scripts that hold or settle
  * carry ids, so a late run is harmless; see docs/distributed.md.)
  */
-const reach = <A>(tree: Tree, path: string, script: Effect.Effect<A, Redis.RedisError>) =>
-  Effect.mapError(deadline(script, tree.options.timeoutMillis, Batch.noReply(tree.options.timeoutMillis)), unavailable(path))
+const reach = <A>(
+  tree: Tree,
+  path: string,
+  script: Effect.Effect<A, Redis.RedisError>,
+  millis = tree.options.timeoutMillis
+) => Effect.mapError(deadline(script, millis, Batch.noReply(millis)), unavailable(path))
 
 /** A hot operation on `level`, in this process's next batch: bounded likewise. */
 const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O) =>
@@ -466,54 +470,72 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   // the tree's lines, first come first served across every process. The
   // waiter then sleeps until a script calls its ticket, or the script's
   // fallback time passes (a lost message, a window's end).
+  // A waiter gives up promptly (interrupted, timed out), even with a round
+  // trip in flight: what that round trip may have done is undone after it,
+  // in the background. Its ticket leaves the line (the ticket's id is made
+  // here, so `leave` finds it even if the attempt that lined it up had no
+  // reply), and a hold it may have taken is released (one under an
+  // idempotency key, which another call may share, lapses with its lease).
   const reserveWaiting = (tokens: number, nanos: number, key: string | undefined) =>
     Effect.suspend(() => {
       const id = key === undefined ? tree.nextId() : holdIdOf(key)
-      let ticket = ""
+      const ticket = tree.nextId()
+      /** The ticket may be in a line: an attempt was sent that has not said otherwise. */
+      let lined = false
+      /** A hold may have been taken that no reply has told of. */
+      let unanswered = false
       let firstTry = true
-      const forget = () => {
+      const settled = () => {
+        lined = false
         tree.tickets.delete(ticket)
-        ticket = ""
       }
-      const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.suspend(() =>
-        Effect.flatMap(
-          holding(id, call(redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket))),
+      const attempt: Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> = Effect.suspend(() => {
+        lined = true
+        unanswered = true
+        return Effect.flatMap(
+          holding(id, Effect.interruptible(call(redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket)))),
           (result) => {
+            unanswered = false
             if (result[0] === "ok" || result[0] === "h" || result[0] === "c") {
-              forget()
+              settled()
               return Effect.succeed(holdOf(id, tokens, nanos, result))
             }
             tree.live.delete(id)
             if (result[0] === "l") {
               // The script left the line: a budget made again is waited on afresh.
-              forget()
+              settled()
               const retry = firstTry ? attempt : undefined
               firstTry = false
               return whenLost(result[1], retry)
             }
             if (result[0] === "x") {
-              forget()
+              settled()
               return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
             }
-            if (result[1] !== ticket) {
-              forget()
-              ticket = result[1]
-              tree.tickets.set(ticket, undefined)
-            }
+            // Gave up before this ran: no one waits for this answer.
+            if (result[0] === "g") return Effect.interrupt
+            if (!tree.tickets.has(ticket)) tree.tickets.set(ticket, undefined)
             return Effect.andThen(Effect.interruptible(turn(tree, ticket, result[2])), attempt)
           }
         )
-      )
-      // Leaving early gives the ticket's place to the next in line.
-      const leave = Effect.suspend(() => {
-        if (ticket === "") return Effect.void
-        const left = ticket
-        forget()
-        return call(redis.eval(Scripts.leave)(keys, tree.key, left)).pipe(
-          reportFailure(`Budget "${path}": a waiter that gave up could not leave its line; its ticket lapses with its lease`)
-        )
       })
-      return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : leave)
+      // Sent at once, not awaited: the caller goes on now, and whatever it
+      // sends next through this client reaches Redis after it.
+      const undo = () => {
+        tree.live.delete(id)
+        if (!lined) return
+        const release = unanswered && key === undefined ? id : ""
+        settled()
+        // Bounded by a lease, not the timeout: the ticket would lapse then
+        // anyway, and a leave cut short (its script still loading, say)
+        // would leave it in line until then.
+        tree.fork(
+          reach(tree, path, redis.eval(Scripts.leave)(keys, tree.key, ticket, release, keepMillis(tree.options)), lease).pipe(
+            reportFailure(`Budget "${path}": a waiter that gave up could not leave its line; its ticket lapses with its lease`)
+          )
+        )
+      }
+      return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(undo))
     })
 
   const snapshot: Effect.Effect<Counters, BudgetUnavailable> = Effect.suspend(() => snapshotOnce(true))

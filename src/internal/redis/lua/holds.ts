@@ -91,6 +91,23 @@ function S.holds()
     return tover, nover
   end
 
+  -- Gives back the hold id, which no one will settle (its lease ran out, or
+  -- the waiting request that took it gave up unanswered): deleted, with no
+  -- settlement kept. False if there is no such hold.
+  function H.drop(id)
+    local v = H.held(id)
+    local ht, hn, gens, path = nil, nil, nil, nil
+    if v then ht, hn, gens, path = H.hold_of(v) end
+    if not ht then return false end
+    H.values[id] = false
+    H.changed[#H.changed + 1] = id
+    local keys = S.waiting().chain_of(path)
+    H.give_back(keys, tonumber(ht), tonumber(hn), gens)
+    S.wake_all(keys)
+    if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn }) end
+    return true
+  end
+
   -- Settles the hold id of the chain: a commit of t, n (ts, ns as they
   -- came; e '1' if they were estimated), or a release (no t). A commit of a
   -- hold nobody holds still charges: usage that happened is never dropped.

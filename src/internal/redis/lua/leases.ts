@@ -30,19 +30,7 @@ function S.leases()
     local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', now, 'LIMIT', L.reaped, room)
     L.reaped = L.reaped + #expired
     for _, id in ipairs(expired) do
-      local v = H.held(id)
-      local ht, hn, gens, path = nil, nil, nil, nil
-      if v then ht, hn, gens, path = H.hold_of(v) end
-      if not ht then
-        H.unleased[#H.unleased + 1] = id
-      else
-        H.values[id] = false
-        H.changed[#H.changed + 1] = id
-        local keys = S.waiting().chain_of(path)
-        H.give_back(keys, tonumber(ht), tonumber(hn), gens)
-        S.wake_all(keys)
-        if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn }) end
-      end
+      if not H.drop(id) then H.unleased[#H.unleased + 1] = id end
     end
     if S.level(S.root).wq > 0 then
       for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', now, 'LIMIT', 0, 64)) do

@@ -1,9 +1,10 @@
 /*
  * Waiting requests line up first come, first served across every process:
- * each has a ticket (the root's `seq`) in the line `<tree>:q:<path>` of the
- * first budget of its chain that holds it back, is described at
- * `<tree>:w:<ticket>` (t, n: what it asks; o: its budget; l: its line) and
- * is kept alive by a lease in `<tree>:tickets`. The root's `wq` counts the
+ * each has a ticket (an id its process made) in the line `<tree>:q:<path>`
+ * of the first budget of its chain that holds it back, scored by its place
+ * (the root's `seq` when it lined up), is described at `<tree>:w:<ticket>`
+ * (t, n: what it asks; o: its budget; l: its line; s: its place) and is
+ * kept alive by a lease in `<tree>:tickets`. The root's `wq` counts the
  * tree's tickets. Runs that free room in a budget look at its line's head:
  * one that now fits is woken, with its ticket on `<tree>:wake` (by
  * finish), and one held back higher up moves to that line.
@@ -33,7 +34,11 @@ function S.waiting()
 
   function Q.line_of(path) return S.tree .. ':q:' .. path end
   function Q.ticket_of(ticket) return S.tree .. ':w:' .. ticket end
-  function Q.head_of(path) return redis.call('ZRANGE', Q.line_of(path), 0, 0)[1] end
+  -- The head of a budget's line and its place, or nil.
+  function Q.head_of(path)
+    local head = redis.call('ZRANGE', Q.line_of(path), 0, 0, 'WITHSCORES')
+    return head[1], tonumber(head[2])
+  end
   function Q.counted(by)
     local r = S.level(S.root)
     r.wq, r.dq = r.wq + by, true
@@ -43,16 +48,16 @@ function S.waiting()
   -- not fit, or whose line has an earlier ticket in it; nil if none.
   function Q.holds_back(seq, t, n, path)
     for _, key in ipairs(Q.chain_of(path)) do
-      local head = Q.head_of(S.path_of(key))
-      if head and tonumber(head) < seq then return key end
+      local head, place = Q.head_of(S.path_of(key))
+      if head and place < seq then return key end
       if S.over(S.level(key), t, n) then return key end
     end
     return nil
   end
 
-  function Q.move(ticket, from, to)
+  function Q.move(ticket, from, to, seq)
     redis.call('ZREM', Q.line_of(from), ticket)
-    redis.call('ZADD', Q.line_of(to), ticket, ticket)
+    redis.call('ZADD', Q.line_of(to), seq, ticket)
     redis.call('HSET', Q.ticket_of(ticket), 'l', to)
   end
 
@@ -62,7 +67,7 @@ function S.waiting()
   function Q.wake(path)
     local at = S.tree .. ':n:' .. path
     while true do
-      local head = Q.head_of(path)
+      local head, place = Q.head_of(path)
       if not head or Q.told[head] then return end
       local w = redis.call('HMGET', Q.ticket_of(head), 't', 'n', 'o')
       if not w[1] then
@@ -71,14 +76,14 @@ function S.waiting()
         redis.call('ZREM', S.tree .. ':tickets', head)
         Q.counted(-1)
       else
-        local blocker = Q.holds_back(tonumber(head), tonumber(w[1]), tonumber(w[2]), w[3])
+        local blocker = Q.holds_back(place, tonumber(w[1]), tonumber(w[2]), w[3])
         if blocker == at then return end
         if blocker == nil then
           Q.told[head] = true
           Q.woken[#Q.woken + 1] = head
           return
         end
-        Q.move(head, path, S.path_of(blocker))
+        Q.move(head, path, S.path_of(blocker), place)
       end
     end
   end
