@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Formatter, Schema } from "effect"
+import { causeText } from "./internal/causeText.ts"
 
 /**
  * Which side of a budget a figure belongs to.
@@ -88,16 +89,6 @@ export class InvalidUsage extends Schema.TaggedError<InvalidUsage>()("InvalidUsa
   }
 }
 
-// What went wrong, as a person reads it: an error's message, or, for one
-// with none (a refused connection to a host of several addresses is an
-// AggregateError with an empty message), its errors' messages or its code.
-const causeText = (cause: unknown): string => {
-  if (!(cause instanceof Error)) return String(cause)
-  if (cause.message !== "") return cause.message
-  if (cause instanceof AggregateError && cause.errors.length > 0) return cause.errors.map(causeText).join("; ")
-  const code = (cause as { readonly code?: unknown }).code
-  return code === undefined ? cause.name : String(code)
-}
 
 // A received value, unambiguous: `"0.01" (a string)` is not the number 0.01,
 // `""` is visibly empty; numbers, `undefined`, `null` and objects as

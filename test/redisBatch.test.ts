@@ -11,6 +11,7 @@ import { BudgetUnavailable, maxUsd } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
 import * as Scripts from "../src/internal/redis/scripts.ts"
+import { capturingLogs, outageLines } from "./support/logs.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 /** A tree `root` (100 tokens, 1 dollar) with a child `c` (60 tokens), under keys of its own. */
@@ -163,7 +164,7 @@ describe.runIf(available)("batches on Redis", () => {
     }))
 
   it.live("a batch that gets no reply fails each of its operations, alone or together, within the timeout", () =>
-    Effect.gen(function*() {
+    capturingLogs((lines) => Effect.gen(function*() {
       const redis = yield* Effect.map(Layer.build(RedisLive), Context.get(Redis.Redis))
       let answering = true
       // A Redis that stops answering the batch script, as a stalled server would.
@@ -189,5 +190,6 @@ describe.runIf(available)("batches on Redis", () => {
       }
       answering = true
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 0)
-    }))
+      assert.deepStrictEqual(outageLines(lines), ["Warn start", "Info end"], "said once, and its end once")
+    })))
 })

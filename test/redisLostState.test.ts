@@ -8,12 +8,13 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Logger, Result, Schedule, Stream } from "effect"
+import { Context, Effect, Fiber, Layer, Result, Schedule, Stream } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetOptions } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { series } from "../src/internal/testing/metrics.ts"
 import type { RedisStoreOptions } from "../src/redis.ts"
+import { capturingLogs } from "./support/logs.ts"
 import { ownRedis } from "./support/ownRedis.ts"
 import { available } from "./support/redis.ts"
 
@@ -40,20 +41,9 @@ const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       ? Effect.succeed(result.failure)
       : Effect.die(new Error("it succeeded: the lost budget let it through")))
 
-/** Errors and warnings (the driver's, of a restart) logged while `effect` runs, kept for the test to read instead of printed. */
-const capturingErrors = <A, E, R>(effect: (errors: Array<string>) => Effect.Effect<A, E, R>) => {
-  const errors: Array<string> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    if (logLevel === "Error" || logLevel === "Warn") {
-      errors.push((Array.isArray(message) ? message : [message]).join(" "))
-    }
-  })
-  return effect(errors).pipe(Effect.provide(Logger.layer([logger])))
-}
-
 describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("is refused after Redis restarts without persistence, never let past its cap", () =>
-    capturingErrors((errors) =>
+    capturingLogs((lines) =>
       Effect.gen(function*() {
         const { budget, server } = yield* setUp()
         yield* server.restart
@@ -68,12 +58,12 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         const waiting = budget.reserve({ tokens: 1 }, { onExceeded: "wait" })
         assert.strictEqual((yield* refusal(Effect.scoped(waiting)))._tag, "BudgetUnavailable")
         assert.strictEqual((yield* refusal(budget.snapshot))._tag, "BudgetUnavailable")
-        assert.strictEqual(errors.filter((line) => line.includes("lost")).length, 1, "one error log per loss")
+        assert.strictEqual(lines.filter((line) => line.text.includes("lost")).length, 1, "one error log per loss")
       })
     ))
 
   it.live("with an append-only file, Redis killed with SIGKILL comes back with the budget as it was", () =>
-    capturingErrors(() => Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, server } = yield* setUp({}, spent, true)
       yield* server.restart
       assert.strictEqual((yield* refusal(budget.record({ tokens: 1 })))._tag, "BudgetExceeded")
@@ -82,7 +72,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
     })))
 
   it.live("is refused when its hash alone is gone (an eviction, a hand's DEL), also through a batch", () =>
-    capturingErrors(() => Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, redis } = yield* setUp()
       const keys = yield* redis.send<Array<string>>("KEYS", "*:n:lost")
       assert.strictEqual(keys.length, 1)
@@ -98,7 +88,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
     })))
 
   it.live("says so once: an error log, a StateLost event to every listener, the metric on every refusal", () =>
-    capturingErrors((errors) =>
+    capturingLogs((lines) =>
       Effect.gen(function*() {
         const { budget, redis } = yield* setUp({}, { ...spent, metrics: true })
         const seen = yield* Effect.forkScoped(budget.events.pipe(
@@ -114,13 +104,13 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         yield* redis.send("FLUSHALL")
         for (let i = 0; i < 3; i++) yield* refusal(budget.record({ tokens: 1 }))
         assert.deepStrictEqual(yield* Fiber.join(seen), [{ _tag: "StateLost", budget: "lost", recreated: false }])
-        assert.strictEqual(errors.filter((line) => line.includes("is gone from Redis")).length, 1)
+        assert.strictEqual(lines.filter((line) => line.text.includes("is gone from Redis")).length, 1)
         assert.strictEqual((yield* series("lost"))["budget_state_lost_total"], 3)
       })
     ))
 
   it.live("reset makes it again on purpose, with nothing used and its caps; a hold from before charges the new budget", () =>
-    capturingErrors(() =>
+    capturingLogs(() =>
       Effect.gen(function*() {
         const { budget, server } = yield* setUp({}, { name: "lost", tokenCap: 1_000, usdCap: 10 })
         const before = yield* Effect.scoped(Effect.gen(function*() {
@@ -139,7 +129,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
     ))
 
   it.live("onStateLost: \"recreate\" makes it again at once, caps and all, and the operation runs", () =>
-    capturingErrors((errors) =>
+    capturingLogs((lines) =>
       Effect.gen(function*() {
         const { budget, server } = yield* setUp({ onStateLost: "recreate" })
         yield* server.restart
@@ -150,12 +140,12 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         assert.strictEqual(refused._tag, "BudgetExceeded")
         const snap = yield* budget.snapshot
         assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokenCap, snap.usdCap], [100, 1, 100, 1])
-        assert.strictEqual(errors.filter((line) => line.includes("made again")).length, 1, "one of the twenty made it")
+        assert.strictEqual(lines.filter((line) => line.text.includes("made again")).length, 1, "one of the twenty made it")
       })
     ))
 
   it.live("a child lost alone: its operations are refused, its parent's go on; its parent lost: it cannot open", () =>
-    capturingErrors(() =>
+    capturingLogs(() =>
       Effect.gen(function*() {
         const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
         const child = yield* budget.child("agent", { tokenCap: 100 })

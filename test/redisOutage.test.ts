@@ -6,21 +6,18 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, Logger, Schedule } from "effect"
+import { Effect, Fiber, Layer, Schedule } from "effect"
 import { usdToNanos } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
+import { capturingLogs, outageLines } from "./support/logs.ts"
 import { ownRedis } from "./support/ownRedis.ts"
 import { available } from "./support/redis.ts"
 
 describe.runIf(available)("Redis going away", () => {
-  it.live("fails with BudgetUnavailable while Redis is gone, and keeps exact books across its return", () => {
-    // The driver's warnings while its server is down are this test's to
-    // read, not the run's to print.
-    const driverWarnings: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => {
-      if (logLevel === "Warn") driverWarnings.push((Array.isArray(message) ? message : [message]).join(" "))
-    })
-    return Effect.gen(function*() {
+  // The driver's warnings while its server is down are this test's to
+  // read, not the run's to print.
+  it.live("fails with BudgetUnavailable while Redis is gone, and keeps exact books across its return", () =>
+    capturingLogs((lines) => Effect.gen(function*() {
       const server = yield* ownRedis({ appendOnly: true })
       const redis = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
       const budget = yield* RedisBudget.make({ name: "outage", tokenCap: 1_000_000, usdCap: 100 }, { leaseTtl: "1 second", timeout: "300 millis" }).pipe(Effect.provide(redis))
@@ -66,7 +63,30 @@ describe.runIf(available)("Redis going away", () => {
       assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0])
       assert.strictEqual(snap.tokensUsed, charged.tokens)
       assert.strictEqual(usdToNanos(snap.usdUsed), charged.nanos)
-      assert.isTrue(driverWarnings.some((w) => w.includes("NodeRedis")), "the driver saw the outage")
-    }).pipe(Effect.provide(Logger.layer([logger])))
-  }, 60_000)
+      assert.isTrue(lines.some((line) => line.level === "Warn" && line.text.includes("NodeRedis")), "the driver saw the outage")
+      assert.deepStrictEqual(outageLines(lines), ["Warn start", "Info end"], "the store said it once, and its end")
+    })), 60_000)
+})
+
+describe.runIf(available)("an outage, as it is said", () => {
+  it.live("with the driver's offline queue off, a refused connection fails at once; the store says the outage once, and its end once", () =>
+    capturingLogs((lines) => Effect.gen(function*() {
+      const server = yield* ownRedis({ appendOnly: true })
+      const redis = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url, disableOfflineQueue: true })))
+      // A timeout no test waits out: a call that waited for it would fail the test.
+      const budget = yield* RedisBudget.make({ name: "down", tokenCap: 1_000 }, { timeout: "60 seconds" }).pipe(
+        Effect.provide(redis)
+      )
+      yield* budget.record({ tokens: 1 })
+      yield* server.kill
+      const refused = yield* Effect.forEach(Array.from({ length: 20 }), () => Effect.flip(budget.record({ tokens: 1 })))
+      assert.isTrue(refused.every((e) => e._tag === "BudgetUnavailable"))
+      assert.match(refused[0]!.message, /unavailable: [^.\s]/, "the message names the cause")
+      yield* server.restart
+      yield* budget.record({ tokens: 1 }).pipe(
+        Effect.retry({ while: (e) => e._tag === "BudgetUnavailable", schedule: Schedule.spaced("50 millis") })
+      )
+      assert.deepStrictEqual(outageLines(lines), ["Warn start", "Info end"])
+      assert.strictEqual((yield* budget.snapshot).tokensUsed, 2)
+    })), 20_000)
 })

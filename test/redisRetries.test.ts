@@ -1,15 +1,17 @@
 /**
  * Charged once however late: replies lost to a Redis that stalls
  * (`CLIENT PAUSE`) or drops the connection (`CLIENT KILL`), and the retries
- * that follow them, on a Redis of the test's own.
+ * that follow them, on a Redis of the test's own. What the store says of
+ * the outages is kept (support/logs.ts), not printed.
  */
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Fiber, Layer, Logger, Schedule } from "effect"
+import { Context, Effect, Fiber, Layer, Schedule } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { BudgetOptions } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import type { RedisStoreOptions } from "../src/redis.ts"
+import { capturingLogs, outageLines } from "./support/logs.ts"
 import { ownRedis } from "./support/ownRedis.ts"
 import { available } from "./support/redis.ts"
 
@@ -39,7 +41,7 @@ const unavailable = (e: { readonly _tag: string }) => e._tag === "BudgetUnavaila
 
 describe.runIf(available)("retries after lost replies charge once", () => {
   it.live("a commit retried after its settlement's keep time, while its process lives, charges once", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, pause, redis } = yield* setUp({ name: "late", tokenCap: 1_000 }, {
         leaseTtl: "300 millis",
         timeout: "200 millis"
@@ -64,10 +66,10 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       }))
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [25, 0])
-    }), 30_000)
+    })), 30_000)
 
   it.live("records refused while Redis stalled, retried with their ids, charge once", () =>
-    Effect.gen(function*() {
+    capturingLogs((lines) => Effect.gen(function*() {
       const { budget, pause } = yield* setUp({ name: "stall", tokenCap: 10_000 }, { timeout: "200 millis" })
       yield* pause(500)
       const ids = Array.from({ length: 10 }, (_, i) => `request-${i}`)
@@ -81,10 +83,11 @@ describe.runIf(available)("retries after lost replies charge once", () => {
           Effect.retry({ while: unavailable, schedule: Schedule.spaced("50 millis") })
         ), { concurrency: "unbounded" })
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 100)
-    }), 30_000)
+      assert.deepStrictEqual(outageLines(lines), ["Warn start", "Info end"], "the stall said once, and its end once")
+    })), 30_000)
 
   it.live("a reserve retried with its id after a lost reply gets the hold it made", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, pause } = yield* setUp({ name: "hold", tokenCap: 1_000 }, { timeout: "200 millis" })
       yield* pause(500)
       const lost = yield* Effect.flip(Effect.scoped(budget.reserve({ tokens: 50 }, { id: "job-1" })))
@@ -99,10 +102,10 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       assert.strictEqual(settled.tokens, 30)
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
-    }), 30_000)
+    })), 30_000)
 
   it.live("a dropped connection: the store sends settlements, reserves and keyed records again within its timeout, each charged once", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, drop } = yield* setUp({ name: "drop", tokenCap: 1_000_000_000 }, { timeout: "5 seconds" })
       const charged = { tokens: 0, done: 0 }
       const cycle = Effect.scoped(Effect.gen(function*() {
@@ -125,10 +128,10 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [charged.tokens, 0])
       assert.strictEqual(charged.tokens, 1_500 * 7 + 1_500 * 3)
-    }).pipe(Effect.provide(Logger.layer([Logger.make(() => {})]))), 60_000)
+    })), 60_000)
 
   it.live("a waiter whose first attempt ran late leaves no ticket in line: the next is served as soon as room appears", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, pause, probe } = yield* setUp({ name: "line", tokenCap: 100 }, { timeout: "200 millis" })
       const blocker = yield* budget.reserve({ tokens: 100 })
       yield* pause(600)
@@ -148,10 +151,10 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       // far sooner than the 30-second lease an orphan ticket would hold the line for
       const settled = yield* Fiber.join(next).pipe(Effect.timeout("5 seconds"))
       assert.strictEqual(settled.tokens, 10)
-    }), 30_000)
+    })), 30_000)
 
   it.live("Effect.timeout ends a waiting reserve while its round trip is stalled, and it leaves nothing held or in line", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const { budget, pause, probe } = yield* setUp({ name: "prompt", tokenCap: 100 }, { timeout: "5 seconds" })
       yield* budget.reserve({ tokens: 95 })
       yield* pause(1_000)
@@ -169,5 +172,5 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       )
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [95, 0])
-    }), 30_000)
+    })), 30_000)
 })

@@ -2,6 +2,7 @@ import { Effect, Exit } from "effect"
 import type { Fiber } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { awaitWithin } from "./deadline.ts"
+import type { Outage } from "./outage.ts"
 import * as Scripts from "./scripts.ts"
 import type { ChargeResult, Kept, SettlementResult } from "./scripts.ts"
 
@@ -180,7 +181,12 @@ const pushOperation = (args: Array<string | number>, op: Operation, chain: numbe
 /** Forks a fiber that the caller's scope interrupts when it closes. */
 export type Fork = <A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>
 
-export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions, fork: Fork): Batcher => {
+export const makeBatcher = (
+  redis: Redis.Redis["Service"],
+  options: BatchOptions,
+  fork: Fork,
+  outage: Outage
+): Batcher => {
   let pending: Array<Entry> = []
   /** Batches sent and not yet answered. */
   let inFlight = 0
@@ -203,6 +209,8 @@ export const makeBatcher = (redis: Redis.Redis["Service"], options: BatchOptions
     awaitWithin(fiber, Math.max(1, deadline - Date.now()), late, (exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
+      const said = outage.seen(exit)
+      if (said !== undefined) fork(said)
       const again: Array<Entry> = []
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!

@@ -13,6 +13,7 @@ import * as HostTime from "./hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { onLost, say } from "./lost.ts"
+import { Outage } from "./outage.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
 import * as Scripts from "./scripts.ts"
@@ -65,6 +66,8 @@ interface Tree {
   readonly watching: Watching
   /** When this process last said a budget was lost, by path. */
   readonly lost: Map<string, number>
+  /** Whether Redis answers, shared by the trees of one store: an outage is said once. */
+  readonly outage: Outage
 }
 
 interface Level {
@@ -101,7 +104,11 @@ const reach = <A>(
   path: string,
   script: Effect.Effect<A, Redis.RedisError>,
   millis = tree.options.timeoutMillis
-) => Effect.mapError(deadline(script, millis, Batch.noReply(millis)), unavailable(path))
+) =>
+  deadline(script, millis, Batch.noReply(millis)).pipe(
+    Effect.onExit((exit) => tree.outage.seen(exit) ?? Effect.void),
+    Effect.mapError(unavailable(path))
+  )
 
 /** A hot operation on `level`, in this process's next batch: bounded likewise. */
 const send = <O extends Batch.Operation>(tree: Tree, level: Level, operation: O) =>
@@ -247,9 +254,12 @@ const idsOfProcess = (): () => string => {
 /** The store of a budget tree kept in Redis; its root is described by `settings`. */
 /** The Redis store: `open` reaches a tree's root, shared by every process that opens it. */
 export const make = (options: RedisOptions): Effect.Effect<BudgetStore["Service"], never, Redis.Redis> =>
-  Effect.map(Redis.Redis, (redis) => ({ open: (settings: Settings) => open(redis, settings, options) }))
+  Effect.map(Redis.Redis, (redis) => {
+    const outage = new Outage()
+    return { open: (settings: Settings) => open(redis, settings, options, outage) }
+  })
 
-const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisOptions) =>
+const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisOptions, outage: Outage) =>
   Effect.gen(function*() {
     const key = `${options.prefix}{${encodeURIComponent(settings.name)}}`
     const fork: Batch.Fork = yield* FiberSet.makeRuntime<never>()
@@ -263,7 +273,7 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
         keepMillis: keepMillis(options),
         idKeepMillis: options.idTtlMillis,
         timeoutMillis: options.timeoutMillis
-      }, fork),
+      }, fork, outage),
       fork,
       live: new Set(),
       nextId: idsOfProcess(),
@@ -271,7 +281,8 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       called: new Set(),
       process: crypto.randomUUID(),
       watching: new Map(),
-      lost: new Map()
+      lost: new Map(),
+      outage
     }
     const root = yield* ensure(tree, [], settings)
 
