@@ -251,7 +251,6 @@ const idsOfProcess = (): () => string => {
   return () => prefix + (count++).toString(36)
 }
 
-/** The store of a budget tree kept in Redis; its root is described by `settings`. */
 /** The Redis store: `open` reaches a tree's root, shared by every process that opens it. */
 export const make = (options: RedisOptions): Effect.Effect<BudgetStore["Service"], never, Redis.Redis> =>
   Effect.map(Redis.Redis, (redis) => {
