@@ -23,6 +23,16 @@ export const committed = (
 })
 
 /**
+ * What a commit after its hold was released (its scope closed first) says:
+ * the usage happened, so it is charged all the same, past a cap if it must.
+ */
+export const warnLateCommit = (budget: string, charge: Charge): Effect.Effect<void> =>
+  Effect.logWarning(
+    `Budget "${budget}": a commit after its hold was released charges ${charge.tokens} tokens and ` +
+      `$${usdFromNanos(charge.nanos)} all the same (the usage happened); commit before the reservation's scope closes`
+  )
+
+/**
  * A hold, as every store's holds are: the store settles, this validates
  * the actual and fills in what was left out. The store's own hold class
  * extends it, so a reservation costs one object and no step of its own.
@@ -35,10 +45,13 @@ export abstract class Hold implements Reservation {
   }
 
   /**
-   * Charges `charge`, or gives the hold back when it is undefined. The
-   * first settlement wins, however often or late this is retried; later
-   * calls return it. A charge that would take a budget's use past what a
-   * counter holds exactly fails with `InvalidUsage` and changes nothing.
+   * Charges `charge`, or gives the hold back when it is undefined. A hold
+   * is charged once: a commit, however often or late it is retried,
+   * returns the first charge. One given back is charged by a later commit
+   * all the same, as one that holds nothing (the usage happened), with a
+   * warning (`warnLateCommit`). A release after a settlement returns it. A
+   * charge that would take a budget's use past what a counter holds
+   * exactly fails with `InvalidUsage` and changes nothing.
    */
   abstract settle(charge: Charge | undefined): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage>
 

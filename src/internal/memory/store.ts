@@ -6,7 +6,7 @@ import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
-import { committed, Hold, released } from "../reservation.ts"
+import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { EventHub } from "./eventHub.ts"
 import { Ids } from "./ids.ts"
 import {
@@ -221,9 +221,10 @@ class MemoryHold extends Hold {
 
   // Only a chain with a window needs the time, and reading it costs a step.
   settle(charge: Charge | undefined): Effect.Effect<Settlement, InvalidUsage> {
-    return this.origin.timed
+    const settled = this.origin.timed
       ? Effect.withFiber((fiber) => this.settleAt(charge, timeOf(fiber)))
       : Effect.suspend(() => this.settleAt(charge, 0))
+    return charge !== undefined && this.givenBack ? Effect.tap(settled, () => warnLateCommit(this.origin.path, charge)) : settled
   }
 
   get close(): Effect.Effect<void> {
@@ -232,7 +233,7 @@ class MemoryHold extends Hold {
   }
 
   private settleAt(charge: Charge | undefined, now: number): Exit.Exit<Settlement, InvalidUsage> {
-    if (this.settlement !== undefined) return Exit.succeed(this.settlement)
+    if (this.settlement !== undefined && (charge === undefined || !this.givenBack)) return Exit.succeed(this.settlement)
     return charge === undefined ? Exit.succeed(this.giveBack(now)) : this.charge(charge, now)
   }
 
@@ -264,9 +265,11 @@ class MemoryHold extends Hold {
     // at the budget of the chain where that part is largest.
     let tokensOverage = 0
     let nanosOverage = 0
+    // A hold given back holds nothing: all of a late commit is excess.
+    const holding = !this.givenBack
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
-      const current = this.generations[i] === node.generation
+      const current = holding && this.generations[i] === node.generation
       const heldTokens = current ? this.tokens : 0
       const heldNanos = current ? this.nanos : 0
       tokensOverage = Math.max(

@@ -5,7 +5,7 @@ import { BudgetUnavailable } from "../../BudgetError.ts"
 import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
-import { committed, Hold, released } from "../reservation.ts"
+import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { warnCapsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
@@ -147,7 +147,9 @@ class RedisHold extends Hold {
   /** A settlement; if the budget is lost, made again and tried once more on a first try, if the store says so. */
   private settleOnce(charge: Charge | undefined, firstTry: boolean): Effect.Effect<Settlement, BudgetUnavailable | InvalidUsage> {
     return Effect.suspend(() => {
-      if (this.settlement !== undefined) return Effect.succeed(this.settlement)
+      // A commit after a release charges all the same (the usage happened).
+      const late = charge !== undefined && this.settlement?._tag === "Released"
+      if (this.settlement !== undefined && !late) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
@@ -164,12 +166,12 @@ class RedisHold extends Hold {
           const amount = axis === "tokens" ? charge?.tokens : charge?.nanos
           return Effect.fail(inexact(this.paths[Number(level) - 1]!, axis, amount ?? 0))
         }
-        if (this.settlement === undefined) {
+        if (this.settlement === undefined || late) {
           this.settlement = settlementOf(result)
           count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
         }
         this.tree.live.delete(this.id)
-        return Effect.succeed(this.settlement)
+        return late ? Effect.as(warnLateCommit(this.chain[0]!.path, charge), this.settlement) : Effect.succeed(this.settlement)
       })
     })
   }

@@ -307,7 +307,7 @@ export const contract = (store: StoreUnderTest) =>
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [30, 0])
         }))
 
-      it.effect("release after release is a no-op, and a later commit charges nothing", () =>
+      it.effect("release after release is a no-op", () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })
           const other = yield* budget.reserve({ tokens: 10 })
@@ -315,12 +315,32 @@ export const contract = (store: StoreUnderTest) =>
             const r = yield* budget.reserve({ tokens: 40 })
             const first = yield* r.release
             assert.strictEqual(first._tag, "Released")
-            yield* r.release
-            assert.strictEqual((yield* r.commit({ tokens: 40 }))._tag, "Released")
+            assert.deepStrictEqual(yield* r.release, first)
           }))
           const snap = yield* budget.snapshot
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, other.tokens])
         }))
+
+      it.effect("a commit after the scope closed charges the actual, past the cap if it must, once, with a warning", () => {
+        const warnings: Array<string> = []
+        const logger = Logger.make(({ logLevel, message }) => {
+          if (logLevel === "Warn") warnings.push((Array.isArray(message) ? message : [message]).join(" "))
+        })
+        return Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          const late = yield* Effect.scoped(budget.reserve({ tokens: 40 }))
+          yield* budget.record({ tokens: 90 })
+          const settled = yield* late.commit({ tokens: 30 })
+          assert.deepStrictEqual([settled._tag, settled.tokens, settled.tokensOverage], ["Committed", 30, 20])
+          assert.deepStrictEqual(yield* late.commit({ tokens: 35 }), settled, "charged once")
+          assert.deepStrictEqual(yield* late.release, settled)
+          const snap = yield* budget.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [120, 0])
+          assert.strictEqual(warnings.length, 1)
+          assert.include(warnings[0]!, `Budget "${budget.path}"`)
+          assert.include(warnings[0]!, "a commit after its hold was released")
+        }).pipe(Effect.provide(Logger.layer([logger])))
+      })
     })
 
     describe("5. reset", () => {

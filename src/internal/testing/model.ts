@@ -8,6 +8,8 @@ export interface ModelHold {
   readonly nanos: number
   generation: number
   state: "waiting" | "held" | "settled"
+  /** Released while held: a later commit charges all of its actual as excess. */
+  givenBack: boolean
 }
 
 export class Model {
@@ -36,7 +38,7 @@ export class Model {
 
   /** The hold, or undefined when refused; a waiting hold joins the line. */
   reserve(tokens: number, nanos: number, wait: boolean): ModelHold | undefined {
-    const hold: ModelHold = { tokens, nanos, generation: this.generation, state: "held" }
+    const hold: ModelHold = { tokens, nanos, generation: this.generation, state: "held", givenBack: false }
     if (wait) {
       if (tokens > this.tokenCap || nanos > this.nanoCap) return undefined
       if (this.line.length === 0 && this.fits(tokens, nanos)) return this.take(hold)
@@ -48,7 +50,7 @@ export class Model {
   }
 
   commit(hold: ModelHold, tokens: number, nanos: number): { tokensOverage: number; nanosOverage: number } {
-    const current = hold.generation === this.generation
+    const current = !hold.givenBack && hold.generation === this.generation
     const heldTokens = current ? hold.tokens : 0
     const heldNanos = current ? hold.nanos : 0
     const tokensOverage = Math.max(0, tokens - heldTokens - Math.max(0, this.tokenCap - this.tokensUsed - this.tokensReserved))
@@ -68,9 +70,12 @@ export class Model {
   release(hold: ModelHold): void {
     if (hold.state === "waiting") {
       this.line.splice(this.line.indexOf(hold), 1)
-    } else if (hold.state === "held" && hold.generation === this.generation) {
-      this.tokensReserved -= hold.tokens
-      this.nanosReserved -= hold.nanos
+    } else if (hold.state === "held") {
+      hold.givenBack = true
+      if (hold.generation === this.generation) {
+        this.tokensReserved -= hold.tokens
+        this.nanosReserved -= hold.nanos
+      }
     }
     hold.state = "settled"
     this.drain()

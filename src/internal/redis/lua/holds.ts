@@ -110,15 +110,16 @@ function S.holds()
 
   -- Settles the hold id of the chain: a commit of t, n (ts, ns as they
   -- came; e '1' if they were estimated), or a release (no t). A commit of a
-  -- hold nobody holds still charges: usage that happened is never dropped.
-  -- Returns the settlement; a hold settled before keeps its first.
+  -- hold nobody holds (released, lapsed, unknown) still charges, as excess:
+  -- usage that happened is never dropped. Returns the settlement; a hold
+  -- committed before keeps its first, and a release returns any.
   function H.settle(keys, id, t, n, ts, ns, e)
     local v = H.values[id]
     if v == nil then v = H.held(id) end
     local ht, hn, gens, path = nil, nil, nil, nil
     if v then
       ht, hn, gens, path = H.hold_of(v)
-      if not ht then return v end
+      if not ht and not (t and v == 'r') then return v end
       ht, hn = tonumber(ht), tonumber(hn)
     end
     -- A commit past what a counter holds exactly fails, and changes nothing.
