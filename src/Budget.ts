@@ -173,9 +173,9 @@ export interface ReserveOptions extends ChargeOptions {
  * seen succeeds without charging again. A `reserve` whose id names a hold
  * still held, or committed, gets that hold back (its commit answers the
  * first settlement); one released, or never taken, takes a new hold under
- * the id. Ids are kept for a day (`idTtl` on Redis); one budget tree
- * shares them, so use ids unique to the charge (a request id, a message
- * id). At most 256 characters.
+ * the id. Ids are kept for a day (`idTtl` on Redis), each for its budget
+ * (one id on two budgets names two charges): use ids unique to the charge
+ * (a request id, a message id). At most 256 characters.
  *
  * @example
  * ```ts

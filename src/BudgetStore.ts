@@ -118,8 +118,9 @@ export const released: Settlement = releasedSettlement
  * acquire: it may make only its waiting interruptible, so a hold it takes
  * always reaches the caller, who registers its release.
  *
- * `id` is the caller's idempotency key, if it gave one (validated: 1 to
- * 256 characters), shared by the whole tree. A `record` whose id was seen
+ * `id` is the caller's idempotency key, if it gave one, scoped to the
+ * budget by the service (unique across the tree: one id on two budgets is
+ * two keys). A `record` whose id was seen
  * succeeds without charging; a `reserve` whose id names a hold still held,
  * or committed, answers that hold (the same settlement once settled), and
  * one whose hold was released takes a new one. Ids are kept for a day.

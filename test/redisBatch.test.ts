@@ -78,7 +78,10 @@ const state = (redis: Redis.Redis["Service"], tree: string, ids: ReadonlyArray<s
       const read = yield* redis.send<Array<string | null>>("HMGET", `${tree}:n:${path}`, "tu", "nu", "tr", "nr")
       counters.push(read.map((x) => Number(x ?? 0)))
     }
-    const holds = ids.length === 0 ? [] : yield* redis.send<Array<string | null>>("MGET", ...ids.map((id) => `${tree}:h:${id}`))
+    const values = ids.length === 0 ? [] : yield* redis.send<Array<string | null>>("MGET", ...ids.map((id) => `${tree}:h:${id}`))
+    // Without the generations, which differ from tree to tree (a budget's
+    // first is the time it was made).
+    const holds = values.map((v) => v?.replace(/^(h \d+ \d+) [^ ]+ /, "$1 ") ?? null)
     return { counters, holds }
   })
 

@@ -23,11 +23,16 @@ const close = (hold: Hold) => hold.close
 /** The most characters an idempotency key may have. */
 const maxIdLength = 256
 
-/** An idempotency key, or why it cannot be one. */
-const idOf = (options: ChargeOptions | undefined): string | undefined | InvalidUsage => {
+/**
+ * An idempotency key as a store keeps it, or why it cannot be one: the
+ * caller's, scoped to the budget (its path's length first, so no other
+ * path and id read the same), since one id on two budgets names two
+ * charges.
+ */
+const idOf = (path: string, options: ChargeOptions | undefined): string | undefined | InvalidUsage => {
   const id = options?.id
   if (id === undefined) return undefined
-  if (typeof id === "string" && id.length > 0 && id.length <= maxIdLength) return id
+  if (typeof id === "string" && id.length > 0 && id.length <= maxIdLength) return `${path.length}:${path}:${id}`
   return new InvalidUsage({ field: "id", value: id, reason: `must be a string of 1 to ${maxIdLength} characters` })
 }
 
@@ -38,7 +43,7 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
   ): Effect.Effect<Hold, BudgetExceeded | InvalidUsage | BudgetUnavailable> => {
     const invalid = usageError(usage, "usage")
     if (invalid !== undefined) return Effect.fail(invalid)
-    const id = idOf(options)
+    const id = idOf(store.path, options)
     if (id instanceof InvalidUsage) return Effect.fail(id)
     const wait = options?.onExceeded === "wait"
     const tokens = usage.tokens ?? 0
@@ -65,7 +70,7 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
     record: (usage, options) => {
       const invalid = usageError(usage, "usage")
       if (invalid !== undefined) return Effect.fail(invalid)
-      const id = idOf(options)
+      const id = idOf(path, options)
       if (id instanceof InvalidUsage) return Effect.fail(id)
       return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), id)
     },

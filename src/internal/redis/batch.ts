@@ -1,8 +1,8 @@
-import { Effect, Exit } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import type { Fiber } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { awaitWithin } from "./deadline.ts"
-import type { Outage } from "./outage.ts"
+import { isReply, type Outage } from "./outage.ts"
 import * as Scripts from "./scripts.ts"
 import type { ChargeResult, Kept, SettlementResult } from "./scripts.ts"
 
@@ -112,6 +112,15 @@ const retryOf = (operation: Operation): Operation | undefined => {
 /** A batch that failed is sent again after this long, if its operations' timeouts allow. */
 const retryMillis = 25
 
+/**
+ * Whether a batch that failed may have run: Redis did not answer (an error
+ * it answered ran nothing), and the client did not refuse to send it.
+ */
+const mayHaveRun = (error: unknown): boolean => {
+  const cause = error instanceof Redis.RedisError ? error.cause : error
+  return !isReply(cause) && !(cause instanceof Error && /client is (offline|closed)/.test(cause.message))
+}
+
 /** Why a round trip failed that had no reply within `millis`. */
 export const noReply = (millis: number) => () =>
   new Redis.RedisError({ cause: new Error(`no reply within ${millis} ms`) })
@@ -216,7 +225,7 @@ export const makeBatcher = (
         const entry = entries[i]!
         const resume = entry.resume
         if (resume === undefined) continue
-        if (Exit.isFailure(exit) && retry(entry)) {
+        if (Exit.isFailure(exit) && retry(entry, Cause.squash(exit.cause))) {
           again.push(entry)
           continue
         }
@@ -227,9 +236,14 @@ export const makeBatcher = (
     })
   }
 
-  /** Whether a failed entry goes again: if it safely can, and its timeout lasts past the next try. */
-  const retry = (entry: Entry): boolean => {
-    if (entry.deadline - Date.now() <= retryMillis * 2) return false
+  /**
+   * Whether a failed entry goes again: if its batch may have run with the
+   * reply lost (a dropped connection: not an error Redis answered, nor a
+   * client that is offline and sent nothing), if it safely can, and if its
+   * timeout lasts past the next try.
+   */
+  const retry = (entry: Entry, cause: unknown): boolean => {
+    if (!mayHaveRun(cause) || entry.deadline - Date.now() <= retryMillis * 2) return false
     const operation = retryOf(entry.operation)
     if (operation === undefined) return false
     entry.operation = operation

@@ -8,17 +8,19 @@ import { causeText } from "../causeText.ts"
  * one is answered again (not a line per failed operation). A reply that is
  * an error of the script or its arguments is an answer; one saying Redis
  * cannot serve now (loading its data, a busy script, a cluster or replica
- * not ready) is an outage.
+ * not ready, out of memory, unable to persist) is an outage.
  */
 
 /** Replies of a Redis that is there but cannot serve. */
-const unready = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY) /
+const unready = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|OOM|MISCONF|NOREPLICAS) /
 
-/** Whether a failure means Redis did not answer, rather than answered with an error. */
-const isOutage = (cause: unknown): boolean => {
-  const message = cause instanceof Error ? cause.message : String(cause)
-  return !/^[A-Z][A-Z_-]+ /.test(message) || unready.test(message)
-}
+const messageOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/** Whether a failure is an error Redis answered (`ERR ...`, `OOM ...`): the command ran nothing. */
+export const isReply = (cause: unknown): boolean => /^[A-Z][A-Z_-]+ /.test(messageOf(cause))
+
+/** Whether a failure means Redis does not serve: no answer, or an answer that it cannot now. */
+const isOutage = (cause: unknown): boolean => !isReply(cause) || unready.test(messageOf(cause))
 
 export class Outage {
   /** When round trips started failing (host time, ms); undefined while Redis answers. */

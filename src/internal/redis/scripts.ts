@@ -361,7 +361,10 @@ for i = 5, #ARGV do
   elseif redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
   else
-    redis.call('PEXPIRE', ARGV[1] .. ':h:' .. ARGV[i], keep, 'GT')
+    -- Kept longer, never shorter (one of an idempotency key keeps longer).
+    local key = ARGV[1] .. ':h:' .. ARGV[i]
+    local ttl = redis.call('PTTL', key)
+    if ttl >= 0 and ttl < keep then redis.call('PEXPIRE', key, keep) end
   end
 end
 return 0
@@ -472,6 +475,9 @@ local previous = not b.lost and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.
 local made = b.lost
 if made then
   S.windows().afresh(b)
+  -- A generation no earlier life of the budget had (a lost hash left no
+  -- count to go on from): holds taken before the loss are stale.
+  b.gen = S.int(S.now_ms())
   b.lost = false
 end
 local ends = S.tree .. ':b:' .. S.path_of(key)

@@ -571,18 +571,18 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
 
   // Reset is how a lost budget is made again on purpose: its lost levels
   // are made (with nothing used), then it is reset.
-  const reset: Effect.Effect<void, BudgetUnavailable> = Effect.flatMap(
-    call(redis.eval(Scripts.reset)(keys, tree.key)),
-    (answer) => {
+  const resetOnce = (firstTry: boolean): Effect.Effect<void, BudgetUnavailable> =>
+    Effect.flatMap(call(redis.eval(Scripts.reset)(keys, tree.key)), (answer) => {
       if (answer === 0) return Effect.void
+      // Lost again between its remaking and the reset: said, and refused.
+      if (!firstTry) return onLost(tree, paths, answer[1], remake(tree, chain), undefined)
       const lostPath = paths[Number(answer[1]) - 1]!
       return remake(tree, chain)(Number(answer[1])).pipe(
         Effect.andThen((made) => made ? say(tree, lostPath, true) : Effect.void),
-        Effect.andThen(call(redis.eval(Scripts.reset)(keys, tree.key))),
-        Effect.asVoid
+        Effect.andThen(resetOnce(false))
       )
-    }
-  )
+    })
+  const reset = Effect.suspend(() => resetOnce(true))
 
   return {
     path,

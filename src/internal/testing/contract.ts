@@ -239,6 +239,22 @@ export const contract = (store: StoreUnderTest) =>
           assert.strictEqual((yield* budget.snapshot).tokensUsed, 60)
         }))
 
+      it.effect("one id on a budget and on its child names two charges", () =>
+        Effect.gen(function*() {
+          const parent = yield* make({ tokenCap: 1_000 })
+          const child = yield* parent.child("agent", { tokenCap: 100 })
+          yield* parent.record({ tokens: 10 }, { id: "x" })
+          yield* child.record({ tokens: 20 }, { id: "x" })
+          yield* Effect.scoped(Effect.gen(function*() {
+            yield* parent.reserve({ tokens: 40 }, { id: "y" })
+            const below = yield* child.reserve({ tokens: 30 }, { id: "y" })
+            assert.strictEqual(below.tokens, 30, "its own hold, not the parent's")
+            yield* below.release
+          }))
+          const [up, down] = [yield* parent.snapshot, yield* child.snapshot]
+          assert.deepStrictEqual([up.tokensUsed, up.tokensReserved, down.tokensUsed, down.tokensReserved], [30, 0, 20, 0])
+        }))
+
       it.effect("a refused record keeps no id: retried with room, it charges", () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })
