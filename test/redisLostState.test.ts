@@ -190,4 +190,19 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [0, 1])
       })
     ))
+
+  it.live("a child this process has open, lost, is not made again by opening it again", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
+        const child = yield* budget.child("agent", { tokenCap: 100 })
+        yield* child.record({ tokens: 100 })
+        yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+        // as a handler that opens its child per request would
+        const again = yield* refusal(budget.child("agent", { tokenCap: 100 }))
+        assert.strictEqual(again._tag, "BudgetUnavailable")
+        assert.include(again.message, `the state of budget "lost/agent" is gone`)
+        assert.strictEqual((yield* refusal(child.record({ tokens: 100 })))._tag, "BudgetUnavailable")
+      })
+    ))
 })

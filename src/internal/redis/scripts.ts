@@ -439,8 +439,10 @@ return S.finish(0)
  * Makes a budget, or sets the caps, window and thresholds of one that
  * exists; answers 0, or the previous caps of one that had others, or
  * `["l", level]` if a level above it is lost. A budget that is lost (or
- * new: the two look alike) is made afresh, answered "m": nothing used or
- * held, in a new generation, so holds taken before the loss are stale.
+ * new: the two look alike) is made afresh if `make`, answered "m": nothing
+ * used or held, in a new generation, so holds taken before the loss are
+ * stale; without `make` (its opener has it open, so it is not new), it
+ * answers `["l", 1]`.
  * `window` is a length in milliseconds, -1 for a cron schedule (`windowId`
  * says which, `ends` are its coming ends), or 0.
  */
@@ -453,8 +455,9 @@ export const ensure = Redis.script(
     thresholds: string,
     window: number,
     windowId: string,
+    make: boolean,
     ends: ReadonlyArray<number>
-  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, ...ends],
+  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, make ? 1 : 0, ...ends],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
@@ -463,12 +466,15 @@ local th, wid = ARGV[4], ARGV[6]
 for f in string.gmatch(th, '[^,]+') do
   if not tonumber(f) then bad(4) end
 end
-for i = 7, #ARGV do count(i) end
+if ARGV[7] ~= '0' and ARGV[7] ~= '1' then bad(7) end
+for i = 8, #ARGV do count(i) end
 for i = 2, #KEYS do
   if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
 end
 local key = KEYS[1]
 local b = S.level(key)
+-- One the opener had open already: lost, not new, and not to be made.
+if b.lost and ARGV[7] == '0' then return { 'l', '1' } end
 -- Other caps than a budget that exists had: the caps given last apply, and
 -- the opener is told the previous ones (never silent).
 local previous = not b.lost and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.int(b.nc) }
@@ -486,7 +492,7 @@ if redis.call('HGET', key, 'wid') ~= wid then
   redis.call('DEL', ends)
   b.wlen, b.wend = wlen, 0
 end
-for i = 7, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+for i = 8, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid)
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true

@@ -68,6 +68,8 @@ interface Tree {
   readonly lost: Map<string, number>
   /** Whether Redis answers, shared by the trees of one store: an outage is said once. */
   readonly outage: Outage
+  /** The budgets this process has open, by path, and how many times. */
+  readonly open: Map<string, number>
 }
 
 interface Level {
@@ -151,10 +153,16 @@ class RedisHold extends Hold {
       const late = charge !== undefined && this.settlement?._tag === "Released"
       if (this.settlement !== undefined && !late) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
+      // Renewed again until answered, so its settlement is kept for a retry;
+      // not past a failure, with no scope left to end it.
+      if (late) this.tree.live.add(this.id)
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
-      return Effect.flatMap(send(this.tree, this.chain[0]!, operation), (result) => {
+      const sent = late
+        ? Effect.tapError(send(this.tree, this.chain[0]!, operation), () => Effect.sync(() => this.tree.live.delete(this.id)))
+        : send(this.tree, this.chain[0]!, operation)
+      return Effect.flatMap(sent, (result) => {
         if (result[0] === "l") {
           return onLost(this.tree, this.paths, result[1], remake(this.tree, this.chain), firstTry ? this.settleOnce(charge, false) : undefined)
         }
@@ -283,7 +291,8 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       process: crypto.randomUUID(),
       watching: new Map(),
       lost: new Map(),
-      outage
+      outage,
+      open: new Map()
     }
     const root = yield* ensure(tree, [], settings)
 
@@ -353,9 +362,14 @@ const renewMillis = (tree: Tree) => Math.max(1, Math.floor(tree.options.leaseMil
 /**
  * Makes the budget at the head of `chain` in Redis, or sets its caps,
  * window and thresholds; true if it was made afresh (new, or lost), or
- * the place of a lost level above it.
+ * the place of a lost level. One lost is made only if `make`: not one
+ * this process has open, which is not new.
  */
-const ensureLevel = (tree: Tree, chain: ReadonlyArray<Level>): Effect.Effect<boolean | Scripts.Lost, BudgetUnavailable> =>
+const ensureLevel = (
+  tree: Tree,
+  chain: ReadonlyArray<Level>,
+  make: boolean
+): Effect.Effect<boolean | Scripts.Lost, BudgetUnavailable> =>
   Effect.gen(function*() {
     const { path, settings } = chain[0]!
     const window = settings.window
@@ -370,6 +384,7 @@ const ensureLevel = (tree: Tree, chain: ReadonlyArray<Level>): Effect.Effect<boo
         settings.thresholds.join(","),
         window === undefined ? 0 : Cron.isCron(window) ? -1 : window,
         window === undefined ? "" : Cron.isCron(window) ? `cron ${JSON.stringify(window)}` : `every ${window}`,
+        make,
         Cron.isCron(window) ? cronEnds(window) : []
       )
     )
@@ -388,7 +403,7 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
   Effect.gen(function*() {
     let made = false
     for (let i = levels - 1; i >= 0; i--) {
-      const answer = yield* ensureLevel(tree, chain.slice(i))
+      const answer = yield* ensureLevel(tree, chain.slice(i), true)
       // A level above lost meanwhile: left to the next operation to find.
       if (typeof answer !== "boolean") return made
       made ||= answer
@@ -396,7 +411,11 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
     return made
   })
 
-/** Opens the budget of `settings` under `parent` (none: the root), making it if it is not there. */
+/**
+ * Opens the budget of `settings` under `parent` (none: the root), making it
+ * if it is not there, for as long as the scope lasts. One this process has
+ * open already that is not there was lost, and is not made silently.
+ */
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
@@ -404,11 +423,19 @@ const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
       { path, key: `${tree.key}:n:${path}`, settings, unavailable: unavailable(path) },
       ...parent
     ]
-    const answer = yield* ensureLevel(tree, chain)
+    const answer = yield* ensureLevel(tree, chain, !tree.open.has(path))
     if (typeof answer !== "boolean") {
-      // A level above is lost: remade (and this one with it), or refused.
+      // It, or a level above, is lost: remade, or refused.
       yield* onLost(tree, chain.map((level) => level.path), answer[1], remake(tree, chain), Effect.void)
     }
+    tree.open.set(path, (tree.open.get(path) ?? 0) + 1)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        const users = tree.open.get(path)! - 1
+        if (users === 0) tree.open.delete(path)
+        else tree.open.set(path, users)
+      })
+    )
     const window = settings.window
     if (Cron.isCron(window)) yield* Effect.forkScoped(extendEnds(tree, chain.map((level) => level.key), window, cronEnds(window)))
     return chain
