@@ -173,4 +173,28 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensReserved, snap.tokensUsed], [95, 0])
     })), 30_000)
+
+  it.live("calls sharing a hold through one id: one of them ending does not stop the renewal of the other's", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget } = yield* setUp({ name: "shared", tokenCap: 100 }, { leaseTtl: "600 millis" })
+        yield* budget.reserve({ tokens: 75 })
+        // waits: 75 + 30 is past the cap
+        const waiter = yield* Effect.forkChild(
+          Effect.scoped(budget.reserve({ tokens: 30 }, { id: "x", onExceeded: "wait" })),
+          { startImmediately: true }
+        )
+        yield* until("it waits", Effect.map(budget.snapshot, () => waiter.pollUnsafe() === undefined))
+        yield* Effect.scoped(Effect.gen(function*() {
+          // fits (75 + 10), under the same id
+          const held = yield* budget.reserve({ tokens: 10 }, { id: "x" })
+          yield* Fiber.interrupt(waiter)
+          // leases of 600 ms run out three times over: only renewal keeps it
+          yield* Effect.sleep("2 seconds")
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, 85, "still held while its scope is open")
+          yield* held.commit()
+        }))
+        assert.strictEqual((yield* budget.snapshot).tokensUsed, 10)
+      })
+    ), 30_000)
 })

@@ -14,6 +14,7 @@ import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { onLost, say } from "./lost.ts"
 import { Outage } from "./outage.ts"
+import { Renewals } from "./renewals.ts"
 import { count, observed, watch } from "./metrics.ts"
 import type { Watching } from "./metrics.ts"
 import * as Scripts from "./scripts.ts"
@@ -50,7 +51,7 @@ interface Tree {
   /** Forks the tree's background work: interrupted when the tree's scope closes. */
   readonly fork: Batch.Fork
   /** Holds of this process, renewed until settled. */
-  readonly live: Set<string>
+  readonly live: Renewals
   /** The id of this process's next hold. */
   readonly nextId: () => string
   /**
@@ -122,6 +123,8 @@ class RedisHold extends Hold {
   private settlement: Settlement | undefined = undefined
   /** A commit sent that has had no reply: the closing scope retries it, not a release. */
   private pending: Charge | undefined = undefined
+  /** Its lease is renewed by this process, for this holder. */
+  private renewing: boolean
   constructor(
     readonly tree: Tree,
     /** The budget it was taken on, and those above it. */
@@ -138,6 +141,13 @@ class RedisHold extends Hold {
   ) {
     super(tokens, nanos)
     this.settlement = settlement
+    this.renewing = settlement === undefined
+  }
+
+  private stopRenewing(): void {
+    if (!this.renewing) return
+    this.renewing = false
+    this.tree.live.remove(this.id)
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
@@ -155,12 +165,15 @@ class RedisHold extends Hold {
       if (charge !== undefined) this.pending ??= charge
       // Renewed again until answered, so its settlement is kept for a retry;
       // not past a failure, with no scope left to end it.
-      if (late) this.tree.live.add(this.id)
+      if (late && !this.renewing) {
+        this.renewing = true
+        this.tree.live.add(this.id)
+      }
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
         : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
       const sent = late
-        ? Effect.tapError(send(this.tree, this.chain[0]!, operation), () => Effect.sync(() => this.tree.live.delete(this.id)))
+        ? Effect.tapError(send(this.tree, this.chain[0]!, operation), () => Effect.sync(() => this.stopRenewing()))
         : send(this.tree, this.chain[0]!, operation)
       return Effect.flatMap(sent, (result) => {
         if (result[0] === "l") {
@@ -178,7 +191,7 @@ class RedisHold extends Hold {
           this.settlement = settlementOf(result)
           count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
         }
-        this.tree.live.delete(this.id)
+        this.stopRenewing()
         return late ? Effect.as(warnLateCommit(this.chain[0]!.path, charge), this.settlement) : Effect.succeed(this.settlement)
       })
     })
@@ -189,7 +202,7 @@ class RedisHold extends Hold {
     return Effect.suspend(() =>
       this.settlement !== undefined ? Effect.void : this.settle(this.pending).pipe(
         reportFailure(`Budget "${this.chain[0]!.path}": a closing scope could not settle its hold; it lapses with its lease`),
-        Effect.ensuring(Effect.sync(() => this.tree.live.delete(this.id)))
+        Effect.ensuring(Effect.sync(() => this.stopRenewing()))
       )
     )
   }
@@ -284,7 +297,7 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
         timeoutMillis: options.timeoutMillis
       }, fork, outage),
       fork,
-      live: new Set(),
+      live: new Renewals(),
       nextId: idsOfProcess(),
       tickets: new Map(),
       called: new Set(),
@@ -302,7 +315,7 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       Effect.suspend(() =>
         tree.live.size === 0 && tree.tickets.size === 0
           ? Effect.void
-          : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, keepMillis(options), [...tree.live], [
+          : redis.eval(Scripts.renew)(tree.key, options.leaseMillis, keepMillis(options), tree.live.ids(), [
             ...tree.tickets.keys()
           ]).pipe(
             reportFailure(`Budget tree "${tree.key}": could not renew this process's leases; retried in a third of a lease`)
@@ -453,11 +466,11 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
 
   // Renewed from before the request: a reply lost on the way still leaves a
   // hold that a later release can find, or that expires. Not renewed after a
-  // failed request: a hold it made anyway expires.
+  // failed or interrupted request: a hold it made anyway expires.
   const holding = <A>(id: string, request: Effect.Effect<A, BudgetUnavailable>) =>
     Effect.suspend(() => {
       tree.live.add(id)
-      return Effect.tapError(request, () => Effect.sync(() => tree.live.delete(id)))
+      return Effect.onExit(request, (exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(() => tree.live.remove(id)))
     })
 
   // `firstTry`: an operation that finds its budget lost may run once more
@@ -483,7 +496,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   const holdOf = (id: string, tokens: number, nanos: number, result: readonly ["ok"] | Scripts.Kept): RedisHold => {
     if (result[0] === "ok") return new RedisHold(tree, chain, keys, paths, id, tokens, nanos)
     if (result[0] === "h") return new RedisHold(tree, chain, keys, paths, id, Number(result[1]), Number(result[2]))
-    tree.live.delete(id)
+    tree.live.remove(id)
     return new RedisHold(tree, chain, keys, paths, id, tokens, nanos, settlementOf(result))
   }
 
@@ -498,7 +511,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       const operation = { _tag: "Reserve", chain: keys, id, tokens, nanos, once: key !== undefined } as const
       return Effect.flatMap(holding(id, send(tree, chain[0]!, operation)), (result) => {
         if (result[0] === "ok" || result[0] === "h" || result[0] === "c") return Effect.succeed(holdOf(id, tokens, nanos, result))
-        tree.live.delete(id)
+        tree.live.remove(id)
         if (result[0] === "a") return reserveNow(tokens, nanos, key, firstTry)
         if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, key, false) : undefined)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
@@ -539,7 +552,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
               settled()
               return Effect.succeed(holdOf(id, tokens, nanos, result))
             }
-            tree.live.delete(id)
+            tree.live.remove(id)
             if (result[0] === "l") {
               // The script left the line: a budget made again is waited on afresh.
               settled()
@@ -561,7 +574,6 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       // Sent at once, not awaited: the caller goes on now, and whatever it
       // sends next through this client reaches Redis after it.
       const undo = () => {
-        tree.live.delete(id)
         if (!lined) return
         const release = unanswered && key === undefined ? id : ""
         settled()
