@@ -205,4 +205,27 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
         assert.strictEqual((yield* refusal(child.record({ tokens: 100 })))._tag, "BudgetUnavailable")
       })
     ))
+
+  it.live("a root made again after its hash alone was lost still serves the lines that outlived it", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, redis } = yield* setUp({ onStateLost: "recreate" }, { name: "lost", tokenCap: 1_000 })
+        const blocker = yield* budget.reserve({ tokens: 900 })
+        const waiter = yield* Effect.forkChild(
+          Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 500 }, { onExceeded: "wait" }), (r) => r.commit())),
+          { startImmediately: true }
+        )
+        yield* Effect.repeat(redis.send<number>("ZCARD", "budget:{lost}:tickets"), {
+          until: (tickets) => tickets === 1,
+          schedule: Schedule.spaced("10 millis")
+        })
+        yield* redis.send("DEL", "budget:{lost}:n:lost")
+        yield* budget.record({ tokens: 1 })
+        // the blocker's hold is stale: giving it back wakes the line all the same
+        yield* blocker.release
+        const settled = yield* Fiber.join(waiter).pipe(Effect.timeout("5 seconds"))
+        assert.strictEqual(settled.tokens, 500)
+        assert.strictEqual(yield* redis.send<string>("HGET", "budget:{lost}:n:lost", "wq"), "0")
+      })
+    ), 30_000)
 })

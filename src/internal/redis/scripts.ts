@@ -485,6 +485,12 @@ if made then
   -- count to go on from): holds taken before the loss are stale.
   b.gen = S.int(S.now_ms())
   b.lost = false
+  if key == S.root then
+    -- Lines can outlive a root: their tickets are counted again, and the
+    -- tickets handed from now on come after theirs.
+    b.wq, b.dq = redis.call('ZCARD', S.tree .. ':tickets'), true
+    redis.call('HSET', key, 'seq', S.int(S.now_ms() * 1000))
+  end
 end
 local ends = S.tree .. ':b:' .. S.path_of(key)
 if redis.call('HGET', key, 'wid') ~= wid then

@@ -39,9 +39,10 @@ function S.waiting()
     local head = redis.call('ZRANGE', Q.line_of(path), 0, 0, 'WITHSCORES')
     return head[1], tonumber(head[2])
   end
+  -- (Never below 0: a root made again after a loss counted its tickets anew.)
   function Q.counted(by)
     local r = S.level(S.root)
-    r.wq, r.dq = r.wq + by, true
+    r.wq, r.dq = math.max(0, r.wq + by), true
   end
 
   -- The first budget of a waiter's chain that holds it back: one it does
