@@ -1,22 +1,10 @@
 /**
- * What a test logs, kept for it to read instead of printed: a green run
- * prints no warnings, and a test that expects some checks them.
+ * What a test logs, kept for it to read instead of printed (the contract
+ * suite's helper), and what the Redis store says of an outage.
  */
-import { Effect, Logger } from "effect"
+import { type Line } from "../../src/internal/testing/logs.ts"
 
-export interface Line {
-  readonly level: string
-  readonly text: string
-}
-
-/** Runs `f` with every line it logs kept in `lines`, none printed. */
-export const capturingLogs = <A, E, R>(f: (lines: Array<Line>) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-  const lines: Array<Line> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    lines.push({ level: logLevel, text: (Array.isArray(message) ? message : [message]).join(" ") })
-  })
-  return f(lines).pipe(Effect.provide(Logger.layer([logger])))
-}
+export { capturingLogs, type Line } from "../../src/internal/testing/logs.ts"
 
 /** The lines the Redis store says of an outage: its start and its end. */
 export const outageLines = (lines: ReadonlyArray<Line>): ReadonlyArray<string> =>

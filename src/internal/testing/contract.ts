@@ -4,10 +4,11 @@
  * `effect-token-budget/testing`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Logger, Metric, Option, Ref, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { StoreUnderTest } from "../../BudgetStoreContract.ts"
+import { capturingLogs, warningsOf } from "./logs.ts"
 import { series } from "./metrics.ts"
 
 /** Lets forked fibers run until they block: waits and wake-ups go through the scheduler. */
@@ -337,12 +338,8 @@ export const contract = (store: StoreUnderTest) =>
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [0, other.tokens])
         }))
 
-      it.effect("a commit after the scope closed charges the actual, past the cap if it must, once, with a warning", () => {
-        const warnings: Array<string> = []
-        const logger = Logger.make(({ logLevel, message }) => {
-          if (logLevel === "Warn") warnings.push((Array.isArray(message) ? message : [message]).join(" "))
-        })
-        return Effect.gen(function*() {
+      it.effect("a commit after the scope closed charges the actual, past the cap if it must, once, with a warning", () =>
+        capturingLogs((lines) => Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })
           const late = yield* Effect.scoped(budget.reserve({ tokens: 40 }))
           yield* budget.record({ tokens: 90 })
@@ -352,11 +349,11 @@ export const contract = (store: StoreUnderTest) =>
           assert.deepStrictEqual(yield* late.release, settled)
           const snap = yield* budget.snapshot
           assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [120, 0])
+          const warnings = warningsOf(lines)
           assert.strictEqual(warnings.length, 1)
           assert.include(warnings[0]!, `Budget "${budget.path}"`)
           assert.include(warnings[0]!, "a commit after its hold was released")
-        }).pipe(Effect.provide(Logger.layer([logger])))
-      })
+        })))
     })
 
     describe("5. reset", () => {
@@ -685,12 +682,8 @@ export const contract = (store: StoreUnderTest) =>
     })
 
     describe("events", () => {
-      it.effect("a budget opened again with other caps takes them, with an event and a warning naming both", () => {
-        const warnings: Array<string> = []
-        const logger = Logger.make(({ logLevel, message }) => {
-          if (logLevel === "Warn") warnings.push((Array.isArray(message) ? message : [message]).join(" "))
-        })
-        return Effect.gen(function*() {
+      it.effect("a budget opened again with other caps takes them, with an event and a warning naming both", () =>
+        capturingLogs((lines) => Effect.gen(function*() {
           const org = yield* make({ name: "org" })
           yield* org.child("team", { tokenCap: 100, usdCap: 1 })
           const seen: Array<BudgetEvent> = []
@@ -711,12 +704,12 @@ export const contract = (store: StoreUnderTest) =>
             previousTokenCap: 100,
             previousUsdCap: 1
           }])
+          const warnings = warningsOf(lines)
           assert.strictEqual(warnings.length, 1)
           for (const part of [`"${team.path}"`, "tokenCap 80 and usdCap none", "tokenCap 100 and usdCap $1"]) {
             assert.include(warnings[0], part)
           }
-        }).pipe(Effect.provide(Logger.layer([logger])))
-      })
+        })))
 
       it.effect("every charge, hold, settlement and refusal, in order, with the budget's path", () =>
         Effect.gen(function*() {

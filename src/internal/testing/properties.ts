@@ -3,11 +3,12 @@
  * release, interrupt and reset, run against any store.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Logger } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import fc from "fast-check"
 import type { Reservation, Settlement } from "../../Budget.ts"
 import type { PropertyOptions, StoreUnderTest } from "../../BudgetStoreContract.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
+import { capturingLogs } from "./logs.ts"
 import { Model, type ModelHold } from "./model.ts"
 
 const tokenCap = 100
@@ -49,19 +50,16 @@ interface Live {
 
 // A commit after a release logs a warning, as it should: kept, not printed.
 // Any other warning or error fails the run.
-const lateCommitsLogged = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-  const unexpected: Array<string> = []
-  const logger = Logger.make(({ logLevel, message }) => {
-    const text = (Array.isArray(message) ? message : [message]).join(" ")
-    if ((logLevel === "Warn" || logLevel === "Error") && !text.includes("a commit after its hold was released")) {
-      unexpected.push(`${logLevel}: ${text}`)
-    }
-  })
-  return program.pipe(
-    Effect.tap(() => Effect.sync(() => assert.deepStrictEqual(unexpected, [], "no other warning or error"))),
-    Effect.provide(Logger.layer([logger]))
+const lateCommitsLogged = <A, E, R>(program: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  capturingLogs((lines) =>
+    Effect.tap(program, () =>
+      Effect.sync(() => {
+        const unexpected = lines.filter((line) =>
+          (line.level === "Warn" || line.level === "Error") && !line.text.includes("a commit after its hold was released")
+        )
+        assert.deepStrictEqual(unexpected, [], "no other warning or error")
+      }))
   )
-}
 
 // Waiters hand over through the scheduler, one turn each.
 const turns = Effect.gen(function*() {
