@@ -86,8 +86,11 @@ export interface Batcher {
 interface Entry {
   operation: Operation
   readonly fail: (error: Redis.RedisError) => unknown
-  /** When its timeout ends (host time, ms): it fails then, answered or not. */
-  readonly deadline: number
+  /**
+   * When its timeout ends (host time, ms): it fails then, answered or not.
+   * Set when it is first sent (0 until then): one clock read a batch.
+   */
+  deadline: number
   /** Until it is answered, or leaves unanswered (interrupted). */
   resume: ((effect: Effect.Effect<unknown, unknown>) => void) | undefined
 }
@@ -208,24 +211,31 @@ export const makeBatcher = (
    * cheap enough for an operation that goes alone.
    */
   const send = (batch: ReadonlyArray<Entry>) => {
-    // Interrupted before they left: never sent.
-    const entries = batch.filter((entry) => entry.resume !== undefined)
+    const now = Date.now()
+    const entries: Array<Entry> = []
+    let deadline = Infinity
+    for (const entry of batch) {
+      // Interrupted before they left: never sent.
+      if (entry.resume === undefined) continue
+      if (entry.deadline === 0) entry.deadline = now + options.timeoutMillis
+      deadline = Math.min(deadline, entry.deadline)
+      entries.push(entry)
+    }
     if (entries.length === 0) return
     inFlight++
     const fiber = fork(redis.eval(Scripts.batch)(...batchArguments(options, entries.map((entry) => entry.operation))))
-    let deadline = Infinity
-    for (const entry of entries) deadline = Math.min(deadline, entry.deadline)
-    awaitWithin(fiber, Math.max(1, deadline - Date.now()), late, (exit) => {
+    awaitWithin(fiber, Math.max(1, deadline - now), late, (exit) => {
       // Counted out first: a fiber this resumes may send again at once.
       inFlight--
       const said = outage.seen(exit)
       if (said !== undefined) fork(said)
+      const cause = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
       const again: Array<Entry> = []
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i]!
         const resume = entry.resume
         if (resume === undefined) continue
-        if (Exit.isFailure(exit) && retry(entry, Cause.squash(exit.cause))) {
+        if (Exit.isFailure(exit) && retry(entry, cause)) {
           again.push(entry)
           continue
         }
@@ -260,12 +270,7 @@ export const makeBatcher = (
   return {
     run: <O extends Operation, E>(operation: O, fail: (error: Redis.RedisError) => E) =>
       Effect.callback<Result<O>, E>((resume) => {
-        const entry: Entry = {
-          operation,
-          fail,
-          deadline: Date.now() + options.timeoutMillis,
-          resume: resume as Entry["resume"]
-        }
+        const entry: Entry = { operation, fail, deadline: 0, resume: resume as Entry["resume"] }
         // Alone: at once. Else with every other sent before this task ends.
         if (inFlight === 0 && pending.length === 0) send([entry])
         else if (pending.push(entry) === 1) queueMicrotask(flush)
