@@ -34,6 +34,15 @@ const setUp = (store: RedisStoreOptions = {}, options: BudgetOptions = spent, ap
     return { server, redis, budget }
   })
 
+/** The spent budget of `setUp` (capped at 1,000 tokens), and its child `agent`, spent and then lost alone. */
+const withLostChild = Effect.gen(function*() {
+  const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
+  const child = yield* budget.child("agent", { tokenCap: 100 })
+  yield* child.record({ tokens: 100 })
+  yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+  return { budget, child, redis }
+})
+
 /** How `effect` failed; a defect if it succeeded (a lost budget let it through). */
 const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.flatMap(Effect.result(effect), (result) =>
@@ -147,10 +156,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("a child lost alone: its operations are refused, its parent's go on; its parent lost: it cannot open", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
-        const child = yield* budget.child("agent", { tokenCap: 100 })
-        yield* child.record({ tokens: 100 })
-        yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+        const { budget, child, redis } = yield* withLostChild
         // in one batch: the child's refused, the root's charged
         const [refused] = yield* Effect.all([refusal(child.record({ tokens: 50 })), budget.record({ tokens: 10 })], {
           concurrency: "unbounded"
@@ -194,10 +200,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("a child this process has open, lost, is not made again by opening it again", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
-        const child = yield* budget.child("agent", { tokenCap: 100 })
-        yield* child.record({ tokens: 100 })
-        yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+        const { budget, child } = yield* withLostChild
         // as a handler that opens its child per request would
         const again = yield* refusal(budget.child("agent", { tokenCap: 100 }))
         assert.strictEqual(again._tag, "BudgetUnavailable")
