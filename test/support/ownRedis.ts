@@ -29,7 +29,7 @@ export interface OwnRedisOptions {
 }
 
 /** A port nothing listens on now. */
-export const freePort = (): Promise<number> =>
+const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
     const probe = createServer()
     probe.on("error", reject)

@@ -59,7 +59,7 @@ export const say = (tree: Losing, path: string, recreated: boolean): Effect.Effe
  * lost. It is counted, and said; then, as the store was told, it fails,
  * or `remake` makes the levels from that one down again (true if it made
  * one: of many that find a budget lost, one does) and `retry` runs (once:
- * `retry` is undefined for an operation run again).
+ * `retry` is undefined for an operation run again; see `remakeThen`).
  */
 export const onLost = <A, E>(
   tree: Losing,
@@ -78,8 +78,22 @@ export const onLost = <A, E>(
         Effect.fail(new BudgetUnavailable({ budget: paths[0]!, cause: new BudgetStateLost({ budget: lostPath }) }))
       )
     }
-    return remake(levels).pipe(
-      Effect.andThen((made) => made ? say(tree, lostPath, true) : Effect.void),
-      Effect.andThen(retry)
-    )
+    return remakeThen(tree, paths, place, remake, retry)
   })
+
+/**
+ * Makes the levels of `paths` from the lost one at `place` down again (what
+ * `onStateLost: "recreate"` and `reset` do), says so if this call made one,
+ * then runs `then`.
+ */
+export const remakeThen = <A, E>(
+  tree: Losing,
+  paths: ReadonlyArray<string>,
+  place: string,
+  remake: (levels: number) => Effect.Effect<boolean, BudgetUnavailable>,
+  then: Effect.Effect<A, E | BudgetUnavailable>
+): Effect.Effect<A, E | BudgetUnavailable> =>
+  remake(Number(place)).pipe(
+    Effect.andThen((made) => made ? say(tree, paths[Number(place) - 1]!, true) : Effect.void),
+    Effect.andThen(then)
+  )

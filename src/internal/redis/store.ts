@@ -12,7 +12,7 @@ import { deadline } from "./deadline.ts"
 import * as HostTime from "./hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
-import { onLost, say } from "./lost.ts"
+import { onLost, remakeThen } from "./lost.ts"
 import { Outage } from "./outage.ts"
 import { Renewals } from "./renewals.ts"
 import { count, observed, watch } from "./metrics.ts"
@@ -615,11 +615,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       if (answer === 0) return Effect.void
       // Lost again between its remaking and the reset: said, and refused.
       if (!firstTry) return onLost(tree, paths, answer[1], remake(tree, chain), undefined)
-      const lostPath = paths[Number(answer[1]) - 1]!
-      return remake(tree, chain)(Number(answer[1])).pipe(
-        Effect.andThen((made) => made ? say(tree, lostPath, true) : Effect.void),
-        Effect.andThen(resetOnce(false))
-      )
+      return remakeThen(tree, paths, answer[1], remake(tree, chain), resetOnce(false))
     })
   const reset = Effect.suspend(() => resetOnce(true))
 
