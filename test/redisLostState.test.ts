@@ -171,6 +171,68 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
       })
     ))
 
+  it.live("a commit on a chain with a lost level charges the levels kept at once, the lost one once it is made again", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
+        const child = yield* budget.child("agent", { tokenCap: 100 })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const hold = yield* child.reserve({ tokens: 40 })
+          const given = yield* child.reserve({ tokens: 20 })
+          yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+          // a release gives back what is kept
+          assert.strictEqual((yield* given.release)._tag, "Released")
+          const refused = yield* refusal(hold.commit({ tokens: 30 }))
+          assert.strictEqual(refused._tag, "BudgetUnavailable")
+          assert.include(refused.message, `the state of budget "lost/agent" is gone`)
+          // the usage happened: the parent, kept, is charged, and holds nothing more
+          const parent = yield* budget.snapshot
+          assert.deepStrictEqual([parent.tokensUsed, parent.tokensReserved], [130, 0])
+          // retried while the child is still lost: refused again, charged nothing more
+          assert.strictEqual((yield* refusal(hold.commit({ tokens: 30 })))._tag, "BudgetUnavailable")
+          yield* child.reset
+          const settled = yield* hold.commit({ tokens: 30 })
+          assert.strictEqual(settled.tokens, 30)
+          yield* hold.commit({ tokens: 30 })
+        }))
+        assert.deepStrictEqual(
+          [(yield* budget.snapshot).tokensUsed, (yield* child.snapshot).tokensUsed],
+          [130, 30],
+          "charged once at each level"
+        )
+      })
+    ))
+
+  it.live("a commit on a chain whose every level is lost charges none of them, and each once they are made again", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
+        const child = yield* budget.child("agent", { tokenCap: 100 })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const hold = yield* child.reserve({ tokens: 40 })
+          yield* redis.send("DEL", "budget:{lost}:n:lost/agent", "budget:{lost}:n:lost")
+          assert.strictEqual((yield* refusal(hold.commit({ tokens: 30 })))._tag, "BudgetUnavailable")
+          yield* child.reset
+          assert.strictEqual((yield* hold.commit({ tokens: 30 })).tokens, 30)
+        }))
+        assert.deepStrictEqual([(yield* budget.snapshot).tokensUsed, (yield* child.snapshot).tokensUsed], [30, 30])
+      })
+    ))
+
+  it.live("with onStateLost: \"recreate\", such a commit charges every level at once", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, redis } = yield* setUp({ onStateLost: "recreate" }, { name: "lost", tokenCap: 1_000 })
+        const child = yield* budget.child("agent", { tokenCap: 100 })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const hold = yield* child.reserve({ tokens: 40 })
+          yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
+          assert.strictEqual((yield* hold.commit({ tokens: 30 })).tokens, 30)
+        }))
+        assert.deepStrictEqual([(yield* budget.snapshot).tokensUsed, (yield* child.snapshot).tokensUsed], [130, 30])
+      })
+    ))
+
   it.effect("onStateLost must be \"fail\" or \"recreate\"", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(RedisBudget.makeStore({ onStateLost: "ignore" as never }).pipe(

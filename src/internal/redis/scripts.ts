@@ -35,8 +35,10 @@ import { windows } from "./lua/windows.ts"
  *   seq      the last ticket handed to a waiting request
  *
  * A budget whose hash has no caps was lost by Redis (lua/levels.ts): the
- * scripts answer `["l", level]` for the first lost level of a chain, and
- * change nothing.
+ * scripts answer `["l", level]` for the highest lost level of a chain, and
+ * change nothing; but a commit, which charges the levels kept (the usage
+ * happened) and the lost ones when it is sent again after they are made
+ * again (lua/holds.ts).
  *
  * The Lua is in lua/, a concern a file: common (time, integers, arguments,
  * a run's state), levels (budgets and caps), events, windows, waiting
@@ -73,7 +75,7 @@ export const isAgain = (answer: ReadonlyArray<unknown>): answer is Again => answ
 /**
  * `["ok"]`, `["x", axis, used + reserved, cap, level]` for the first level
  * that refuses, `["a"]` where it would refuse but expired holds are left
- * to give back, or `["l", level]` for the first level that is lost.
+ * to give back, or `["l", level]` for the highest level that is lost.
  */
 export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again | Lost
 
@@ -89,7 +91,9 @@ export type WaitResult = Exclude<ChargeResult, Again> | Kept | readonly ["w", st
  * A settlement: `["c", tokens, nanos, tokensOverage, nanosOverage]` or
  * `["r"]`; or `["i", axis, level]`, a commit that would take that level's
  * use past what a counter holds exactly, which changed nothing; or
- * `["l", level]`.
+ * `["l", level]`: a commit that charged the levels kept and not the lost
+ * ones (the highest is `level`), which it charges when sent again after
+ * they are made again.
  */
 export type SettlementResult =
   | readonly ["c", string, string, string, string]
@@ -184,7 +188,9 @@ end
 local results, record, reserve = {}, S.record, S.reserve
 for q = 1, p, 4 do
   local a, keys, t, n = plan[q], plan[q + 1], plan[q + 2], plan[q + 3]
-  local op, result, lost = ARGV[a], nil, S.lost(keys)
+  local op, result = ARGV[a], nil
+  -- A settlement gives back and charges what is kept (H.settle).
+  local lost = op ~= 'c' and op ~= 'x' and S.lost(keys)
   if lost then
     result = 'l ' .. lost
   elseif op == 'r' then
@@ -468,7 +474,7 @@ for f in string.gmatch(th, '[^,]+') do
 end
 if ARGV[7] ~= '0' and ARGV[7] ~= '1' then bad(7) end
 for i = 8, #ARGV do count(i) end
-for i = 2, #KEYS do
+for i = #KEYS, 2, -1 do
   if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
 end
 local key = KEYS[1]

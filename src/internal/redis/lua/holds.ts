@@ -71,24 +71,35 @@ function S.holds()
   -- nothing at a level reset since. A commit (t given) also charges t, n at
   -- every level, past a cap if it must; what it takes beyond the hold and
   -- the room left is the overage, the most of any level's, returned.
-  -- before, if given, keeps each level's use before the charge.
-  function H.give_back(keys, ht, hn, gens, t, n, before)
+  -- before, if given, keeps each level's use before the charge. Only the
+  -- places in only, if given; none that is lost, whose state is gone: the
+  -- places of those a commit would have charged are returned third.
+  function H.give_back(keys, ht, hn, gens, t, n, before, only)
     local levels, max = S.levels, math.max
     local each = gens and gens ~= (keys.gens or H.gens_of(keys)) and string.gmatch(gens, '[^,]+')
-    local tover, nover = 0, 0
+    local tover, nover, skipped = 0, 0, nil
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
       local et, en = ht, hn
       if each and b.gen ~= each() then et, en = 0, 0 end
-      if t then
-        if before then before[i] = { b.tu, b.nu } end
-        if b.tc >= 0 then tover = max(tover, t - et - max(0, b.tc - b.tu - b.tr)) end
-        if b.nc >= 0 then nover = max(nover, n - en - max(0, b.nc - b.nu - b.nr)) end
-        b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
+      if only and not only[i] then
+        -- charged before
+      elseif b.lost then
+        if t then
+          skipped = skipped or {}
+          skipped[#skipped + 1] = i
+        end
+      else
+        if t then
+          if before then before[i] = { b.tu, b.nu } end
+          if b.tc >= 0 then tover = max(tover, t - et - max(0, b.tc - b.tu - b.tr)) end
+          if b.nc >= 0 then nover = max(nover, n - en - max(0, b.nc - b.nu - b.nr)) end
+          b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
+        end
+        b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
       end
-      b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
     end
-    return tover, nover
+    return tover, nover, skipped
   end
 
   -- Gives back the hold id, which no one will settle (its lease ran out, or
@@ -112,15 +123,30 @@ function S.holds()
   -- came; e '1' if they were estimated), or a release (no t). A commit of a
   -- hold nobody holds (released, lapsed, unknown) still charges, as excess:
   -- usage that happened is never dropped. Returns the settlement; a hold
-  -- committed before keeps its first, and a release returns any.
+  -- committed before keeps its first, and a release returns any. A lost
+  -- level is skipped: a commit charges the levels kept, and its settlement
+  -- lists the places it skipped, charged when it is sent again once they
+  -- are made again; until then it answers 'l <highest skipped>'.
   function H.settle(keys, id, t, n, ts, ns, e)
     local v = H.values[id]
     if v == nil then v = H.held(id) end
-    local ht, hn, gens, path = nil, nil, nil, nil
+    local ht, hn, gens, path, only = nil, nil, nil, nil, nil
     if v then
       ht, hn, gens, path = H.hold_of(v)
-      if not ht and not (t and v == 'r') then return v end
-      ht, hn = tonumber(ht), tonumber(hn)
+      if not ht then
+        if not t then return v end
+        local cts, cns, cto, cno, skipped = string.match(v, '^c (%d+) (%d+) (%d+) (%d+) ([%d,]+)$')
+        if skipped then
+          -- Its first charge again, where it was skipped.
+          ts, ns, t, n, e, only = cts, cns, tonumber(cts), tonumber(cns), nil, {}
+          for i in string.gmatch(skipped, '%d+') do only[tonumber(i)] = true end
+          ht, hn = 0, 0
+        elseif v ~= 'r' then
+          return v
+        end
+      else
+        ht, hn = tonumber(ht), tonumber(hn)
+      end
     end
     -- A commit past what a counter holds exactly fails, and changes nothing.
     if t then
@@ -134,11 +160,19 @@ function S.holds()
     if S.listening == nil then S.level(S.root) end
     local listens = S.listening
     local before = t and listens and {}
-    local s, to, no = 'r', nil, nil
+    local s, answer, to, no = 'r', nil, nil, nil
     if t then
-      local tover, nover = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before)
+      local tover, nover, skipped = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before, only)
+      if only then
+        local _, _, cto, cno = string.match(v, '^c (%d+) (%d+) (%d+) (%d+)')
+        tover, nover = math.max(tover, tonumber(cto)), math.max(nover, tonumber(cno))
+      end
       to, no = S.int(tover), S.int(nover)
       s = 'c ' .. ts .. ' ' .. ns .. ' ' .. to .. ' ' .. no
+      if skipped then
+        s = s .. ' ' .. table.concat(skipped, ',')
+        answer = 'l ' .. skipped[#skipped]
+      end
     elseif ht then
       H.give_back(keys, ht, hn, gens)
     end
@@ -147,14 +181,18 @@ function S.holds()
     if listens then
       local E = S.events()
       if t then
-        E.announce({ t = 'Committed', b = S.path_of(keys[1]), tk = ts, n = ns, to = to, no = no, e = e })
-        for i = 1, #keys do E.cross(S.level(keys[i]), before[i][1], before[i][2]) end
+        if not only then
+          E.announce({ t = 'Committed', b = S.path_of(keys[1]), tk = ts, n = ns, to = to, no = no, e = e })
+        end
+        for i = 1, #keys do
+          if before[i] then E.cross(S.level(keys[i]), before[i][1], before[i][2]) end
+        end
       elseif ht then
         E.announce({ t = 'Released', b = path, tk = S.int(ht), n = S.int(hn) })
       end
     end
     S.wake_all(keys)
-    return s
+    return answer or s
   end
 
   -- Writes what the run changed: holds in one call, settlements each with

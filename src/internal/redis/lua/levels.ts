@@ -33,13 +33,14 @@ function S.level(key)
   return b
 end
 
--- The place in the chain of its first lost level, or false; kept on the
--- chain, as no level is lost or made within a run (but by ensure).
+-- The place in the chain of its highest lost level (making it again makes
+-- those below it too), or false; kept on the chain, as no level is lost or
+-- made within a run (but by ensure).
 function S.lost(keys)
   local found = keys.lost
   if found ~= nil then return found end
   found = false
-  for i = 1, #keys do
+  for i = #keys, 1, -1 do
     if (S.levels[keys[i]] or S.level(keys[i])).lost then
       found = i
       break
