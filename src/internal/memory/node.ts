@@ -63,6 +63,8 @@ export interface Node {
   exceeded: number
   /** Scopes using this budget; an unused, empty child is dropped. */
   users: number
+  /** Dropped from its parent: a hold taken on it settles on the budget of its name now (`current`). */
+  dropped: boolean
   /** Removes this budget's metrics from the registry. */
   unregister: () => void
 }
@@ -100,6 +102,7 @@ export const makeNode = (
     released: 0,
     exceeded: 0,
     users: 0,
+    dropped: false,
     unregister: noop
   }
   ;(node.chain as Array<Node>).push(node, ...(parent?.chain ?? []))
@@ -126,6 +129,16 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
 }
 
 const noop = () => {}
+
+/**
+ * The budget of `node`'s path as the tree has it now: `node` itself, or,
+ * for one dropped, the child opened again under its name, if any.
+ */
+export const current = (node: Node): Node | undefined => {
+  if (!node.dropped) return node
+  const parent = node.parent === undefined ? undefined : current(node.parent)
+  return parent?.children.get(node.name)
+}
 
 /**
  * The most a counter holds exactly (2^53 - 1 tokens or nano-dollars): an
@@ -158,10 +171,17 @@ export const emit = (node: Node, event: () => BudgetEvent): void => {
   if (node.tree.hub.listening) node.tree.hub.publish(event())
 }
 
-/** Fires each threshold that `used` has newly reached on either axis. */
+/**
+ * Fires each threshold that `used` has newly reached on either axis: a
+ * charge crosses one by taking use from below threshold x cap to at least
+ * it, so on an axis capped at 0 none ever is (as on Redis).
+ */
 export const crossThresholds = (node: Node): void => {
   const thresholds = node.thresholds
-  while (node.tokensThreshold < thresholds.length && node.tokensUsed >= thresholds[node.tokensThreshold]! * node.tokenCap) {
+  while (
+    node.tokensThreshold < thresholds.length && node.tokenCap > 0 &&
+    node.tokensUsed >= thresholds[node.tokensThreshold]! * node.tokenCap
+  ) {
     const threshold = thresholds[node.tokensThreshold++]!
     emit(node, () => ({
       _tag: "ThresholdCrossed",
@@ -172,7 +192,10 @@ export const crossThresholds = (node: Node): void => {
       cap: node.tokenCap
     }))
   }
-  while (node.nanosThreshold < thresholds.length && node.nanosUsed >= thresholds[node.nanosThreshold]! * node.nanoCap) {
+  while (
+    node.nanosThreshold < thresholds.length && node.nanoCap > 0 &&
+    node.nanosUsed >= thresholds[node.nanosThreshold]! * node.nanoCap
+  ) {
     const threshold = thresholds[node.nanosThreshold++]!
     emit(node, () => ({
       _tag: "ThresholdCrossed",

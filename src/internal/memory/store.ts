@@ -12,6 +12,7 @@ import { Ids } from "./ids.ts"
 import {
   countersOf,
   crossThresholds,
+  current,
   emit,
   exactLimit,
   fits,
@@ -117,7 +118,8 @@ const wake = (node: Node): void => {
   for (;;) {
     const head = node.line.head as MemoryWaiter | undefined
     if (head === undefined || head.woken) return
-    const blocker = holdsBack(head)
+    // One that can never fit (a cap was lowered) is woken to fail.
+    const blocker = tooLarge(head.origin.chain, head.tokens, head.nanos) ? undefined : holdsBack(head)
     if (blocker === node) return
     if (blocker === undefined) {
       head.woken = true
@@ -128,6 +130,15 @@ const wake = (node: Node): void => {
     }
     lineOf(blocker, head)
   }
+}
+
+/** The first budget of `chain` whose cap `tokens` and `nanos` are larger than: no release or reset could ever make room. */
+const tooLarge = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): Node | undefined => {
+  for (let i = 0; i < chain.length; i++) {
+    const node = chain[i]!
+    if (tokens > limitOf(node.tokenCap) || nanos > limitOf(node.nanoCap)) return node
+  }
+  return undefined
 }
 
 // After the event of the charge itself, so a threshold follows its cause.
@@ -237,14 +248,38 @@ class MemoryHold extends Hold {
     return charge === undefined ? Exit.succeed(this.giveBack(now)) : this.charge(charge, now)
   }
 
+  /**
+   * The budgets the hold settles on: its chain, but where its budget was
+   * dropped (only an empty one is, so the hold was stale there), the
+   * budgets of its path now; a level with none is left out.
+   */
+  private get chain(): ReadonlyArray<Node> {
+    const chain = this.origin.chain
+    if (!this.origin.dropped) return chain
+    const now: Array<Node> = []
+    for (let i = 0; i < chain.length; i++) {
+      const node = current(chain[i]!)
+      if (node !== undefined) now.push(node)
+    }
+    return now
+  }
+
+  /** Whether the hold still holds at `node`, the `i`th of `chain`: taken there, in its current generation. */
+  private holdsAt(node: Node, i: number): boolean {
+    const taken = this.origin.chain
+    const at = taken[i] === node ? i : taken.indexOf(node)
+    return at >= 0 && this.generations[at] === node.generation
+  }
+
   private giveBack(now: number): Settlement {
     this.settlement = released
-    const { chain, timed, tree: { hub } } = this.origin
+    const chain = this.chain
+    const { timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
       node.released++
-      if (this.generations[i] !== node.generation) continue
+      if (!this.holdsAt(node, i)) continue
       node.tokensReserved -= this.tokens
       node.nanosReserved -= this.nanos
       if (node.line.head !== undefined) wake(node)
@@ -254,7 +289,8 @@ class MemoryHold extends Hold {
   }
 
   private charge({ estimated, nanos, tokens }: Charge, now: number): Exit.Exit<Settlement, InvalidUsage> {
-    const { chain, timed, tree: { hub } } = this.origin
+    const chain = this.chain
+    const { timed, tree: { hub } } = this.origin
     if (timed) roll(chain, now)
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
@@ -269,9 +305,9 @@ class MemoryHold extends Hold {
     const holding = !this.givenBack
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
-      const current = holding && this.generations[i] === node.generation
-      const heldTokens = current ? this.tokens : 0
-      const heldNanos = current ? this.nanos : 0
+      const held = holding && this.holdsAt(node, i)
+      const heldTokens = held ? this.tokens : 0
+      const heldNanos = held ? this.nanos : 0
       tokensOverage = Math.max(
         tokensOverage,
         tokens - heldTokens - Math.max(0, node.tokenCap - node.tokensUsed - node.tokensReserved)
@@ -367,13 +403,8 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
     const known = heldBy(origin, id, now())
     if (known !== undefined) return Effect.succeed(known)
     if (origin.timed) roll(chain, now())
-    // Larger than a cap: no release or reset could ever make room.
-    for (let i = 0; i < chain.length; i++) {
-      const node = chain[i]!
-      if (tokens > limitOf(node.tokenCap) || nanos > limitOf(node.nanoCap)) {
-        return Effect.fail(exceeded(node, tokens, nanos))
-      }
-    }
+    const larger = tooLarge(chain, tokens, nanos)
+    if (larger !== undefined) return Effect.fail(exceeded(larger, tokens, nanos))
     const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin })
     const first = holdsBack(waiter)
     if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, now()))
@@ -395,10 +426,16 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
       if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
       return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - now())))
     })
-    const loop: Effect.Effect<Hold> = Effect.flatMap(turn, () => {
+    const loop: Effect.Effect<Hold, BudgetExceeded> = Effect.flatMap(turn, () => {
       if (origin.timed) roll(chain, now())
-      const blocker = holdsBack(waiter)
       const from = nodeOfLine(waiter)
+      // A cap lowered while it waited: it can never fit.
+      const larger = tooLarge(chain, tokens, nanos)
+      if (larger !== undefined) {
+        leave(waiter, from)
+        return Effect.fail(exceeded(larger, tokens, nanos))
+      }
+      const blocker = holdsBack(waiter)
       // A reserve with the same id took its hold meanwhile: that one.
       const taken = heldBy(origin, id, now())
       if (blocker === undefined || taken !== undefined) {
@@ -485,6 +522,7 @@ const release = (node: Node, now: number): void => {
   }
   node.tree.idle.delete(node)
   node.parent.children.delete(node.name)
+  node.dropped = true
   node.unregister()
   release(node.parent, now)
 }

@@ -511,7 +511,8 @@ b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
 if previous and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
 end
-S.wake_all({ key })
+-- Its waiters and those above it may fit now, or never (caps lowered).
+S.wake_all(KEYS)
 return S.finish(previous or (made and 'm') or 0)
 `
   }

@@ -4,7 +4,7 @@
  * `effect-token-budget/testing`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { StoreUnderTest } from "../../BudgetStoreContract.ts"
@@ -394,6 +394,28 @@ export const contract = (store: StoreUnderTest) =>
         }))
     })
 
+    describe("5. reset, and a child dropped and opened again", () => {
+      it.effect("a stale hold committed after its child was dropped and opened again charges the child as it is now", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          const holdScope = yield* Scope.make()
+          const stale = yield* Effect.scoped(Effect.gen(function*() {
+            const agent = yield* org.child("agent", { tokenCap: 50 })
+            const hold = yield* Scope.provide(agent.reserve({ tokens: 40 }), holdScope)
+            yield* agent.reset
+            return hold
+          }))
+          yield* Effect.scoped(Effect.gen(function*() {
+            const agent = yield* org.child("agent", { tokenCap: 50 })
+            yield* stale.commit({ tokens: 40 })
+            assert.strictEqual((yield* agent.snapshot).tokensUsed, 40)
+            assert.strictEqual((yield* Effect.flip(agent.record({ tokens: 50 })))._tag, "BudgetExceeded")
+          }))
+          assert.strictEqual((yield* org.snapshot).tokensUsed, 40)
+          yield* Scope.close(holdScope, Exit.void)
+        }))
+    })
+
     describe("6. exact money", () => {
       it.effect("totals past 2^53 - 1 on an axis without a cap are refused, never rounded; a commit past it fails and changes nothing", () =>
         Effect.gen(function*() {
@@ -611,6 +633,22 @@ export const contract = (store: StoreUnderTest) =>
           assert.strictEqual(usd._tag === "BudgetExceeded" && usd.axis, "usd")
         }))
 
+      it.effect("a waiter that can no longer fit once a cap is lowered fails at once; the next is served", () =>
+        capturingLogs(() => Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          const agent = yield* org.child("agent", { tokenCap: 100 })
+          yield* agent.reserve({ tokens: 30 })
+          const large = yield* Effect.forkChild(Effect.scoped(agent.reserve({ tokens: 80 }, { onExceeded: "wait" })))
+          yield* settle
+          const small = yield* Effect.forkChild(Effect.scoped(agent.reserve({ tokens: 1 }, { onExceeded: "wait" })))
+          yield* settle
+          assert.isUndefined(small.pollUnsafe(), "the small one waits behind the large one")
+          yield* org.child("agent", { tokenCap: 50 })
+          const refused = flipExit(yield* Fiber.await(large))
+          assert.strictEqual(refused._tag, "BudgetExceeded")
+          yield* Fiber.join(small)
+        })))
+
       it.effect("a wait bounded by Effect.timeout gives up holding nothing", () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })
@@ -779,6 +817,24 @@ export const contract = (store: StoreUnderTest) =>
               "Recorded",
               "org tokens 0.5 50/100"
             ]
+          )
+        }))
+    })
+
+    describe("thresholds at a cap of 0", () => {
+      it.effect("none is crossed on an axis capped at 0: use never rises from below 0", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 0, usdCap: 10, thresholds: [0.5, 0.8, 1] })
+          const seen: Array<BudgetEvent> = []
+          yield* Effect.forkScoped(Stream.runForEach(budget.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* settle
+          yield* settle
+          yield* budget.record({ usd: 6 })
+          yield* Effect.scoped(Effect.flatMap(budget.reserve({ usd: 1 }), (r) => r.commit({ tokens: 5, usd: 1 })))
+          yield* settle
+          assert.deepStrictEqual(
+            seen.filter((e) => e._tag === "ThresholdCrossed").map((e) => e._tag === "ThresholdCrossed" && `${e.axis} ${e.threshold}`),
+            ["usd 0.5"]
           )
         }))
     })

@@ -62,9 +62,18 @@ function S.waiting()
     redis.call('HSET', Q.ticket_of(ticket), 'l', to)
   end
 
-  -- Wakes the head of a budget's line if it now fits its whole chain; a
-  -- head held back higher up moves to that line, and the next head is
-  -- considered.
+  -- Whether a waiter is larger than a cap of its chain: no release or
+  -- reset could ever make room (a cap was lowered while it waited).
+  function Q.never_fits(t, n, path)
+    for _, key in ipairs(Q.chain_of(path)) do
+      if S.over(S.level(key), t, n, true) then return true end
+    end
+    return false
+  end
+
+  -- Wakes the head of a budget's line if it now fits its whole chain, or
+  -- never can (to be refused); a head held back higher up moves to that
+  -- line, and the next head is considered.
   function Q.wake(path)
     local at = S.tree .. ':n:' .. path
     while true do
@@ -77,7 +86,8 @@ function S.waiting()
         redis.call('ZREM', S.tree .. ':tickets', head)
         Q.counted(-1)
       else
-        local blocker = Q.holds_back(place, tonumber(w[1]), tonumber(w[2]), w[3])
+        local t, n = tonumber(w[1]), tonumber(w[2])
+        local blocker = not Q.never_fits(t, n, w[3]) and Q.holds_back(place, t, n, w[3]) or nil
         if blocker == at then return end
         if blocker == nil then
           Q.told[head] = true
