@@ -24,6 +24,8 @@ export interface MetricsSource {
     readonly released: number
     readonly exceeded: number
     readonly lost?: number
+    /** Events its streams dropped, having fallen behind. */
+    readonly eventsDropped: number
   }
 }
 
@@ -40,7 +42,8 @@ const counters = [
   ["budget_committed_total", "committed"],
   ["budget_released_total", "released"],
   ["budget_exceeded_total", "exceeded"],
-  ["budget_state_lost_total", "lost"]
+  ["budget_state_lost_total", "lost"],
+  ["budget_events_dropped_total", "eventsDropped"]
 ] as const
 
 const noop = () => {}

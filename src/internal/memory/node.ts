@@ -3,7 +3,7 @@ import type { Context } from "effect"
 import type { Counters } from "../../BudgetStore.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos } from "../../Usage.ts"
-import type { EventHub } from "./eventHub.ts"
+import type { Subscribers } from "../subscribers.ts"
 import type { Ids } from "./ids.ts"
 import type { Hold } from "../reservation.ts"
 import { registerMetrics } from "../metrics.ts"
@@ -15,7 +15,7 @@ import { windowEnd, type WindowSchedule } from "../window.ts"
 
 /** What every budget of one tree shares. */
 export interface Tree {
-  readonly hub: EventHub
+  readonly hub: Subscribers
   /** Arrival order of waiting requests, across the tree. */
   seq: number
   /** Children nobody uses that still hold usage: swept on later lookups. */
@@ -61,6 +61,8 @@ export interface Node {
   committed: number
   released: number
   exceeded: number
+  /** Events its streams dropped, having fallen behind (subscribers.ts). */
+  eventsDropped: number
   /** Scopes using this budget; an unused, empty child is dropped. */
   users: number
   /** Dropped from its parent: a hold taken on it settles on the budget of its name now (`current`). */
@@ -101,6 +103,7 @@ export const makeNode = (
     committed: 0,
     released: 0,
     exceeded: 0,
+    eventsDropped: 0,
     users: 0,
     dropped: false,
     unregister: noop

@@ -1,13 +1,12 @@
-import { Clock, Effect, Exit, PubSub } from "effect"
+import { Clock, Effect, Exit } from "effect"
 import type { Fiber, Scope } from "effect"
-import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
-import { EventHub } from "./eventHub.ts"
+import { Subscribers } from "../subscribers.ts"
 import { Ids } from "./ids.ts"
 import {
   countersOf,
@@ -167,11 +166,12 @@ const leave = (waiter: Waiter, node: Node | undefined): void => {
  */
 export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = Effect.gen(function*() {
   const roots = new Map<string, Node>()
-  const pubsubs: Array<PubSub.PubSub<BudgetEvent>> = []
   yield* Effect.addFinalizer(() =>
-    Effect.andThen(
-      Effect.sync(() => roots.forEach(unregisterAll)),
-      Effect.forEach(pubsubs, PubSub.shutdown, { discard: true })
+    Effect.sync(() =>
+      roots.forEach((root) => {
+        unregisterAll(root)
+        root.tree.hub.end()
+      })
     )
   )
   const open = (settings: Settings) =>
@@ -184,9 +184,7 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
         yield* warning
         return storeOf(met)
       }
-      const pubsub = yield* PubSub.unbounded<BudgetEvent>()
-      pubsubs.push(pubsub)
-      const tree: Tree = { hub: new EventHub(pubsub), seq: 0, idle: new Set(), recorded: new Ids(), held: new Ids() }
+      const tree: Tree = { hub: new Subscribers(), seq: 0, idle: new Set(), recorded: new Ids(), held: new Ids() }
       const context = yield* Effect.context<never>()
       const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
       roots.set(settings.name, root)
@@ -497,7 +495,7 @@ const storeOf = (origin: Node): StoreBudget => ({
   }),
   child: (settings) => child(origin, settings),
   get events() {
-    return origin.tree.hub.events(origin.path)
+    return origin.tree.hub.stream(origin.path, () => origin.eventsDropped++)
   }
 })
 

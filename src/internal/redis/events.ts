@@ -5,13 +5,14 @@
  * an unknown tag, a missing or malformed field) is logged and dropped,
  * never misread.
  */
-import { Effect, Option, Result, Schema, SchemaTransformation, Stream } from "effect"
+import { Cause, Effect, Option, Queue, Result, Schema, SchemaTransformation, Stream } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Axis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { reportFailure } from "../report.ts"
+import type { Subscribers } from "../subscribers.ts"
 import * as HostTime from "./hostTime.ts"
 import * as Scripts from "./scripts.ts"
 
@@ -193,41 +194,52 @@ interface Listening {
   readonly options: { readonly leaseMillis: number }
   /** This process's name in `<tree>:listeners`. */
   readonly process: string
+  /** This process's streams of the tree, each with a bounded buffer, ended with the tree. */
+  readonly subscribers: Subscribers
 }
 
 /**
  * Events of the budget at `path` and below, from every process: the scripts
  * publish them on `<tree>:events` while some process is registered in
  * `<tree>:listeners`, as this one is for as long as the stream runs,
- * renewing its registration every `renewMillis` of the host's time.
+ * renewing its registration every `renewMillis` of the host's time. A
+ * fiber moves each message, decoded, into the stream's own bounded buffer
+ * (subscribers.ts), counting with `dropped` what a slow reader lost.
  */
 export const events = (
   tree: Listening,
   root: { readonly key: string },
   path: string,
-  renewMillis: number
+  renewMillis: number,
+  dropped: () => void
 ): Stream.Stream<BudgetEvent> => {
   const channel = `${tree.key}:events`
-  const below = `${path}/`
   const listen = (millis: number) =>
     tree.redis.eval(Scripts.listen)(tree.key, root.key, tree.process, millis).pipe(
       reportFailure(`Budget tree "${tree.key}": could not register this process as listening for events`)
     )
+  const decoded = (message: string): Effect.Effect<BudgetEvent | undefined> => {
+    const result = decodeMessage(message)
+    if (Result.isSuccess(result)) return Effect.succeed(result.success)
+    // on one line, where a Schema issue's message spans several
+    const why = result.failure.message.replace(/\s*\n\s*/g, " ")
+    const warning = `Dropped a message on ${channel} that is not a budget event (${why}): ${message.slice(0, 500)}`
+    return Effect.as(Effect.logWarning(warning), undefined)
+  }
   return Stream.unwrap(Effect.gen(function*() {
     const messages = yield* tree.redis.subscribe(channel)
+    const subscriber = yield* tree.subscribers.subscribe(path, dropped)
     yield* Effect.acquireRelease(listen(tree.options.leaseMillis), () => listen(0))
     yield* Effect.forkScoped(HostTime.every(renewMillis, listen(tree.options.leaseMillis)))
-    return Stream.fromQueue(messages)
-  })).pipe(
-    Stream.filterMapEffect(({ message }) => {
-      const decoded = decodeMessage(message)
-      if (Result.isSuccess(decoded)) return Effect.succeed(decoded)
-      // on one line, where a Schema issue's message spans several
-      const why = decoded.failure.message.replace(/\s*\n\s*/g, " ")
-      const warning = `Dropped a message on ${channel} that is not a budget event (${why}): ${message.slice(0, 500)}`
-      return Effect.as(Effect.logWarning(warning), decoded)
-    }),
-    Stream.filter((event) => event.budget === path || event.budget.startsWith(below)),
-    Stream.orDie
-  )
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.flatMap(Queue.take(messages), ({ message }) =>
+        Effect.map(decoded(message), (event) => {
+          if (event !== undefined) subscriber.offer(event)
+        }))).pipe(
+          // A subscription that fails (a client that does not reconnect) ends the stream with it.
+          Effect.catchCause((cause) => Effect.sync(() => Queue.failCauseUnsafe(subscriber.queue, Cause.die(Cause.squash(cause)))))
+        )
+    )
+    return Stream.fromQueue(subscriber.queue)
+  }))
 }

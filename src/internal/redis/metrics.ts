@@ -25,6 +25,7 @@ export interface Watched {
   released: number
   exceeded: number
   lost: number
+  eventsDropped: number
   counters: Counters | undefined
   takenAt: number
   refreshing: boolean
@@ -43,7 +44,7 @@ const noop = () => {}
 export const count = (
   watching: Watching,
   paths: ReadonlyArray<string>,
-  kind: "committed" | "released" | "exceeded" | "lost"
+  kind: "committed" | "released" | "exceeded" | "lost" | "eventsDropped"
 ): void => {
   if (watching.size === 0) return
   for (let i = 0; i < paths.length; i++) {
@@ -81,6 +82,7 @@ export const watch = (
           released: 0,
           exceeded: 0,
           lost: 0,
+          eventsDropped: 0,
           counters: undefined,
           takenAt: 0,
           refreshing: false,

@@ -13,6 +13,7 @@ import * as HostTime from "./hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { onLost, remakeThen } from "./lost.ts"
+import { Subscribers } from "../subscribers.ts"
 import { Outage } from "./outage.ts"
 import { Renewals } from "./renewals.ts"
 import { count, observed, watch } from "./metrics.ts"
@@ -71,6 +72,8 @@ interface Tree {
   readonly outage: Outage
   /** The budgets this process has open, by path, and how many times. */
   readonly open: Map<string, number>
+  /** This process's event streams of the tree: ended when the tree's scope closes. */
+  readonly subscribers: Subscribers
 }
 
 interface Level {
@@ -305,8 +308,10 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       watching: new Map(),
       lost: new Map(),
       outage,
-      open: new Map()
+      open: new Map(),
+      subscribers: new Subscribers()
     }
+    yield* Effect.addFinalizer(() => Effect.sync(() => tree.subscribers.end()))
     const root = yield* ensure(tree, [], settings)
 
     // One round trip renews every lease of this process, three times a lease.
@@ -627,7 +632,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     reset,
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {
-      return events(tree, chain[chain.length - 1]!, path, renewMillis(tree))
+      return events(tree, chain[chain.length - 1]!, path, renewMillis(tree), () => count(tree.watching, [path], "eventsDropped"))
     }
   }
 }

@@ -821,6 +821,34 @@ export const contract = (store: StoreUnderTest) =>
         }))
     })
 
+    describe("event streams are bounded", () => {
+      it.effect("a subscriber that falls behind keeps the newest 10,000 events, each dropped one counted; its stream ends with the store", () =>
+        Effect.gen(function*() {
+          const storeScope = yield* Scope.make()
+          const budget = yield* Scope.provide(make({ name: "stalled" }), storeScope)
+          const gate = yield* Deferred.make<void>()
+          const received = yield* Ref.make(0)
+          const reader = yield* Effect.forkChild(Stream.runForEach(budget.events, () =>
+            Effect.andThen(Deferred.await(gate), Ref.update(received, (n) => n + 1))))
+          yield* settle
+          yield* settle
+          const records = 12_000
+          yield* Effect.forEach(Array.from({ length: records }), () => budget.record({ tokens: 1 }), {
+            concurrency: 64,
+            discard: true
+          })
+          const dropped = () => Effect.map(series(budget.path), (all) => all["budget_events_dropped_total"] as number)
+          // Past 10,000 waiting for it, the oldest go (a remote store's events may land later: polled).
+          while ((yield* dropped()) === 0) yield* settle
+          yield* Deferred.succeed(gate, undefined)
+          // Every event is read or counted as dropped: none is lost silently.
+          while ((yield* Ref.get(received)) + (yield* dropped()) < records) yield* settle
+          assert.strictEqual((yield* Ref.get(received)) + (yield* dropped()), records)
+          yield* Scope.close(storeScope, Exit.void)
+          assert.isTrue(Exit.isSuccess(yield* Fiber.await(reader)), "the stream ends, not interrupted")
+        }), 60_000)
+    })
+
     describe("thresholds at a cap of 0", () => {
       it.effect("none is crossed on an axis capped at 0: use never rises from below 0", () =>
         Effect.gen(function*() {
