@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Config, ConfigProvider, Effect, Layer } from "effect"
+import { Config, ConfigProvider, Effect, Exit, Layer } from "effect"
 import { Budget } from "../src/index.ts"
 
 const snapshotFrom = (layer: Layer.Layer<Budget, unknown>, env: Record<string, string>) =>
@@ -58,11 +58,23 @@ describe("Budget.layer", () => {
       assert.strictEqual(error.message, "Invalid tokenCap: must be a whole number from 0 to 9007199254740991, or left out for no cap, got -5")
     }))
 
-  it.effect("gives every user of the layer one shared budget", () =>
+  // A request of 600 tokens, run in a fiber of its own; a cap of 1,000
+  // admits one such request, not two.
+  const ask = Effect.gen(function*() {
+    const budget = yield* Budget
+    return yield* Effect.exit(budget.record({ tokens: 600 }))
+  })
+
+  it.effect("provided once, is one budget shared by two fibers: of two requests of 600 on a cap of 1,000, one is refused", () =>
     Effect.gen(function*() {
-      const a = yield* Budget
-      const b = yield* Budget
-      yield* a.record({ tokens: 5 })
-      assert.strictEqual((yield* b.snapshot).tokensUsed, 5)
-    }).pipe(Effect.provide(Budget.layer({ tokenCap: 10 }))))
+      const exits = yield* Effect.all([ask, ask], { concurrency: 2 })
+      assert.deepStrictEqual(exits.map(Exit.isSuccess).sort(), [false, true])
+    }).pipe(Effect.provide(Budget.layer({ tokenCap: 1_000 }))))
+
+  it.effect("provided twice (once to each fiber), is two budgets: both requests of 600 pass", () =>
+    Effect.gen(function*() {
+      const BudgetLive = Budget.layer({ tokenCap: 1_000 })
+      const exits = yield* Effect.all([Effect.provide(ask, BudgetLive), Effect.provide(ask, BudgetLive)], { concurrency: 2 })
+      assert.deepStrictEqual(exits.map(Exit.isSuccess), [true, true])
+    }))
 })
