@@ -11,7 +11,7 @@ import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import { BudgetStore } from "./BudgetStore.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
-import { defaultConfig, settingsOf } from "./internal/options.ts"
+import { optionsFromConfig, settingsOf } from "./internal/options.ts"
 import { serviceOf } from "./internal/service.ts"
 import type { Usage } from "./Usage.ts"
 
@@ -428,9 +428,12 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @category layers
    */
   static layerConfig(
-    config: Config.Wrap<BudgetOptions> = defaultConfig
+    config?: Config.Wrap<BudgetOptions> | undefined
   ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> {
-    return Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+    return Layer.effect(
+      Budget,
+      Effect.flatMap(config === undefined ? optionsFromConfig : Config.unwrap(config), Budget.make)
+    )
   }
 
   /**
