@@ -187,8 +187,10 @@ const storeOptionsFromConfig: Effect.Effect<StoreOptions, InvalidUsage | Config.
  * budget's from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and `BUDGET_USD_CAP`, the
  * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL`,
  * `BUDGET_REDIS_TIMEOUT`, `BUDGET_REDIS_ON_STATE_LOST` and
- * `BUDGET_REDIS_ID_TTL`, each optional. The connection comes from the
- * `Redis` layer (`NodeRedis.layerConfig` reads it from `Config` too).
+ * `BUDGET_REDIS_ID_TTL`, each optional. As for `Budget.layerConfig`, a key
+ * set but empty or not valid fails with `InvalidUsage` naming it, before
+ * anything is sent to Redis. The connection comes from the `Redis` layer
+ * you provide (`NodeRedis.layerConfig` reads it from `Config` too).
  *
  * @example
  * ```ts

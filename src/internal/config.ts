@@ -60,11 +60,11 @@ export const read = Effect.fnUntraced(function*<A>(spec: Key<A>) {
   return value
 })
 
-// The strings effect's `Config.Number` reads as finite numbers (`12.5`,
-// `1e6`; not `10_000`, ` 12 `, `0x10` or `Infinity`).
+// The strings effect's `Config.Finite` reads as numbers (`12.5`, `1e6`;
+// not `10_000`, ` 12 `, `0x10` or `Infinity`).
 const finite = Schema.decodeUnknownOption(Schema.toCodecStringTree(Schema.Finite))
 
-/** The finite number a string writes, as effect's `Config` reads it, or `undefined`. */
+/** The finite number a string writes, as effect's `Config.Finite` reads it, or `undefined`. */
 export const parseNumber = (input: string): number | undefined => Option.getOrUndefined(finite(input))
 
 const duration = Schema.decodeUnknownOption(Schema.DurationFromString)
