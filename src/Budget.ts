@@ -11,7 +11,7 @@ import { InvalidUsage } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import { BudgetStore } from "./BudgetStore.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
-import { defaultConfig, settingsOf } from "./internal/options.ts"
+import { optionsFromConfig, settingsOf } from "./internal/options.ts"
 import { serviceOf } from "./internal/service.ts"
 import type { Usage } from "./Usage.ts"
 
@@ -406,8 +406,14 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
   /**
    * An in-memory budget whose name and caps come from `Config`. By default
    * they are read from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and
-   * `BUDGET_USD_CAP`, each optional. With neither `BUDGET_TOKEN_CAP` nor
-   * `BUDGET_USD_CAP` set, the budget has no cap.
+   * `BUDGET_USD_CAP` of the `ConfigProvider` in context, each optional: a
+   * cap whose key is left out is no cap, with neither set the budget has
+   * none. A key set but empty (`BUDGET_USD_CAP=`), or set to a value that is
+   * not valid (`10_000`, `-1`, `Infinity`), fails with `InvalidUsage` naming
+   * the key, the value and a valid example; it is never read as left out.
+   * Configs of your own (`config`) are read as they are written: a bad cap
+   * fails with `InvalidUsage`, a missing or unparsable one as the `Config`
+   * says (`Config.Number` fails with `ConfigError`).
    *
    * @example
    * ```ts
@@ -428,9 +434,12 @@ export class Budget extends Context.Service<Budget, BudgetService>()("effect-tok
    * @category layers
    */
   static layerConfig(
-    config: Config.Wrap<BudgetOptions> = defaultConfig
+    config?: Config.Wrap<BudgetOptions> | undefined
   ): Layer.Layer<Budget, InvalidUsage | Config.ConfigError> {
-    return Layer.effect(Budget, Effect.flatMap(Config.unwrap(config), Budget.make))
+    return Layer.effect(
+      Budget,
+      Effect.flatMap(config === undefined ? optionsFromConfig : Config.unwrap(config), Budget.make)
+    )
   }
 
   /**

@@ -15,7 +15,9 @@ import type { BudgetOptions, BudgetService } from "./Budget.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import { BudgetStore } from "./BudgetStore.ts"
-import { defaultConfig, millisOf, optional } from "./internal/options.ts"
+import { parseDuration, read } from "./internal/config.ts"
+import type { Key } from "./internal/config.ts"
+import { millisOf, optionsFromConfig } from "./internal/options.ts"
 import * as RedisStore from "./internal/redis/store.ts"
 
 /**
@@ -150,21 +152,45 @@ export const layer = (
 ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable, Redis.Redis> =>
   Budget.layerFromStore(options).pipe(Layer.provide(layerStore(storeOptions)))
 
-const defaultStoreConfig: Config.Wrap<StoreOptions> = {
-  prefix: optional(Config.String("BUDGET_REDIS_PREFIX")),
-  leaseTtl: optional(Config.Duration("BUDGET_REDIS_LEASE_TTL")),
-  timeout: optional(Config.Duration("BUDGET_REDIS_TIMEOUT")),
-  onStateLost: optional(Config.Literals(["fail", "recreate"], "BUDGET_REDIS_ON_STATE_LOST")),
-  idTtl: optional(Config.Duration("BUDGET_REDIS_ID_TTL"))
-}
+const durationKey = (key: string, examples: string, unset: string): Key<Duration.Duration> => ({
+  key,
+  rule: `must be a positive, finite Duration, such as ${examples}`,
+  unset,
+  parse: (input) => {
+    const duration = parseDuration(input)
+    return duration !== undefined && !(millisOf(key, duration) instanceof InvalidUsage) ? duration : undefined
+  }
+})
+
+// The store's options from the `ConfigProvider` in context, each optional;
+// a key set but empty or not valid fails with `InvalidUsage` naming it.
+const storeOptionsFromConfig: Effect.Effect<StoreOptions, InvalidUsage | Config.ConfigError> = Effect.all({
+  prefix: read({
+    key: "BUDGET_REDIS_PREFIX",
+    rule: "must be a key prefix without \"{\" or \"}\", such as llm:",
+    unset: "\"budget:\"",
+    parse: (input) => /[{}]/.test(input) ? undefined : input
+  }),
+  leaseTtl: read(durationKey("BUDGET_REDIS_LEASE_TTL", "\"30 seconds\" or \"2 minutes\"", "30 seconds")),
+  timeout: read(durationKey("BUDGET_REDIS_TIMEOUT", "\"5 seconds\" or \"500 millis\"", "5 seconds")),
+  onStateLost: read<"fail" | "recreate">({
+    key: "BUDGET_REDIS_ON_STATE_LOST",
+    rule: "must be \"fail\" or \"recreate\"",
+    unset: "\"fail\"",
+    parse: (input) => input === "fail" || input === "recreate" ? input : undefined
+  }),
+  idTtl: read(durationKey("BUDGET_REDIS_ID_TTL", "\"1 day\" or \"6 hours\"", "1 day"))
+})
 
 /**
  * A budget kept in Redis whose options come from `Config`: by default the
  * budget's from `BUDGET_NAME`, `BUDGET_TOKEN_CAP` and `BUDGET_USD_CAP`, the
  * store's from `BUDGET_REDIS_PREFIX`, `BUDGET_REDIS_LEASE_TTL`,
  * `BUDGET_REDIS_TIMEOUT`, `BUDGET_REDIS_ON_STATE_LOST` and
- * `BUDGET_REDIS_ID_TTL`, each optional. The connection comes from the
- * `Redis` layer (`NodeRedis.layerConfig` reads it from `Config` too).
+ * `BUDGET_REDIS_ID_TTL`, each optional. As for `Budget.layerConfig`, a key
+ * set but empty or not valid fails with `InvalidUsage` naming it, before
+ * anything is sent to Redis. The connection comes from the `Redis` layer
+ * you provide (`NodeRedis.layerConfig` reads it from `Config` too).
  *
  * @example
  * ```ts
@@ -181,10 +207,13 @@ const defaultStoreConfig: Config.Wrap<StoreOptions> = {
  * @category layers
  */
 export const layerConfig = (
-  options: Config.Wrap<BudgetOptions> = defaultConfig,
-  storeOptions: Config.Wrap<StoreOptions> = defaultStoreConfig
+  options?: Config.Wrap<BudgetOptions> | undefined,
+  storeOptions?: Config.Wrap<StoreOptions> | undefined
 ): Layer.Layer<Budget, InvalidUsage | BudgetUnavailable | Config.ConfigError, Redis.Redis> =>
   Layer.unwrap(Effect.map(
-    Effect.all([Config.unwrap(options), Config.unwrap(storeOptions)]),
+    Effect.all([
+      options === undefined ? optionsFromConfig : Config.unwrap(options),
+      storeOptions === undefined ? storeOptionsFromConfig : Config.unwrap(storeOptions)
+    ]),
     ([budget, store]) => layer(budget, store)
   ))

@@ -1,8 +1,11 @@
 import type { BudgetOptions } from "../Budget.ts"
 import { InvalidUsage } from "../BudgetError.ts"
-import { capError, usdToNanos } from "../Usage.ts"
+import { capError, maxUsd, usdToNanos } from "../Usage.ts"
 import type { Settings } from "../BudgetStore.ts"
-import { Config, Cron, Duration, Option } from "effect"
+import { Cron, Duration, Effect, Option } from "effect"
+import type { Config } from "effect"
+import { parseNumber, read } from "./config.ts"
+import type { Key } from "./config.ts"
 
 const defaultThresholds: ReadonlyArray<number> = [0.5, 0.8, 0.95]
 
@@ -49,13 +52,30 @@ export const millisOf = (field: string, input: Duration.Input): number | Invalid
     : new InvalidUsage({ field, value: input, reason: "must be a positive, finite Duration (\"1 day\", Duration.hours(6))" })
 }
 
-/** A config value that may be left out: `undefined` then. */
-export const optional = <A>(config: Config.Config<A>): Config.Config<A | undefined> =>
-  config.pipe(Config.option, Config.map(Option.getOrUndefined))
+const capKey = (key: string, field: "tokenCap" | "usdCap", rule: string): Key<number> => ({
+  key,
+  rule,
+  unset: "no cap",
+  parse: (input) => {
+    const cap = parseNumber(input)
+    return cap !== undefined && capError(field, cap) === undefined ? cap : undefined
+  }
+})
 
-/** A budget's options from the environment: `BUDGET_NAME`, `BUDGET_TOKEN_CAP`, `BUDGET_USD_CAP`. */
-export const defaultConfig: Config.Wrap<BudgetOptions> = {
-  name: Config.String("BUDGET_NAME").pipe(Config.withDefault("budget")),
-  tokenCap: optional(Config.Number("BUDGET_TOKEN_CAP")),
-  usdCap: optional(Config.Number("BUDGET_USD_CAP"))
-}
+/**
+ * A budget's options from the `ConfigProvider` in context: `BUDGET_NAME`,
+ * `BUDGET_TOKEN_CAP`, `BUDGET_USD_CAP`, each optional; a key set but empty
+ * or not valid fails with `InvalidUsage` naming it.
+ */
+export const optionsFromConfig: Effect.Effect<BudgetOptions, InvalidUsage | Config.ConfigError> = Effect.all({
+  name: read({
+    key: "BUDGET_NAME",
+    rule: "must be a name without \"/\", such as evals",
+    unset: "the name \"budget\"",
+    parse: (input) => nameError(input) === undefined ? input : undefined
+  }),
+  tokenCap: read(
+    capKey("BUDGET_TOKEN_CAP", "tokenCap", "must be a whole number of tokens from 0 to 9007199254740991, such as 1000000")
+  ),
+  usdCap: read(capKey("BUDGET_USD_CAP", "usdCap", `must be a number of US dollars from 0 to ${maxUsd}, such as 10 or 12.5`))
+})
