@@ -134,18 +134,28 @@ export const make = Effect.fnUntraced(function*(
     model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model
   }
   const wrap = wrapper(settings, context)
-  // The methods are generic over their options, as in `LanguageModel.make`:
-  // the wrapper passes the options through untouched but for a decoded
-  // prompt, so the types the caller sees are the inner model's.
+  // The inner methods, as the wrapper sees them: taking any options with a
+  // prompt, and returning a response or parts it reads the usage of.
+  const generateText: (options: AnyCallOptions) => Effect.Effect<GenerateResponse, unknown, unknown> =
+    inner.generateText
+  const generateObject: (options: AnyCallOptions & ObjectOptions) => Effect.Effect<GenerateResponse, unknown, unknown> =
+    inner.generateObject
+  const streamText: (options: AnyCallOptions) => Stream.Stream<Response.AnyPart, unknown, unknown> = inner.streamText
   const service: LanguageModel.LanguageModel = {
     [LanguageModel.TypeId]: LanguageModel.TypeId,
     supportsSystemMessagesInHistory: inner.supportsSystemMessagesInHistory,
-    generateText: ((callOptions: AnyCallOptions) =>
-      wrap.generate("generateText", callOptions, (forwarded) => inner.generateText(forwarded as any))) as any,
-    generateObject: ((callOptions: AnyCallOptions) =>
-      wrap.generate("generateObject", callOptions, (forwarded) => inner.generateObject(forwarded as any))) as any,
-    streamText: ((callOptions: AnyCallOptions) =>
-      wrap.stream(callOptions, (forwarded) => inner.streamText(forwarded as any))) as any
+    // `LanguageModel`'s methods are overloads generic over their options, as
+    // `LanguageModel.make` builds them, which no wrapper can restate. Each
+    // wrapper passes the options on (the prompt decoded) and returns what the
+    // inner method returns, its errors widened by `AiError` only, which every
+    // overload's errors include: the inner method's type is the wrapper's, as
+    // these casts say.
+    generateText: ((options: AnyCallOptions) =>
+      wrap.generate("generateText", options, generateText)) as LanguageModel.LanguageModel["generateText"],
+    generateObject: ((options: AnyCallOptions & ObjectOptions) =>
+      wrap.generate("generateObject", options, generateObject)) as LanguageModel.LanguageModel["generateObject"],
+    streamText: ((options: AnyCallOptions) =>
+      wrap.stream(options, streamText)) as LanguageModel.LanguageModel["streamText"]
   }
   return service
 })
@@ -287,12 +297,9 @@ const definedOnly = (options: CallOptions): CallOptions =>
 
 // --- the response -----------------------------------------------------------
 
-const modelIdOf = (parts: ReadonlyArray<{ readonly type: string }>): string | undefined => {
+const modelIdOf = (parts: ReadonlyArray<Response.AnyPart>): string | undefined => {
   for (const part of parts) {
-    if (part.type === "response-metadata") {
-      const modelId = (part as Response.ResponseMetadataPart).modelId
-      if (modelId !== undefined) return modelId
-    }
+    if (part.type === "response-metadata" && part.modelId !== undefined) return part.modelId
   }
   return undefined
 }
@@ -302,6 +309,17 @@ const modelIdOf = (parts: ReadonlyArray<{ readonly type: string }>): string | un
 /** The options every `LanguageModel` method takes; the rest passes through. */
 interface AnyCallOptions {
   readonly prompt: Prompt.RawInput
+}
+
+/** What `generateObject` takes besides: the schema of its object. */
+interface ObjectOptions {
+  readonly schema: Schema.Codec<Record<string, unknown>, Record<string, unknown>>
+}
+
+/** What the wrapper reads of a `generateText` or `generateObject` response. */
+interface GenerateResponse {
+  readonly usage: Response.Usage
+  readonly content: ReadonlyArray<Response.AnyPart>
 }
 
 type Method = "generateText" | "generateObject" | "streamText"
@@ -498,14 +516,10 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       (effect) => logged(effect, call, modelId ?? call.model)
     )
 
-  const generate = <
-    A extends { readonly usage: Response.Usage; readonly content: ReadonlyArray<{ readonly type: string }> },
-    E,
-    R
-  >(
+  const generate = <O extends AnyCallOptions, A extends GenerateResponse, E, R>(
     method: "generateText" | "generateObject",
-    callOptions: AnyCallOptions,
-    run: (forwarded: AnyCallOptions) => Effect.Effect<A, E, R>
+    callOptions: O,
+    run: (forwarded: O) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | AiError.AiError, R> =>
     Effect.gen(function*() {
       const call = yield* prepare(method, callOptions.prompt)
@@ -524,7 +538,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       )
     }).pipe(Effect.withSpan(`BudgetedLanguageModel.${method}`))
 
-  const stream = <A extends { readonly type: string }, E, R>(
+  const stream = <A extends Response.AnyPart, E, R>(
     callOptions: AnyCallOptions,
     run: (forwarded: AnyCallOptions) => Stream.Stream<A, E, R>
   ): Stream.Stream<A, E | AiError.AiError, R> =>
@@ -553,8 +567,8 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       return run({ ...callOptions, prompt: call.prompt }).pipe(
         Stream.mapArray((parts) => {
           for (const part of parts) {
-            if (part.type === "finish" && usage === undefined) usage = (part as unknown as Response.FinishPart).usage
-            else if (part.type === "response-metadata" && modelId === undefined) modelId = modelIdOf([part])
+            if (part.type === "finish" && usage === undefined) usage = part.usage
+            else if (part.type === "response-metadata" && modelId === undefined) modelId = part.modelId
           }
           return parts
         }),
