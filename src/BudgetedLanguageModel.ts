@@ -7,14 +7,15 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
-import { AiError, LanguageModel, Model, Prompt, Response, Tokenizer } from "effect/ai"
+import { Cause, Context, Effect, Exit, Layer, Option, Schema, Scope, Stream, Tracer } from "effect"
+import { AiError, LanguageModel, Model, Prompt, Response, Telemetry, Tokenizer } from "effect/ai"
 import { dual } from "effect/Function"
 import { Budget } from "./Budget.ts"
 import type { BudgetService, Reservation, Settlement } from "./Budget.ts"
 import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
 import { priceUsage, usdError } from "./internal/pricing.ts"
+import { reportFailure } from "./internal/report.ts"
 import { reportedInput, reportedOutput, usageOf } from "./internal/responseUsage.ts"
 import type { PriceFunction } from "./Pricing.ts"
 import { defaultMaxOutputTokens, estimateInputTokens } from "./TokenEstimate.ts"
@@ -42,6 +43,15 @@ export interface Options {
   readonly maxOutputTokens?: number | undefined
   /** Fail a call that does not fit at once (the default), or wait until it fits. */
   readonly onExceeded?: "fail" | "wait" | undefined
+  /**
+   * What a call that fails, is interrupted, or (a stream) stops before the
+   * provider reported its usage is charged: its estimate (the default: the
+   * provider may have billed it), or nothing (`"release"`). A call whose usage
+   * was reported is charged that usage however it ends, and one the provider
+   * refused with an error before answering (a rate limit, say) is charged
+   * nothing, whatever this says.
+   */
+  readonly onFailure?: "chargeEstimate" | "release" | undefined
   /** The model's name for pricing when neither the response nor `Model.ModelName` gives one. */
   readonly model?: string | undefined
 }
@@ -62,6 +72,8 @@ export interface CallOptions {
   readonly usd?: number | undefined
   /** Fail at once when the hold does not fit, or wait until it does. */
   readonly onExceeded?: "fail" | "wait" | undefined
+  /** Charge the estimate, or nothing, if the call ends before its usage is reported (see `Options`). */
+  readonly onFailure?: "chargeEstimate" | "release" | undefined
 }
 
 /**
@@ -89,6 +101,12 @@ export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Refere
  * the `Budget` the layer was built with. A refusal fails the call with an
  * `AiError` whose reason is a `QuotaExhaustedError` carrying the
  * `BudgetExceeded`: `unwrapBudgetExceeded` turns it back into one.
+ *
+ * A call that fails once the provider may have billed it is charged all the
+ * same: the usage the provider reported when the wrapper saw it, else the
+ * estimate (or nothing, as `onFailure` says); one the provider refused with
+ * an error before answering is charged nothing (see docs/ai.md, "Failed
+ * calls").
  *
  * @example
  * ```ts
@@ -131,21 +149,32 @@ export const make = Effect.fnUntraced(function*(
   const context: LayerContext = {
     budget: yield* Budget,
     tokenizer: Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)),
-    model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model
+    model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model,
+    spanTransformer: Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.CurrentSpanTransformer))
   }
   const wrap = wrapper(settings, context)
-  // The methods are generic over their options, as in `LanguageModel.make`:
-  // the wrapper passes the options through untouched but for a decoded
-  // prompt, so the types the caller sees are the inner model's.
+  // The inner methods, as the wrapper sees them: taking any options with a
+  // prompt, and returning a response or parts it reads the usage of.
+  const generateText: (options: AnyCallOptions) => Effect.Effect<GenerateResponse, unknown, unknown> =
+    inner.generateText
+  const generateObject: (options: AnyCallOptions & ObjectOptions) => Effect.Effect<GenerateResponse, unknown, unknown> =
+    inner.generateObject
+  const streamText: (options: AnyCallOptions) => Stream.Stream<Response.AnyPart, unknown, unknown> = inner.streamText
   const service: LanguageModel.LanguageModel = {
     [LanguageModel.TypeId]: LanguageModel.TypeId,
     supportsSystemMessagesInHistory: inner.supportsSystemMessagesInHistory,
-    generateText: ((callOptions: AnyCallOptions) =>
-      wrap.generate("generateText", callOptions, (forwarded) => inner.generateText(forwarded as any))) as any,
-    generateObject: ((callOptions: AnyCallOptions) =>
-      wrap.generate("generateObject", callOptions, (forwarded) => inner.generateObject(forwarded as any))) as any,
-    streamText: ((callOptions: AnyCallOptions) =>
-      wrap.stream(callOptions, (forwarded) => inner.streamText(forwarded as any))) as any
+    // `LanguageModel`'s methods are overloads generic over their options, as
+    // `LanguageModel.make` builds them, which no wrapper can restate. Each
+    // wrapper passes the options on (the prompt decoded) and returns what the
+    // inner method returns, its errors widened by `AiError` only, which every
+    // overload's errors include: the inner method's type is the wrapper's, as
+    // these casts say.
+    generateText: ((options: AnyCallOptions) =>
+      wrap.generate("generateText", options, generateText)) as LanguageModel.LanguageModel["generateText"],
+    generateObject: ((options: AnyCallOptions & ObjectOptions) =>
+      wrap.generate("generateObject", options, generateObject)) as LanguageModel.LanguageModel["generateObject"],
+    streamText: ((options: AnyCallOptions) =>
+      wrap.stream(options, streamText)) as LanguageModel.LanguageModel["streamText"]
   }
   return service
 })
@@ -231,6 +260,7 @@ interface Settings {
   readonly price: PriceFunction | undefined
   readonly maxOutputTokens: number
   readonly onExceeded: "fail" | "wait"
+  readonly onFailure: "chargeEstimate" | "release"
   readonly model: string | undefined
 }
 
@@ -244,9 +274,15 @@ const onExceededError = (field: string, value: unknown): InvalidUsage | undefine
     ? undefined
     : new InvalidUsage({ field, value, reason: "must be \"fail\" or \"wait\"" })
 
+const onFailureError = (field: string, value: unknown): InvalidUsage | undefined =>
+  value === undefined || value === "chargeEstimate" || value === "release"
+    ? undefined
+    : new InvalidUsage({ field, value, reason: "must be \"chargeEstimate\" or \"release\"" })
+
 const settingsOf = Effect.fnUntraced(function*(options: Options) {
   const invalid = tokensError("maxOutputTokens", options.maxOutputTokens) ??
     onExceededError("onExceeded", options.onExceeded) ??
+    onFailureError("onFailure", options.onFailure) ??
     (options.model === undefined || (typeof options.model === "string" && options.model.length > 0)
       ? undefined
       : new InvalidUsage({ field: "model", value: options.model, reason: "must be a non-empty model name" }))
@@ -268,6 +304,7 @@ const settingsOf = Effect.fnUntraced(function*(options: Options) {
     price: priceFunction,
     maxOutputTokens: options.maxOutputTokens ?? defaultMaxOutputTokens,
     onExceeded: options.onExceeded ?? "fail",
+    onFailure: options.onFailure ?? "chargeEstimate",
     model: options.model
   } satisfies Settings
 })
@@ -277,24 +314,56 @@ const callOptionsError = (options: CallOptions): InvalidUsage | undefined =>
     ? new InvalidUsage({
       field: "call options",
       value: options,
-      reason: "expected an object like { maxOutputTokens, inputTokens, usd, onExceeded }"
+      reason: "expected an object like { maxOutputTokens, inputTokens, usd, onExceeded, onFailure }"
     })
     : tokensError("inputTokens", options.inputTokens) ?? tokensError("maxOutputTokens", options.maxOutputTokens) ??
-      usdError("usd", options.usd) ?? onExceededError("onExceeded", options.onExceeded)
+      usdError("usd", options.usd) ?? onExceededError("onExceeded", options.onExceeded) ??
+      onFailureError("onFailure", options.onFailure)
 
 const definedOnly = (options: CallOptions): CallOptions =>
   Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
 
 // --- the response -----------------------------------------------------------
 
-const modelIdOf = (parts: ReadonlyArray<{ readonly type: string }>): string | undefined => {
+const modelIdOf = (parts: ReadonlyArray<Response.AnyPart>): string | undefined => {
   for (const part of parts) {
-    if (part.type === "response-metadata") {
-      const modelId = (part as Response.ResponseMetadataPart).modelId
-      if (modelId !== undefined) return modelId
+    if (part.type === "response-metadata" && part.modelId !== undefined) return part.modelId
+  }
+  return undefined
+}
+
+/** The usage of a response's finish part, if it reports any. */
+const reportedUsageOf = (parts: ReadonlyArray<Response.AnyPart>): Response.Usage | undefined => {
+  for (const part of parts) {
+    if (part.type === "finish") {
+      return reportedInput(part.usage) !== undefined || reportedOutput(part.usage) !== undefined ? part.usage : undefined
     }
   }
   return undefined
+}
+
+// The reasons a provider fails a request with instead of answering it: the
+// request was refused or never reached it, so it was most likely not billed.
+// Every other failure (output that does not decode, a tool that fails, an
+// unknown error) may come after an answer the provider billed.
+const refusals: ReadonlySet<AiError.AiErrorReason["_tag"]> = new Set([
+  "RateLimitError",
+  "QuotaExhaustedError",
+  "AuthenticationError",
+  "ContentPolicyError",
+  "InvalidRequestError",
+  "InternalProviderError",
+  "NetworkError",
+  "UnsupportedSchemaError",
+  "ToolConfigurationError",
+  "ToolkitRequiredError",
+  "InvalidUserInputError"
+])
+
+/** Whether `cause` is the provider's refusal of the request, before any answer. */
+const isRefusal = (cause: Cause.Cause<unknown>): boolean => {
+  const error = Option.getOrUndefined(Cause.findErrorOption(cause))
+  return AiError.isAiError(error) && refusals.has(error.reason._tag)
 }
 
 // --- the wrapper ------------------------------------------------------------
@@ -304,6 +373,17 @@ interface AnyCallOptions {
   readonly prompt: Prompt.RawInput
 }
 
+/** What `generateObject` takes besides: the schema of its object. */
+interface ObjectOptions {
+  readonly schema: Schema.Codec<Record<string, unknown>, Record<string, unknown>>
+}
+
+/** What the wrapper reads of a `generateText` or `generateObject` response. */
+interface GenerateResponse {
+  readonly usage: Response.Usage
+  readonly content: ReadonlyArray<Response.AnyPart>
+}
+
 type Method = "generateText" | "generateObject" | "streamText"
 
 /** What the layer found in context when it was built: the defaults of every call. */
@@ -311,6 +391,7 @@ interface LayerContext {
   readonly budget: BudgetService
   readonly tokenizer: Tokenizer.Service | undefined
   readonly model: string | undefined
+  readonly spanTransformer: Telemetry.SpanTransformer | undefined
 }
 
 /** One call, prepared: where it is charged and what it holds. */
@@ -324,6 +405,7 @@ interface PreparedCall {
   readonly usd: number
   readonly model: string | undefined
   readonly onExceeded: "fail" | "wait"
+  readonly onFailure: "chargeEstimate" | "release"
   /** The span of the call, when traced: settlement is written on it. */
   readonly span: Tracer.Span | undefined
 }
@@ -419,6 +501,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       usd,
       model,
       onExceeded: callOptions.onExceeded ?? settings.onExceeded,
+      onFailure: callOptions.onFailure ?? settings.onFailure,
       span
     } satisfies PreparedCall
   })
@@ -447,30 +530,21 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
   /**
    * Settles `reservation` with what the provider reported. No usage at all
    * commits the estimate, and says so; a side (input or output) left out is
-   * charged at its estimate. Never fails: the response is already paid for.
+   * charged at its estimate.
    */
   const settle = (
     call: PreparedCall,
     reservation: Reservation,
     usage: Response.Usage | undefined,
     modelId: string | undefined
-  ) =>
+  ): Effect.Effect<void> =>
     Effect.gen(function*() {
       const model = modelId ?? call.model
       const input = usage === undefined ? undefined : reportedInput(usage)
       const output = usage === undefined ? undefined : reportedOutput(usage)
       call.span?.attribute("budget.usage_reported", input !== undefined || output !== undefined)
       if (input === undefined && output === undefined) {
-        const settled = yield* reservation.commit()
-        call.span?.event("budget.usage_missing", yield* Effect.clockWith((clock) => clock.currentTimeNanos), {
-          "budget.tokens": settled.tokens,
-          "budget.usd": settled.usd
-        })
-        yield* Effect.logWarning(
-          `LanguageModel.${call.method} reported no usage: charged its estimate of ${settled.tokens} tokens / ` +
-            `${fmtUsd(settled.usd)} to budget "${call.budget.path}"`
-        )
-        return yield* reportOverage(call, settled)
+        return yield* chargeEstimate(call, reservation, "reported no usage")
       }
       const complete = input !== undefined && output !== undefined ? usage! : new Response.Usage({
         inputTokens: input === undefined ? { uncached: call.inputTokens, total: call.inputTokens } : usage!.inputTokens,
@@ -490,41 +564,117 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       call.span?.attribute("budget.usd", settled.usd)
       yield* reportOverage(call, settled)
     }).pipe(
-      Effect.catch((error) =>
-        Effect.logError(
-          `LanguageModel.${call.method} could not be charged to budget "${call.budget.path}": ${error.message}`
-        )
-      ),
+      // The call keeps its answer or its own error: the provider's work is done.
+      reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.budget.path}"`),
       (effect) => logged(effect, call, modelId ?? call.model)
     )
 
-  const generate = <
-    A extends { readonly usage: Response.Usage; readonly content: ReadonlyArray<{ readonly type: string }> },
-    E,
-    R
-  >(
+  /** Commits the estimate of a call whose usage is unknown, and says why. */
+  const chargeEstimate = Effect.fnUntraced(function*(call: PreparedCall, reservation: Reservation, why: string) {
+    const settled = yield* reservation.commit()
+    call.span?.event("budget.usage_missing", yield* Effect.clockWith((clock) => clock.currentTimeNanos), {
+      "budget.tokens": settled.tokens,
+      "budget.usd": settled.usd
+    })
+    yield* Effect.logWarning(
+      `LanguageModel.${call.method} ${why}: charged its estimate of ${settled.tokens} tokens / ` +
+        `${fmtUsd(settled.usd)} to budget "${call.budget.path}"`
+    )
+    yield* reportOverage(call, settled)
+  })
+
+  /**
+   * Settles a call that ended without reported usage: a provider's refusal
+   * before any answer gives the hold back; else the call's `onFailure`
+   * decides between its estimate and nothing.
+   */
+  const settleUnreported = (
+    call: PreparedCall,
+    reservation: Reservation,
+    ended: "refused" | "failed" | "interrupted" | "stopped",
+    modelId: string | undefined
+  ): Effect.Effect<void> => {
+    const how = ended === "refused"
+      ? "was refused by the provider before any answer"
+      : ended === "failed"
+      ? "failed without reporting usage"
+      : ended === "interrupted"
+      ? "was interrupted before reporting usage"
+      : "stopped before reporting usage"
+    call.span?.attribute("budget.usage_reported", false)
+    const settled = ended !== "refused" && call.onFailure === "chargeEstimate"
+      ? chargeEstimate(call, reservation, how).pipe(
+        reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.budget.path}"`)
+      )
+      : Effect.andThen(
+        reservation.release,
+        Effect.logDebug(`LanguageModel.${call.method} ${how}: hold released`)
+      ).pipe(
+        reportFailure(`LanguageModel.${call.method} could not give its hold back to budget "${call.budget.path}"`)
+      )
+    return logged(settled, call, modelId ?? call.model)
+  }
+
+  /**
+   * Runs `effect` (a `generateObject`) with a span transformer that hands
+   * `seen` the response. `LanguageModel` calls the transformer once the
+   * provider's answer is decoded, before it decodes the object: so a call
+   * whose object does not decode is still charged the usage in its answer.
+   * The transformer that would have run (the caller's, else the one in
+   * context where this layer was built) is called in turn.
+   */
+  const seeingAnswer = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    seen: (response: ReadonlyArray<Response.AnyPart>) => void
+  ): Effect.Effect<A, E, R> =>
+    Effect.flatMap(Effect.serviceOption(Telemetry.CurrentSpanTransformer), (current) => {
+      const next = Option.getOrUndefined(current) ?? layerContext.spanTransformer
+      return Effect.provideService(effect, Telemetry.CurrentSpanTransformer, (options) => {
+        seen(options.response)
+        next?.(options)
+      })
+    })
+
+  const generate = <O extends AnyCallOptions, A extends GenerateResponse, E, R>(
     method: "generateText" | "generateObject",
-    callOptions: AnyCallOptions,
-    run: (forwarded: AnyCallOptions) => Effect.Effect<A, E, R>
+    callOptions: O,
+    run: (forwarded: O) => Effect.Effect<A, E, R>
   ): Effect.Effect<A, E | AiError.AiError, R> =>
     Effect.gen(function*() {
       const call = yield* prepare(method, callOptions.prompt)
+      let answer: ReadonlyArray<Response.AnyPart> | undefined
+      const request = run({ ...callOptions, prompt: call.prompt })
+      const observed = method === "generateObject"
+        ? seeingAnswer(request, (response) => {
+          answer = response
+        })
+        : request
+      const settleFailure = (reservation: Reservation, cause: Cause.Cause<E>) => {
+        const usage = answer === undefined ? undefined : reportedUsageOf(answer)
+        const modelId = answer === undefined ? undefined : modelIdOf(answer)
+        if (usage !== undefined) return settle(call, reservation, usage, modelId)
+        const ended = answer === undefined && isRefusal(cause)
+          ? "refused"
+          : Cause.hasInterruptsOnly(cause)
+          ? "interrupted"
+          : "failed"
+        return settleUnreported(call, reservation, ended, modelId)
+      }
       // The scope holds the reservation only: the call itself sees the
       // caller's scope, if any, not this one.
       return yield* Effect.scopedWith((scope) =>
         Effect.flatMap(Scope.provide(hold(call), scope), (reservation) =>
-          // Once the provider has answered, the answer is charged even if
-          // this fiber is interrupted: that usage happened.
-          Effect.uninterruptibleMask((restore) =>
-            Effect.tap(
-              restore(run({ ...callOptions, prompt: call.prompt })),
-              (response) => settle(call, reservation, response.usage, modelIdOf(response.content))
-            )
-          ))
+          // Settled however the call ends, before the hold's scope closes,
+          // and uninterruptibly: once the provider may have billed, the call
+          // is charged even if this fiber is interrupted.
+          Effect.onExit(observed, (exit) =>
+            Exit.isSuccess(exit)
+              ? settle(call, reservation, exit.value.usage, modelIdOf(exit.value.content))
+              : settleFailure(reservation, exit.cause)))
       )
     }).pipe(Effect.withSpan(`BudgetedLanguageModel.${method}`))
 
-  const stream = <A extends { readonly type: string }, E, R>(
+  const stream = <A extends Response.AnyPart, E, R>(
     callOptions: AnyCallOptions,
     run: (forwarded: AnyCallOptions) => Stream.Stream<A, E, R>
   ): Stream.Stream<A, E | AiError.AiError, R> =>
@@ -535,29 +685,32 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       const reservation = yield* hold(call)
       let usage: Response.Usage | undefined
       let modelId: string | undefined
+      let answered = false
+      let refused = false
       let ended = false
       yield* Effect.addFinalizer(() => {
         // Reported usage is charged however the stream ended; a stream that
-        // ended without any charges its estimate; a stream cut off before
-        // its usage arrived gives the hold back (see docs/ai.md).
+        // ended without any charges its estimate; one cut before its finish
+        // part (failed, interrupted, or no longer read) is settled by its
+        // `onFailure`, and one the provider refused before sending anything
+        // gives the hold back (see docs/ai.md).
         if (usage !== undefined || ended) return settle(call, reservation, usage, modelId)
-        return logged(
-          Effect.andThen(
-            Effect.ignore(reservation.release),
-            Effect.logDebug(`LanguageModel.streamText stopped before reporting usage: hold released`)
-          ),
-          call,
-          modelId ?? call.model
-        )
+        return settleUnreported(call, reservation, refused ? "refused" : "stopped", modelId)
       })
       return run({ ...callOptions, prompt: call.prompt }).pipe(
         Stream.mapArray((parts) => {
+          answered = true
           for (const part of parts) {
-            if (part.type === "finish" && usage === undefined) usage = (part as unknown as Response.FinishPart).usage
-            else if (part.type === "response-metadata" && modelId === undefined) modelId = modelIdOf([part])
+            if (part.type === "finish" && usage === undefined) usage = part.usage
+            else if (part.type === "response-metadata" && modelId === undefined) modelId = part.modelId
           }
           return parts
         }),
+        Stream.onError((cause) =>
+          Effect.sync(() => {
+            refused = !answered && isRefusal(cause)
+          })
+        ),
         Stream.onEnd(Effect.sync(() => {
           ended = true
         }))

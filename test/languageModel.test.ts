@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
-import { AiError, LanguageModel, Model, Prompt, Tokenizer, Tool, Toolkit } from "effect/ai"
+import { AiError, LanguageModel, Model, Prompt, Telemetry, Tokenizer, Tool, Toolkit } from "effect/ai"
 import {
   Budget,
   type BudgetEvent,
@@ -312,62 +312,180 @@ describe("BudgetedLanguageModel", () => {
       }))
   })
 
-  describe("releasing", () => {
-    it.effect("a failed call releases its hold and keeps its own error", () =>
+  describe("failed calls", () => {
+    // What a provider billed: 5,000 input and 2,000 output tokens, priced
+    // 5,000 × $1 + 2,000 × $4 per million.
+    const billed = usage({ uncached: 5000, total: 5000 }, { total: 2000, text: 2000 })
+    const billedTokens = 7000
+    const billedUsd = 0.013
+    const Title = Schema.Struct({ title: Schema.String })
+    const release = { model: { onFailure: "release" as const } }
+
+    it.effect("generateObject whose output does not decode is charged the usage the provider reported", () =>
       Effect.gen(function*() {
-        const { budget, model } = yield* setup(() => () => ({ fail: true }))
-        const error = yield* Effect.flip(model.generateText({ prompt }))
-        assert.strictEqual(error.reason._tag, "InternalProviderError")
-        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+        for (const options of [{}, release]) {
+          const { budget, model } = yield* setup(
+            () => () => ({ text: "{\"title\":5}", usage: billed, modelId: "test-model" }),
+            options
+          )
+          const error = yield* Effect.flip(model.generateObject({ prompt, schema: Title }))
+          assert.strictEqual(error.reason._tag, "StructuredOutputError")
+          assert.deepStrictEqual(yield* counters(budget), settledAt(billedTokens, billedUsd))
+        }
       }))
 
-    it.effect("an interrupted call releases its hold", () =>
+    it.effect("the span transformer in context still sees generateObject's response, the caller's over the layer's", () =>
       Effect.gen(function*() {
-        const started = yield* Deferred.make<void>()
-        const { budget, model } = yield* setup(() => () => ({
-          usage: reported,
-          before: Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
-        }))
-        const fiber = yield* Effect.forkChild(model.generateText({ prompt }))
-        yield* Deferred.await(started)
-        assert.strictEqual((yield* budget.snapshot).tokensReserved, estimateTokens)
-        yield* Fiber.interrupt(fiber)
-        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+        const seen: Array<string> = []
+        const transformer = (name: string): Telemetry.SpanTransformer => ({ response }) => {
+          seen.push(`${name}: ${response.map((part) => part.type).join(" ")}`)
+        }
+        const provider = yield* scriptedModel(() => ({ text: "{\"title\":\"Budgets\"}", usage: billed }))
+        const budget = yield* Budget.make({ name: "b", thresholds: [] })
+        const model = yield* BudgetedLanguageModel.make({}).pipe(
+          Effect.provideService(LanguageModel.LanguageModel, provider.service),
+          Effect.provideService(Budget, budget),
+          Effect.provideService(Telemetry.CurrentSpanTransformer, transformer("layer"))
+        )
+        yield* model.generateObject({ prompt, schema: Title })
+        yield* model.generateObject({ prompt, schema: Title }).pipe(
+          Effect.provideService(Telemetry.CurrentSpanTransformer, transformer("caller"))
+        )
+        assert.deepStrictEqual(seen, ["layer: text finish", "caller: text finish"])
+        assert.strictEqual((yield* budget.snapshot).tokensUsed, 2 * billedTokens)
       }))
 
-    it.effect("a stream that fails part-way releases its hold", () =>
+    it.effect("generateObject whose output does not decode, with no usage reported, is charged its estimate", () =>
       Effect.gen(function*() {
-        const { budget, model } = yield* setup(() => () => ({ text: "one two", fail: true }))
-        const error = yield* Effect.flip(Stream.runDrain(model.streamText({ prompt })))
-        assert.strictEqual(error.reason._tag, "InternalProviderError")
-        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+        const log = captureLogs()
+        const { budget, model } = yield* setup(() => () => ({ text: "not json" }))
+        const error = yield* Effect.flip(model.generateObject({ prompt, schema: Title })).pipe(Effect.provide(log.layer))
+        assert.strictEqual(error.reason._tag, "StructuredOutputError")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
+        assert.deepStrictEqual(log.lines, [
+          `Warn: LanguageModel.generateObject failed without reporting usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`
+        ])
+        const released = yield* setup(() => () => ({ text: "not json" }), release)
+        yield* Effect.flip(released.model.generateObject({ prompt, schema: Title }))
+        assert.deepStrictEqual(yield* counters(released.budget), settledAt(0, 0))
       }))
 
-    it.effect("a stream interrupted part-way releases its hold", () =>
+    it.effect("a tool handler failing after the provider answered is charged the estimate, or nothing with onFailure: \"release\"", () =>
       Effect.gen(function*() {
+        const Broken = Tool.make("Broken", {
+          parameters: Schema.Struct({ city: Schema.String }),
+          success: Schema.String,
+          failure: Schema.String
+        })
+        const Tools = Toolkit.make(Broken)
+        const handlers = Tools.toLayer({ Broken: () => Effect.fail("tool broke") })
+        const script = () => () => ({
+          toolCalls: [{ id: "c1", name: "Broken", params: { city: "Paris" } }],
+          usage: billed
+        })
+        const log = captureLogs()
+        const { budget, model } = yield* setup(script)
+        const error = yield* Effect.flip(model.generateText({ prompt, toolkit: Tools })).pipe(
+          Effect.provide(handlers),
+          Effect.provide(log.layer)
+        )
+        assert.strictEqual(error, "tool broke")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
+        assert.deepStrictEqual(log.lines, [
+          `Warn: LanguageModel.generateText failed without reporting usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`
+        ])
+        const released = yield* setup(script, release)
+        yield* Effect.flip(released.model.generateText({ prompt, toolkit: Tools })).pipe(Effect.provide(handlers))
+        assert.deepStrictEqual(yield* counters(released.budget), settledAt(0, 0))
+      }))
+
+    it.effect("a call interrupted after its hold is charged its estimate, or nothing with onFailure: \"release\"", () =>
+      Effect.gen(function*() {
+        for (const [options, charged] of [[{}, settledAt(estimateTokens, estimateUsd)], [release, settledAt(0, 0)]] as const) {
+          const log = captureLogs()
+          const started = yield* Deferred.make<void>()
+          const { budget, model } = yield* setup(() => () => ({
+            usage: reported,
+            before: Effect.andThen(Deferred.succeed(started, undefined), Effect.never)
+          }), options)
+          const fiber = yield* Effect.forkChild(model.generateText({ prompt }).pipe(Effect.provide(log.layer)))
+          yield* Deferred.await(started)
+          assert.strictEqual((yield* budget.snapshot).tokensReserved, estimateTokens)
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(yield* counters(budget), charged)
+          assert.deepStrictEqual(log.lines, options === release ? [] : [
+            `Warn: LanguageModel.generateText was interrupted before reporting usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`
+          ])
+        }
+      }))
+
+    it.effect("a stream cut before its finish part is charged its estimate: failed, interrupted, or no longer read", () =>
+      Effect.gen(function*() {
+        const log = captureLogs()
+        const { budget, model } = yield* setup(() => (_, call) =>
+          call === 1 ? { text: "one two", fail: true } : { text: "one two three", hang: true }
+        )
+        const failed = yield* Effect.flip(Stream.runDrain(model.streamText({ prompt }))).pipe(Effect.provide(log.layer))
+        assert.strictEqual(failed.reason._tag, "InternalProviderError")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
         const firstPart = yield* Deferred.make<void>()
-        const { budget, model } = yield* setup(() => () => ({ text: "one two", hang: true }))
         const fiber = yield* Effect.forkChild(
-          Stream.runForEach(model.streamText({ prompt }), () => Deferred.succeed(firstPart, undefined))
+          Stream.runForEach(model.streamText({ prompt }), () => Deferred.succeed(firstPart, undefined)).pipe(
+            Effect.provide(log.layer)
+          )
         )
         yield* Deferred.await(firstPart)
-        assert.strictEqual((yield* budget.snapshot).tokensReserved, estimateTokens)
         yield* Fiber.interrupt(fiber)
-        assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+        assert.deepStrictEqual(yield* counters(budget), settledAt(2 * estimateTokens, 2 * estimateUsd))
+        const cut = yield* Stream.runCollect(Stream.take(model.streamText({ prompt }), 2)).pipe(Effect.provide(log.layer))
+        assert.strictEqual(cut.length, 2)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(3 * estimateTokens, 3 * estimateUsd))
+        assert.deepStrictEqual(log.lines, Array.from({ length: 3 }, () =>
+          `Warn: LanguageModel.streamText stopped before reporting usage: charged its estimate of ${estimateTokens} tokens / $${estimateUsd} to budget "b"`))
       }))
 
-    it.effect("a consumer that stops reading releases, unless the usage was already reported", () =>
+    it.effect("a stream cut before its finish part is released with onFailure: \"release\", set on the layer or the call", () =>
       Effect.gen(function*() {
-        const { budget, model } = yield* setup(() => (_, call) =>
-          call === 1 ? { text: "one two three", hang: true } : { text: "one two three", usage: reported }
+        const script = () => (_: Prompt.Prompt, call: number) =>
+          call === 1 ? { text: "one two", fail: true } : { text: "one two three", hang: true }
+        const layerWide = yield* setup(script, release)
+        yield* Effect.flip(Stream.runDrain(layerWide.model.streamText({ prompt })))
+        yield* Stream.runCollect(Stream.take(layerWide.model.streamText({ prompt }), 2))
+        assert.deepStrictEqual(yield* counters(layerWide.budget), settledAt(0, 0))
+        const perCall = yield* setup(script)
+        yield* Effect.flip(Stream.runDrain(perCall.model.streamText({ prompt }))).pipe(
+          BudgetedLanguageModel.withCallOptions({ onFailure: "release" })
         )
-        const cut = yield* Stream.runCollect(Stream.take(model.streamText({ prompt }), 2))
-        assert.strictEqual(cut.length, 2)
+        yield* Stream.runCollect(Stream.take(perCall.model.streamText({ prompt }), 2)).pipe(
+          BudgetedLanguageModel.withCallOptions({ onFailure: "release" })
+        )
+        assert.deepStrictEqual(yield* counters(perCall.budget), settledAt(0, 0))
+      }))
+
+    it.effect("a stream whose consumer fails or is interrupted after the finish part is charged the reported usage", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ text: "one two three", usage: billed }), release)
+        const error = yield* Effect.flip(
+          Stream.runForEach(model.streamText({ prompt }), (part) => part.type === "finish" ? Effect.fail("consumer broke") : Effect.void)
+        )
+        assert.strictEqual(error, "consumer broke")
+        assert.deepStrictEqual(yield* counters(budget), settledAt(billedTokens, billedUsd))
+        const finished = yield* Deferred.make<void>()
+        const fiber = yield* Effect.forkChild(Stream.runForEach(model.streamText({ prompt }), (part) =>
+          part.type === "finish" ? Effect.andThen(Deferred.succeed(finished, undefined), Effect.never) : Effect.void))
+        yield* Deferred.await(finished)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(2 * billedTokens, 2 * billedUsd))
+      }))
+
+    it.effect("a provider error before any answer releases the hold (not billed) and keeps its own error", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ refuse: true }))
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error.reason._tag, "InternalProviderError")
+        const streamed = yield* Effect.flip(Stream.runDrain(model.streamText({ prompt })))
+        assert.strictEqual(streamed.reason._tag, "InternalProviderError")
         assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
-        // This provider sends its parts in one chunk: the finish part, and
-        // its usage, had arrived when the consumer stopped.
-        yield* Stream.runCollect(Stream.take(model.streamText({ prompt }), 2))
-        assert.deepStrictEqual(yield* counters(budget), settledAt(reportedTokens, reportedUsd))
       }))
   })
 
@@ -507,18 +625,22 @@ describe("BudgetedLanguageModel", () => {
         yield* invalid(wrap({ maxOutputTokens: -5 }))
         yield* invalid(wrap({ maxOutputTokens: 1.5 }))
         yield* invalid(wrap({ onExceeded: "maybe" as "wait" }))
+        yield* invalid(wrap({ onFailure: "ignore" as "release" }))
         yield* invalid(wrap({ price: 0.002 as unknown as Pricing.PriceFunction }))
         yield* invalid(wrap({ price: Pricing.perMillionTokens({ "m": { input: 1, output: -2 } }) }))
         yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ usd: -0.5 })))
         yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: -1 })))
+        yield* invalid(model.generateText({ prompt }).pipe(BudgetedLanguageModel.withCallOptions({ onFailure: "charge" as "release" })))
         assert.deepStrictEqual(messages, [
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got -5",
           "Invalid maxOutputTokens: must be a whole number of tokens, 0 or more, got 1.5",
           "Invalid onExceeded: must be \"fail\" or \"wait\", got \"maybe\" (a string)",
+          "Invalid onFailure: must be \"chargeEstimate\" or \"release\", got \"ignore\" (a string)",
           "Invalid price: must be a function (usage, model) => usd, or Pricing.perMillionTokens({...}), got 0.002",
           "Invalid prices[\"m\"].output: must be USD per million tokens, a number from 0 to 9007199, got -2",
           "Invalid usd: must be a dollar amount from 0 to 9007199, got -0.5",
-          "Invalid inputTokens: must be a whole number of tokens, 0 or more, got -1"
+          "Invalid inputTokens: must be a whole number of tokens, 0 or more, got -1",
+          "Invalid onFailure: must be \"chargeEstimate\" or \"release\", got \"charge\" (a string)"
         ])
         assert.strictEqual(provider.calls(), 0)
       }))

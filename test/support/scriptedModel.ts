@@ -20,6 +20,8 @@ export interface Reply {
   readonly toolCalls?: ReadonlyArray<{ readonly id: string; readonly name: string; readonly params: unknown }> | undefined
   /** Fails the call (a stream: after its first delta) with a provider error. */
   readonly fail?: boolean | undefined
+  /** Refuses the call with a provider error before answering anything (a stream: before its first part). */
+  readonly refuse?: boolean | undefined
   /** A stream stops after its first delta and never ends. */
   readonly hang?: boolean | undefined
   /** Runs before the provider answers (a stream: before its first part). */
@@ -60,6 +62,7 @@ const streamParts = (reply: Reply): Stream.Stream<Response.StreamPartEncoded, Ai
     { type: "text-start", id: "t" },
     { type: "text-delta", id: "t", delta: words[0] ?? "" }
   ]
+  if (reply.refuse === true) return Stream.fail(providerError)
   if (reply.fail === true) return Stream.concat(Stream.fromIterable(head), Stream.fail(providerError))
   if (reply.hang === true) return Stream.concat(Stream.fromIterable(head), Stream.never)
   return Stream.fromIterable<Response.StreamPartEncoded>([
@@ -86,7 +89,7 @@ export const scriptedModel = (script: (prompt: Prompt.Prompt, call: number) => R
           const reply = next(options)
           return Effect.andThen(
             Effect.orDie(reply.before ?? Effect.void),
-            reply.fail === true ? Effect.fail(providerError) : Effect.succeed(generateParts(reply))
+            reply.fail === true || reply.refuse === true ? Effect.fail(providerError) : Effect.succeed(generateParts(reply))
           )
         }),
       streamText: (options) =>
