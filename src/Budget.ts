@@ -242,6 +242,13 @@ export interface BudgetOptions {
   readonly thresholds?: ReadonlyArray<number> | undefined
   /** Whether to report the budget's `Metric`s; defaults to `true`. */
   readonly metrics?: boolean | undefined
+  /**
+   * How long a child in memory may sit idle (no scope using it, nothing
+   * held, no waiters, no children) before it is dropped, forgetting what it
+   * used (its ancestors keep it); defaults to `"1 hour"`, `Infinity` never.
+   * An empty child goes at once. See docs/nesting.md for the trade-off.
+   */
+  readonly idleTtl?: Duration.Input | undefined
 }
 
 /**

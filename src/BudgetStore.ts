@@ -35,6 +35,8 @@ export interface Settings {
   /** Fractions of a cap, ascending, each in (0, 1]. */
   readonly thresholds: ReadonlyArray<number>
   readonly metrics: boolean
+  /** How long an unused child may sit idle before a store in memory drops it; `Infinity` for never. */
+  readonly idleTtlMillis: number
 }
 
 /**

@@ -291,6 +291,34 @@ describe("nested budgets", () => {
       assert.strictEqual((yield* back.snapshot).tokensUsed, 5)
     }))
 
+  it.effect("50,000 one-shot children with usage are dropped once idle past their idleTtl; their spend stays in the parent", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org" })
+      for (let i = 0; i < 50_000; i++) {
+        yield* Effect.scoped(Effect.flatMap(org.child(`request-${i}`), (child) => child.record({ tokens: 1 })))
+      }
+      assert.isAtLeast(yield* seriesUnder("org/request-"), 50_000, "kept while idle less than an hour")
+      yield* TestClock.adjust("1 hour")
+      // the next lookup drops every child idle past its time-to-live
+      yield* Effect.scoped(org.child("other"))
+      assert.strictEqual(yield* seriesUnder("org/request-"), 0)
+      assert.strictEqual((yield* org.snapshot).tokensUsed, 50_000)
+      const again = yield* org.child("request-7")
+      assert.strictEqual((yield* again.snapshot).tokensUsed, 0, "a child dropped forgets its usage")
+    }))
+
+  it.effect("idleTtl: Infinity keeps an idle child with usage; a bad idleTtl is InvalidUsage naming it", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org" })
+      yield* Effect.scoped(Effect.flatMap(org.child("kept", { idleTtl: Infinity }), (child) => child.record({ tokens: 5 })))
+      yield* TestClock.adjust("3650 days")
+      yield* Effect.scoped(org.child("other"))
+      assert.strictEqual((yield* (yield* org.child("kept")).snapshot).tokensUsed, 5)
+      const error = yield* Effect.flip(org.child("bad", { idleTtl: -1 }))
+      assert.strictEqual(error._tag, "InvalidUsage")
+      assert.include(error.message, "idleTtl")
+    }))
+
   it.effect("a used child without users is dropped once its window restarts it", () =>
     Effect.gen(function*() {
       const org = yield* Budget.make({ name: "org" })

@@ -34,14 +34,32 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): Setting
     ? options.window
     : millisOf("window", options.window)
   if (window instanceof InvalidUsage) return window
+  const idleTtlMillis = options.idleTtl === undefined ? defaultIdleTtlMillis : idleMillisOf(options.idleTtl)
+  if (idleTtlMillis instanceof InvalidUsage) return idleTtlMillis
   return {
     name,
     tokenCap: options.tokenCap ?? Infinity,
     nanoCap: options.usdCap === undefined ? Infinity : usdToNanos(options.usdCap),
     window,
     thresholds: [...new Set(thresholds)].sort((a, b) => a - b),
-    metrics: options.metrics ?? true
+    metrics: options.metrics ?? true,
+    idleTtlMillis
   }
+}
+
+/** How long an unused child with usage is kept by default: an hour. */
+const defaultIdleTtlMillis = 3_600_000
+
+/** A positive duration in milliseconds, `Infinity` for none, or why it is not one. */
+const idleMillisOf = (input: Duration.Input): number | InvalidUsage => {
+  const millis = Option.map(Duration.fromInput(input), Duration.toMillis)
+  return Option.isSome(millis) && millis.value > 0
+    ? millis.value
+    : new InvalidUsage({
+      field: "idleTtl",
+      value: input,
+      reason: "must be a positive Duration (\"1 hour\", Duration.days(31)), or Infinity to keep idle children"
+    })
 }
 
 /** A positive, finite duration in milliseconds, or why it is not one. */

@@ -65,6 +65,10 @@ export interface Node {
   eventsDropped: number
   /** Scopes using this budget; an unused, empty child is dropped. */
   users: number
+  /** When the last scope using it closed (`Clock` milliseconds). */
+  idleSince: number
+  /** How long it may then sit idle, usage and all, before it is dropped. */
+  idleTtl: number
   /** Dropped from its parent: a hold taken on it settles on the budget of its name now (`current`). */
   dropped: boolean
   /** Removes this budget's metrics from the registry. */
@@ -105,6 +109,8 @@ export const makeNode = (
     exceeded: 0,
     eventsDropped: 0,
     users: 0,
+    idleSince: now,
+    idleTtl: settings.idleTtlMillis,
     dropped: false,
     unregister: noop
   }
@@ -124,6 +130,7 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
   node.tokenCap = settings.tokenCap
   node.nanoCap = settings.nanoCap
   node.thresholds = settings.thresholds
+  node.idleTtl = settings.idleTtlMillis
   if (settings.window !== node.window) {
     node.window = settings.window
     node.windowEnd = settings.window === undefined ? Infinity : windowEnd(settings.window, now)

@@ -471,8 +471,9 @@ const child = (parent: Node, settings: Settings) =>
     node.users++
     const used = node
     const done = Effect.withFiber((closing) => {
-      used.users--
-      release(used, timeOf(closing))
+      const now = timeOf(closing)
+      if (--used.users === 0) used.idleSince = now
+      release(used, now)
       return Effect.void
     })
     return Effect.andThen(warning, Effect.as(Effect.addFinalizer(() => done), storeOf(used)))
@@ -503,18 +504,22 @@ const storeOf = (origin: Node): StoreBudget => ({
 //
 // A child lives while a scope uses it, or while it holds usage: dropping a
 // child with usage would let a later child of the same name spend it again.
-// An unused child with usage waits in `idle` until its window restarts it;
-// each lookup sweeps a few of those.
+// So an unused child with usage waits in `idle`, in the order it went idle,
+// until its window restarts it or its idle time-to-live runs out (then it
+// forgets its usage; its ancestors keep theirs). Each lookup drops those
+// that may go from the front of `idle`, and moves a few others to the back.
 
-const evictable = (node: Node): boolean =>
+/** Whether nothing keeps `node`: unused, and empty, or idle past its time-to-live with nothing held or waiting. */
+const droppable = (node: Node, now: number): boolean =>
   node.parent !== undefined && node.users === 0 && node.children.size === 0 && node.line.head === undefined &&
-  isEmpty(node)
+  (isEmpty(node) ||
+    (now - node.idleSince >= node.idleTtl && node.tokensReserved === 0 && node.nanosReserved === 0))
 
 /** Drops `node` if nothing keeps it, then its parent if that left it bare. */
 const release = (node: Node, now: number): void => {
   if (node.parent === undefined || node.users > 0) return
   roll([node], now)
-  if (!evictable(node)) {
+  if (!droppable(node, now)) {
     node.tree.idle.add(node)
     return
   }
@@ -526,10 +531,10 @@ const release = (node: Node, now: number): void => {
 }
 
 const sweep = (tree: Tree, now: number): void => {
-  let budget = 2
+  let kept = 0
   for (const node of tree.idle) {
-    if (budget-- === 0) return
     tree.idle.delete(node)
     release(node, now)
+    if (tree.idle.has(node) && ++kept === 2) return
   }
 }
