@@ -6,12 +6,17 @@
  * refused and skipped. The budget runs out part-way, and the report at the
  * end checks that nothing went past a cap and that no hold leaked.
  *
- *   npm start                     # a random run; the header prints its seed
- *   npm start -- --seed=42        # the same calls every time
+ * The latencies are simulated time, on effect's `TestClock`, paced to the
+ * wall clock so the progress can be watched: a seed fixes the calls and the
+ * order in which they finish, so a run prints the same every time.
  *
- * Tests can import `run` and call it with a small `latencyScale`.
+ *   npm start                     # a random run; the header prints its seed
+ *   npm start -- --seed=42        # that run again, line for line
+ *
+ * Tests can import `run` and call it with `paced: false`: no real time.
  */
 import { Clock, Console, Effect, Fiber, Random, Ref, Schema } from "effect"
+import { TestClock } from "effect/testing"
 import { realpathSync } from "node:fs"
 import { pathToFileURL } from "node:url"
 import { Budget, BudgetExceeded, usdToNanos } from "../src/index.ts"
@@ -24,8 +29,13 @@ export interface FanoutOptions {
   readonly concurrency: number
   readonly tokenCap: number
   readonly usdCap: number
-  /** Multiplies every simulated latency; 0.01 runs the whole demo in ~0.1s. */
+  /** Multiplies every simulated latency. */
   readonly latencyScale: number
+  /**
+   * Moves the simulated clock with the wall clock, so the progress shows as
+   * it happens; off, the run takes no real time. The outcome is the same.
+   */
+  readonly paced: boolean
   /** Share of calls that fail upstream (after their latency). */
   readonly failureRate: number
   /** Same seed, same calls (sizes, latencies, failures). Left out, one is drawn and printed. */
@@ -42,6 +52,7 @@ export const defaults: FanoutOptions = {
   tokenCap: 200_000,
   usdCap: 2,
   latencyScale: 1,
+  paced: true,
   failureRate: 0.05,
   seed: undefined,
   progressEveryMs: 1000,
@@ -370,6 +381,41 @@ export const printReport = (r: FanoutReport): Effect.Effect<void> => {
   return Console.log(lines.join("\n"))
 }
 
+// --- simulated time ---------------------------------------------------------
+
+/** Milliseconds between moves of the simulated clock: simulated time unpaced, wall time paced. */
+const stepMs = 20
+
+/**
+ * Runs `effect` on a `TestClock` of its own, moving it until `effect` ends.
+ * The clock wakes sleepers in order of time, and lets each woken fiber (and
+ * what it resumes) run until it suspends before it wakes the next, so which
+ * call finishes first, and what every snapshot reads, depends on the seed
+ * only, not on timers, step sizes or machine load. Paced, the simulated
+ * clock keeps up with the wall clock.
+ */
+const onSimulatedTime = (paced: boolean) => <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.gen(function*() {
+    // Started by the clock's first wake-up, not by the scheduler, so how
+    // long the process takes to get going cannot shift anything after it.
+    const fiber = yield* Effect.forkChild(Effect.andThen(Effect.sleep(1), effect))
+    const wallClock = TestClock.withLive(Clock.currentTimeMillis)
+    const started = yield* wallClock
+    const step = paced
+      ? Effect.gen(function*() {
+        yield* TestClock.withLive(Effect.sleep(stepMs))
+        const behind = (yield* wallClock) - started - (yield* Clock.currentTimeMillis)
+        yield* TestClock.adjust(Math.max(0, behind))
+      })
+      : TestClock.adjust(stepMs)
+    while (fiber.pollUnsafe() === undefined) yield* step
+    return yield* Fiber.join(fiber)
+  }).pipe(
+    // Waits for each woken fiber however long a loaded machine takes to run
+    // it, rather than warn after a second and move on.
+    Effect.provide(TestClock.layer({ warningDelay: "1 minute" }))
+  )
+
 /**
  * Runs the demo with its own budget; options default to `defaults`. Without
  * a seed, one is drawn and shown in the header, so `--seed=<it>` replays the
@@ -383,6 +429,7 @@ export const run = (overrides: Partial<FanoutOptions> = {}) =>
       return fanout(options).pipe(
         Effect.tap((report) => options.quiet ? Effect.void : printReport(report)),
         Effect.provide(Budget.layer({ name: "demo", tokenCap: options.tokenCap, usdCap: options.usdCap })),
+        onSimulatedTime(options.paced),
         Random.withSeed(seed)
       )
     }

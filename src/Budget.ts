@@ -142,7 +142,8 @@ export type Snapshot = typeof Snapshot.Type
 /**
  * What `reserve` does when the hold does not fit: fail at once with
  * `BudgetExceeded` (the default), or wait in line until it fits, first come
- * first served. A request larger than a cap fails at once either way.
+ * first served among waiters (a request that does not wait takes free room
+ * ahead of the line). A request larger than a cap fails at once either way.
  *
  * @example
  * ```ts

@@ -47,6 +47,24 @@ export const contract = (store: StoreUnderTest) =>
           assert.strictEqual(snap.usdUsed, 1)
         }))
 
+      it.effect("at exactly its cap an empty request passes; past it by overage, every request is refused", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ tokenCap: 100 })
+          yield* budget.record({ tokens: 100 })
+          yield* budget.record({})
+          yield* budget.record({ usd: 1 })
+          yield* budget.reserve({})
+          const spent = yield* make({ tokenCap: 100 })
+          yield* Effect.scoped(Effect.flatMap(spent.reserve({ tokens: 90 }), (r) => r.commit({ tokens: 110 })))
+          for (const usage of [{}, { tokens: 0 }, { usd: 1 }]) {
+            const error = yield* Effect.flip(spent.record(usage))
+            assert.strictEqual(error._tag === "BudgetExceeded" && error.axis, "tokens")
+            assert.strictEqual((yield* Effect.flip(spent.reserve(usage)))._tag, "BudgetExceeded")
+          }
+          const snap = yield* spent.snapshot
+          assert.deepStrictEqual([snap.tokensUsed, snap.usdUsed, snap.tokensReserved], [110, 0, 0])
+        }))
+
       it.effect("reserve counts holds against the cap", () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })
