@@ -283,7 +283,11 @@ export const fanout = Effect.fn("fanout")(function*(options: FanoutOptions) {
     },
     // Refusals and upstream failures are outcomes to count, not to stop on.
     Effect.catchTag("BudgetExceeded", (e: BudgetExceeded) =>
-      Ref.update(tally, (t) => ({ ...t, refused: { ...t.refused, [e.axis]: t.refused[e.axis] + 1 } }))),
+      // The demo's budget has caps, no rate: a refusal is on tokens or dollars.
+      Ref.update(tally, (t) => {
+        const axis = e.axis === "usd" ? "usd" : "tokens"
+        return { ...t, refused: { ...t.refused, [axis]: t.refused[axis] + 1 } }
+      })),
     Effect.catchTag("UpstreamError", (e: UpstreamError) =>
       Effect.andThen(Ref.update(tally, (t) => ({ ...t, failed: t.failed + 1 })), sample(`after call ${e.call} failed`)))
   )

@@ -250,6 +250,36 @@ export interface BudgetOptions {
    * An empty child goes at once. See docs/nesting.md for the trade-off.
    */
   readonly idleTtl?: Duration.Input | undefined
+  /**
+   * A rate on any of three axes, each a token bucket refilled continuously:
+   * `{ tokens: 90_000, requests: 500, per: "1 minute" }` admits 90,000 tokens
+   * and 500 requests a minute (every `record` and `reserve` is one request).
+   * Checked with the caps, at every level, in the same atomic step; a
+   * refusal carries `retryAfter`. See docs/rate-limits.md.
+   */
+  readonly rate?: RateOptions | undefined
+  /** The most holds in flight at once at this budget and below; no limit if left out. */
+  readonly maxConcurrent?: number | undefined
+}
+
+/**
+ * A budget's rate: what it admits per period on each axis given (at least
+ * one), as token buckets that refill continuously and hold one period's
+ * worth, or `burst` periods' worth.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RateOptions {
+  /** Tokens admitted per period: reserved, or recorded. */
+  readonly tokens?: number | undefined
+  /** Requests admitted per period: every `record` and `reserve` is one. */
+  readonly requests?: number | undefined
+  /** Dollars admitted per period. */
+  readonly usd?: number | undefined
+  readonly per: Duration.Input
+  /** How many periods' worth a bucket holds when full; 1 if left out. */
+  readonly burst?: number | undefined
 }
 
 /**

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Formatter, Schema } from "effect"
+import { Duration, Formatter, Schema } from "effect"
 import { causeText } from "./internal/causeText.ts"
 
 /**
@@ -23,13 +23,63 @@ export type Axis = "tokens" | "usd"
  */
 export const Axis: Schema.Literals<readonly ["tokens", "usd"]> = Schema.Literals(["tokens", "usd"])
 
-const describe = (axis: Axis, amount: number): string =>
-  axis === "tokens" ? `${amount} tokens` : `$${amount}`
+/**
+ * What a rate or a concurrency limit counts beside the two axes of a cap:
+ * requests (every `record` and `reserve` is one).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type LimitAxis = Axis | "requests"
 
 /**
- * A request refused because it would take a budget past its cap on one axis:
- * `attempted` (used + reserved + requested) is greater than `cap`. Nothing
- * was charged or held.
+ * The Schema of a {@link LimitAxis}.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const LimitAxis: Schema.Literals<readonly ["tokens", "usd", "requests"]> = Schema.Literals([
+  "tokens",
+  "usd",
+  "requests"
+])
+
+/**
+ * Which limit of a budget refused a request: its `cap`, its `rate`, or its
+ * `concurrency` (`maxConcurrent` holds in flight).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type Limit = "cap" | "rate" | "concurrency"
+
+/**
+ * The Schema of a {@link Limit}.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const Limit: Schema.Literals<readonly ["cap", "rate", "concurrency"]> = Schema.Literals([
+  "cap",
+  "rate",
+  "concurrency"
+])
+
+const describe = (axis: LimitAxis, amount: number): string =>
+  axis === "tokens" ? `${amount} tokens` : axis === "usd" ? `$${amount}` : `${amount} requests`
+
+/**
+ * A request refused because one limit of a budget would not admit it;
+ * nothing was charged or held. `limit` says which:
+ *
+ * - `"cap"`: `attempted` (used + reserved + requested) is greater than `cap`
+ *   on `axis`.
+ * - `"rate"`: the rate's bucket on `axis` (`"requests"` included) holds
+ *   less than `requested`: `attempted` is what the bucket would have lent
+ *   (its capacity less what is left, plus `requested`), `cap` its capacity,
+ *   and `retryAfter` how long until it will have refilled enough.
+ * - `"concurrency"`: `cap` holds are in flight already (`maxConcurrent`);
+ *   `axis` is `"requests"`.
  *
  * @example
  * ```ts
@@ -47,14 +97,24 @@ const describe = (axis: Axis, amount: number): string =>
  */
 export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("BudgetExceeded", {
   budget: Schema.String,
-  axis: Axis,
+  limit: Limit,
+  axis: LimitAxis,
   requested: Schema.Number,
   attempted: Schema.Number,
-  cap: Schema.Number
+  cap: Schema.Number,
+  retryAfter: Schema.optional(Schema.Duration)
 }) {
   override get message(): string {
-    return `Budget "${this.budget}" refused ${describe(this.axis, this.requested)}: ` +
-      `used + reserved + requested would be ${describe(this.axis, this.attempted)}, ` +
+    const refused = `Budget "${this.budget}" refused ${describe(this.axis, this.requested)}`
+    if (this.limit === "concurrency") {
+      return `${refused}: ${this.cap} holds are in flight already, its maxConcurrent`
+    }
+    if (this.limit === "rate") {
+      const left = describe(this.axis, this.cap - this.attempted + this.requested)
+      const after = this.retryAfter === undefined ? "" : `; retry after ${Duration.format(this.retryAfter)}`
+      return `${refused}: its rate of ${describe(this.axis, this.cap)} a period has ${left} left now${after}`
+    }
+    return `${refused}: used + reserved + requested would be ${describe(this.axis, this.attempted)}, ` +
       `over its cap of ${describe(this.axis, this.cap)}`
   }
 }

@@ -7,7 +7,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
-import { Axis } from "./BudgetError.ts"
+import { Axis, Limit, LimitAxis } from "./BudgetError.ts"
 
 /**
  * Usage charged by `record`.
@@ -70,15 +70,18 @@ export class Released extends Schema.Opaque<Released>()(Schema.TaggedStruct("Rel
 })) {}
 
 /**
- * A request refused; `budget` is the budget whose cap refused it. The
- * figures are tokens or dollars, as `axis` says.
+ * A request refused; `budget` is the budget whose limit refused it, and
+ * `limit` which (its cap, its rate or its concurrency, as in
+ * `BudgetExceeded`). The figures are tokens, dollars or requests, as `axis`
+ * says.
  *
  * @since 0.1.0
  * @category models
  */
 export class Exceeded extends Schema.Opaque<Exceeded>()(Schema.TaggedStruct("Exceeded", {
   budget: Schema.String,
-  axis: Axis,
+  limit: Limit,
+  axis: LimitAxis,
   requested: Schema.Number,
   attempted: Schema.Number,
   cap: Schema.Number

@@ -12,7 +12,8 @@
 import { Context, Layer } from "effect"
 import type { Cron, Effect, Scope, Stream } from "effect"
 import type { Settlement } from "./Budget.ts"
-import type { Axis, BudgetExceeded, BudgetUnavailable, InvalidUsage } from "./BudgetError.ts"
+import type { BudgetExceeded, BudgetUnavailable, InvalidUsage, Limit, LimitAxis } from "./BudgetError.ts"
+import type { RateSetting } from "./internal/rate.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
 import { exceeded as exceededOf } from "./internal/refusal.ts"
@@ -37,6 +38,10 @@ export interface Settings {
   readonly metrics: boolean
   /** How long an unused child may sit idle before a store in memory drops it; `Infinity` for never. */
   readonly idleTtlMillis: number
+  /** Its rate, a bucket per axis given; none if empty. */
+  readonly rates: ReadonlyArray<RateSetting>
+  /** The most holds in flight at once at it and below; `Infinity` for no limit. */
+  readonly maxConcurrent: number
 }
 
 /**
@@ -206,9 +211,13 @@ export const exceeded: (refusal: Refusal) => BudgetExceeded = exceededOf
 export interface Refusal {
   /** The path of the budget that refused. */
   readonly budget: string
-  readonly axis: Axis
+  /** Which of its limits refused; its cap if left out. */
+  readonly limit?: Limit | undefined
+  readonly axis: LimitAxis
   readonly requested: number
-  /** Used + reserved + requested. */
+  /** Used + reserved + requested; for a rate, what its bucket lent plus requested. */
   readonly attempted: number
   readonly cap: number
+  /** For a rate: how long until its bucket will have refilled enough. */
+  readonly retryAfterMillis?: number | undefined
 }

@@ -88,7 +88,7 @@ describe("error messages name the budget, the axis or field, and the numbers", (
   })
 
   it("errors are tagged for catchTag", () => {
-    const error = new BudgetExceeded({ budget: "b", axis: "usd", requested: 1, attempted: 2, cap: 1 })
+    const error = new BudgetExceeded({ budget: "b", limit: "cap", axis: "usd", requested: 1, attempted: 2, cap: 1 })
     assert.strictEqual(error._tag, "BudgetExceeded")
     assert.instanceOf(error, Error)
   })

@@ -45,17 +45,17 @@ const published: ReadonlyArray<{ readonly wire: object; readonly event: BudgetEv
   },
   {
     wire: { t: "Exceeded", b: "org/agent", a: "tokens", k: "90", c: "100", tk: "20", n: "0" },
-    event: { _tag: "Exceeded", budget: "org/agent", axis: "tokens", requested: 20, attempted: 110, cap: 100 },
+    event: { _tag: "Exceeded", budget: "org/agent", limit: "cap", axis: "tokens", requested: 20, attempted: 110, cap: 100 },
     exact: true
   },
   {
     wire: { t: "Exceeded", b: "org", a: "usd", k: "9000000000", c: "10000000000", tk: "0", n: "2000000000" },
-    event: { _tag: "Exceeded", budget: "org", axis: "usd", requested: 2, attempted: 11, cap: 10 },
+    event: { _tag: "Exceeded", budget: "org", limit: "cap", axis: "usd", requested: 2, attempted: 11, cap: 10 },
     exact: true
   },
   {
     wire: { t: "Exceeded", b: "org", a: "tokens", k: "90", c: "100", tk: "20", n: "2000000000" },
-    event: { _tag: "Exceeded", budget: "org", axis: "tokens", requested: 20, attempted: 110, cap: 100 },
+    event: { _tag: "Exceeded", budget: "org", limit: "cap", axis: "tokens", requested: 20, attempted: 110, cap: 100 },
     exact: false
   },
   {

@@ -1,4 +1,5 @@
-import type { BudgetOptions } from "../Budget.ts"
+import type { BudgetOptions, RateOptions } from "../Budget.ts"
+import type { RateSetting } from "./rate.ts"
 import { InvalidUsage } from "../BudgetError.ts"
 import { capError, maxUsd, usdToNanos } from "../Usage.ts"
 import type { Settings } from "../BudgetStore.ts"
@@ -36,6 +37,16 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): Setting
   if (window instanceof InvalidUsage) return window
   const idleTtlMillis = options.idleTtl === undefined ? defaultIdleTtlMillis : idleMillisOf(options.idleTtl)
   if (idleTtlMillis instanceof InvalidUsage) return idleTtlMillis
+  const rates = options.rate === undefined ? [] : ratesOf(options.rate)
+  if (rates instanceof InvalidUsage) return rates
+  const maxConcurrent = options.maxConcurrent ?? Infinity
+  if (!(maxConcurrent === Infinity || (Number.isSafeInteger(maxConcurrent) && maxConcurrent >= 1))) {
+    return new InvalidUsage({
+      field: "maxConcurrent",
+      value: options.maxConcurrent,
+      reason: "must be a whole number of holds, at least 1, or left out for no limit"
+    })
+  }
   return {
     name,
     tokenCap: options.tokenCap ?? Infinity,
@@ -43,8 +54,40 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): Setting
     window,
     thresholds: [...new Set(thresholds)].sort((a, b) => a - b),
     metrics: options.metrics ?? true,
-    idleTtlMillis
+    idleTtlMillis,
+    rates,
+    maxConcurrent
   }
+}
+
+/** The buckets of a rate, in the store's units, or why it is not one. */
+const ratesOf = (rate: RateOptions): ReadonlyArray<RateSetting> | InvalidUsage => {
+  const periodMillis = millisOf("rate.per", rate.per)
+  if (periodMillis instanceof InvalidUsage) return periodMillis
+  const burst = rate.burst ?? 1
+  if (!(typeof burst === "number" && burst > 0 && Number.isFinite(burst))) {
+    return new InvalidUsage({ field: "rate.burst", value: rate.burst, reason: "must be a positive number of periods (1, 0.5)" })
+  }
+  const settings: Array<RateSetting> = []
+  const axes = [
+    ["tokens", rate.tokens, (n: number) => n, "a whole number of tokens, at least 1"],
+    ["requests", rate.requests, (n: number) => n, "a whole number of requests, at least 1"],
+    ["usd", rate.usd, usdToNanos, `a number of dollars from 0.000000001 to ${maxUsd}`]
+  ] as const
+  for (const [axis, given, toUnits, rule] of axes) {
+    if (given === undefined) continue
+    const amount = typeof given === "number" && given > 0 && given <= (axis === "usd" ? maxUsd : Number.MAX_SAFE_INTEGER)
+      ? toUnits(given)
+      : NaN
+    if (!(Number.isSafeInteger(amount) && amount >= 1)) {
+      return new InvalidUsage({ field: `rate.${axis}`, value: given, reason: `must be ${rule}, or left out` })
+    }
+    settings.push({ axis, amount, periodMillis, capacity: amount * burst })
+  }
+  if (settings.length === 0) {
+    return new InvalidUsage({ field: "rate", value: rate, reason: "must give tokens, requests or usd per period" })
+  }
+  return settings
 }
 
 /** How long an unused child with usage is kept by default: an hour. */

@@ -1,19 +1,22 @@
+import { Duration } from "effect"
 import type { Axis } from "../BudgetError.ts"
 import { BudgetExceeded, InvalidUsage } from "../BudgetError.ts"
 import type { Refusal } from "../BudgetStore.ts"
 import { usdFromNanos } from "../Usage.ts"
 
 /** The `BudgetExceeded` a refusal is to the caller: every store refuses through this. */
-export const exceeded = (refusal: Refusal): BudgetExceeded =>
-  refusal.axis === "tokens"
-    ? new BudgetExceeded(refusal)
-    : new BudgetExceeded({
-      budget: refusal.budget,
-      axis: "usd",
-      requested: usdFromNanos(refusal.requested),
-      attempted: usdFromNanos(refusal.attempted),
-      cap: usdFromNanos(refusal.cap)
-    })
+export const exceeded = (refusal: Refusal): BudgetExceeded => {
+  const inUnits = refusal.axis === "usd" ? usdFromNanos : (amount: number) => amount
+  return new BudgetExceeded({
+    budget: refusal.budget,
+    limit: refusal.limit ?? "cap",
+    axis: refusal.axis,
+    requested: inUnits(refusal.requested),
+    attempted: inUnits(refusal.attempted),
+    cap: inUnits(refusal.cap),
+    ...(refusal.retryAfterMillis === undefined ? {} : { retryAfter: Duration.millis(refusal.retryAfterMillis) })
+  })
+}
 
 /**
  * A commit that would take a budget's use past what a counter holds

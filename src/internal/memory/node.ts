@@ -11,6 +11,7 @@ import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
 import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
+import { amountOf, type Bucket, fullBucket, type RateSetting, refill, waitMillis } from "../rate.ts"
 import { windowEnd, type WindowSchedule } from "../window.ts"
 
 /** What every budget of one tree shares. */
@@ -37,8 +38,8 @@ export interface Node {
   readonly parent: Node | undefined
   /** This budget, then its parent, up to the root: what a charge here touches. */
   readonly chain: ReadonlyArray<Node>
-  /** Whether any budget of `chain` has a window, so operations need the time. */
-  readonly timed: boolean
+  /** Whether any budget of `chain` has a window or a rate, so operations need the time. */
+  timed: boolean
   readonly tree: Tree
   readonly children: Map<string, Node>
   readonly line: WaitQueue
@@ -63,6 +64,12 @@ export interface Node {
   exceeded: number
   /** Events its streams dropped, having fallen behind (subscribers.ts). */
   eventsDropped: number
+  /** Its rate, a bucket per axis, and each bucket's level (rate.ts). */
+  rates: ReadonlyArray<RateSetting>
+  buckets: Array<Bucket>
+  /** The most holds in flight at once at it and below, and how many are. */
+  maxConcurrent: number
+  inFlight: number
   /** Scopes using this budget; an unused, empty child is dropped. */
   users: number
   /** When the last scope using it closed (`Clock` milliseconds). */
@@ -88,7 +95,7 @@ export const makeNode = (
     path,
     parent,
     chain: [],
-    timed: settings.window !== undefined || (parent?.timed ?? false),
+    timed: settings.window !== undefined || settings.rates.length > 0 || (parent?.timed ?? false),
     tree,
     children: new Map(),
     line: new WaitQueue(),
@@ -108,6 +115,10 @@ export const makeNode = (
     released: 0,
     exceeded: 0,
     eventsDropped: 0,
+    rates: settings.rates,
+    buckets: settings.rates.map((rate) => fullBucket(rate, now)),
+    maxConcurrent: settings.maxConcurrent,
+    inFlight: 0,
     users: 0,
     idleSince: now,
     idleTtl: settings.idleTtlMillis,
@@ -131,6 +142,9 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
   node.nanoCap = settings.nanoCap
   node.thresholds = settings.thresholds
   node.idleTtl = settings.idleTtlMillis
+  node.maxConcurrent = settings.maxConcurrent
+  if (settings.rates !== node.rates) rerate(node, settings.rates, now)
+  if (!node.timed && (settings.window !== undefined || settings.rates.length > 0)) timeAll(node)
   if (settings.window !== node.window) {
     node.window = settings.window
     node.windowEnd = settings.window === undefined ? Infinity : windowEnd(settings.window, now)
@@ -140,6 +154,25 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
 
 const noop = () => {}
 
+/** A budget that gained a window or a rate, and every budget below it, need the time from now on. */
+const timeAll = (node: Node): void => {
+  node.timed = true
+  for (const child of node.children.values()) timeAll(child)
+}
+
+/**
+ * Takes the rate given last: a bucket of an axis it had keeps its level
+ * (no fresh burst for opening a budget again), at most the new capacity.
+ */
+const rerate = (node: Node, rates: ReadonlyArray<RateSetting>, now: number): void => {
+  node.buckets = rates.map((rate) => {
+    const at = node.rates.findIndex((old) => old.axis === rate.axis)
+    if (at < 0) return fullBucket(rate, now)
+    refill(node.rates[at]!, node.buckets[at]!, now)
+    return { level: Math.min(rate.capacity, node.buckets[at]!.level), at: now }
+  })
+  node.rates = rates
+}
 /**
  * The budget of `node`'s path as the tree has it now: `node` itself, or,
  * for one dropped, the child opened again under its name, if any.
@@ -160,9 +193,64 @@ export const exactLimit = Number.MAX_SAFE_INTEGER
 /** What a request may take an axis up to: its cap, or the exact limit without one. */
 export const limitOf = (cap: number): number => Math.min(cap, exactLimit)
 
-export const fits = (node: Node, tokens: number, nanos: number): boolean =>
+/** Whether `node`'s caps admit `tokens` and `nanos`. */
+export const capsFit = (node: Node, tokens: number, nanos: number): boolean =>
   node.tokensUsed + node.tokensReserved + tokens <= limitOf(node.tokenCap) &&
   node.nanosUsed + node.nanosReserved + nanos <= limitOf(node.nanoCap)
+
+/**
+ * The first bucket of `node`'s rate that does not hold what the request
+ * takes at `now` (refilled to it), by its place; -1 if all do.
+ */
+export const shortBucket = (node: Node, tokens: number, nanos: number, now: number): number => {
+  const rates = node.rates
+  for (let i = 0; i < rates.length; i++) {
+    const rate = rates[i]!
+    const bucket = node.buckets[i]!
+    refill(rate, bucket, now)
+    if (bucket.level < amountOf(rate, tokens, nanos)) return i
+  }
+  return -1
+}
+
+/** Whether `node` admits the request at `now`: its caps, its rate and, for a hold, its concurrency. */
+export const fits = (node: Node, tokens: number, nanos: number, now: number, holding: boolean): boolean =>
+  capsFit(node, tokens, nanos) && (!holding || node.inFlight < node.maxConcurrent) &&
+  (node.rates.length === 0 || shortBucket(node, tokens, nanos, now) < 0)
+
+/** Takes an admitted request from `node`'s rate (refilled by `fits`). */
+export const takeRate = (node: Node, tokens: number, nanos: number): void => {
+  const rates = node.rates
+  for (let i = 0; i < rates.length; i++) node.buckets[i]!.level -= amountOf(rates[i]!, tokens, nanos)
+}
+
+/**
+ * Gives `tokens` and `nanos` back to `node`'s rate (negative: takes them,
+ * as debt), up to each bucket's capacity; requests are never given back.
+ */
+export const giveRate = (node: Node, tokens: number, nanos: number, now: number): void => {
+  const rates = node.rates
+  for (let i = 0; i < rates.length; i++) {
+    const rate = rates[i]!
+    if (rate.axis === "requests") continue
+    const bucket = node.buckets[i]!
+    refill(rate, bucket, now)
+    bucket.level = Math.min(rate.capacity, bucket.level + (rate.axis === "tokens" ? tokens : nanos))
+  }
+}
+
+/** How long until `node`'s rate admits the request, if its rate is what holds it back; else `Infinity`. */
+export const rateWait = (node: Node, tokens: number, nanos: number, now: number): number => {
+  let longest = 0
+  const rates = node.rates
+  for (let i = 0; i < rates.length; i++) {
+    const rate = rates[i]!
+    const bucket = node.buckets[i]!
+    refill(rate, bucket, now)
+    longest = Math.max(longest, waitMillis(rate, bucket.level, amountOf(rate, tokens, nanos)))
+  }
+  return longest > 0 ? longest : Infinity
+}
 
 export const isEmpty = (node: Node): boolean =>
   node.tokensUsed === 0 && node.nanosUsed === 0 && node.tokensReserved === 0 && node.nanosReserved === 0

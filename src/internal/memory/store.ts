@@ -2,11 +2,12 @@ import { Clock, Effect, Exit } from "effect"
 import type { Fiber, Scope } from "effect"
 import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
 import type { Settlement } from "../../Budget.ts"
-import type { BudgetStore, Charge, Settings, StoreBudget } from "../../BudgetStore.ts"
+import type { BudgetStore, Charge, Refusal, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { Subscribers } from "../subscribers.ts"
+import { amountOf, waitMillis } from "../rate.ts"
 import { Ids } from "./ids.ts"
 import {
   countersOf,
@@ -15,11 +16,15 @@ import {
   emit,
   exactLimit,
   fits,
+  giveRate,
   isEmpty,
   limitOf,
   makeNode,
+  rateWait,
   reconfigure,
-  restart
+  restart,
+  shortBucket,
+  takeRate
 } from "./node.ts"
 import type { Node, Tree } from "./node.ts"
 import { makeWaiter, type Waiter } from "./waitQueue.ts"
@@ -45,29 +50,58 @@ const roll = (chain: ReadonlyArray<Node>, now: number): void => {
   }
 }
 
-/** The first budget of `chain` that `tokens` and `nanos` do not fit. */
-const refuser = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): Node | undefined => {
+/** The first budget of `chain` that does not admit the request at `now` (`holding`: a hold). */
+const refuser = (
+  chain: ReadonlyArray<Node>,
+  tokens: number,
+  nanos: number,
+  now: number,
+  holding: boolean
+): Node | undefined => {
   for (let i = 0; i < chain.length; i++) {
-    if (!fits(chain[i]!, tokens, nanos)) return chain[i]
+    if (!fits(chain[i]!, tokens, nanos, now, holding)) return chain[i]
   }
   return undefined
 }
 
-const exceeded = (node: Node, tokens: number, nanos: number): BudgetExceeded => {
+/** Which limit of `node` refuses the request at `now`: its cap, its concurrency, or its rate. */
+const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holding: boolean): Refusal => {
+  const budget = node.path
+  const tokensAttempted = node.tokensUsed + node.tokensReserved + tokens
+  if (tokensAttempted > limitOf(node.tokenCap)) {
+    return { budget, axis: "tokens", requested: tokens, attempted: tokensAttempted, cap: limitOf(node.tokenCap) }
+  }
+  const nanosAttempted = node.nanosUsed + node.nanosReserved + nanos
+  if (nanosAttempted > limitOf(node.nanoCap)) {
+    return { budget, axis: "usd", requested: nanos, attempted: nanosAttempted, cap: limitOf(node.nanoCap) }
+  }
+  if (holding && node.inFlight >= node.maxConcurrent) {
+    const cap = node.maxConcurrent
+    return { budget, limit: "concurrency", axis: "requests", requested: 1, attempted: node.inFlight + 1, cap }
+  }
+  const at = Math.max(0, shortBucket(node, tokens, nanos, now))
+  const rate = node.rates[at]!
+  const level = node.buckets[at]!.level
+  const amount = amountOf(rate, tokens, nanos)
+  return {
+    budget,
+    limit: "rate",
+    axis: rate.axis,
+    requested: amount,
+    attempted: rate.capacity - level + amount,
+    cap: rate.capacity,
+    // Larger than the bucket holds: no wait would do.
+    retryAfterMillis: amount > rate.capacity ? undefined : waitMillis(rate, level, amount)
+  }
+}
+
+const exceeded = (node: Node, tokens: number, nanos: number, now: number, holding: boolean): BudgetExceeded => {
   node.exceeded++
-  const attempted = node.tokensUsed + node.tokensReserved + tokens
-  const error = attempted > limitOf(node.tokenCap)
-    ? refused({ budget: node.path, axis: "tokens", requested: tokens, attempted, cap: limitOf(node.tokenCap) })
-    : refused({
-      budget: node.path,
-      axis: "usd",
-      requested: nanos,
-      attempted: node.nanosUsed + node.nanosReserved + nanos,
-      cap: limitOf(node.nanoCap)
-    })
+  const error = refused(refusalAt(node, tokens, nanos, now, holding))
   emit(node, () => ({
     _tag: "Exceeded",
     budget: error.budget,
+    limit: error.limit,
     axis: error.axis,
     requested: error.requested,
     attempted: error.attempted,
@@ -88,16 +122,21 @@ const exceeded = (node: Node, tokens: number, nanos: number): BudgetExceeded => 
 
 interface MemoryWaiter extends Waiter {
   readonly origin: Node
+  /** The time on its fiber's `Clock`, read only for a chain that needs it. */
+  readonly now: () => number
+  /** Waiting with a timer: for a rate to refill, or a window to end. */
+  timing: boolean
 }
 
 /** The first budget of the waiter's chain that holds it back, if any. */
 const holdsBack = (waiter: MemoryWaiter): Node | undefined => {
   const chain = waiter.origin.chain
+  const now = waiter.origin.timed ? waiter.now() : 0
   for (let i = 0; i < chain.length; i++) {
     const node = chain[i]!
     const head = node.line.head
     if (head !== undefined && head !== waiter && head.seq < waiter.seq) return node
-    if (!fits(node, waiter.tokens, waiter.nanos)) return node
+    if (!fits(node, waiter.tokens, waiter.nanos, now, true)) return node
   }
   return undefined
 }
@@ -119,23 +158,37 @@ const wake = (node: Node): void => {
     if (head === undefined || head.woken) return
     // One that can never fit (a cap was lowered) is woken to fail.
     const blocker = tooLarge(head.origin.chain, head.tokens, head.nanos) ? undefined : holdsBack(head)
-    if (blocker === node) return
-    if (blocker === undefined) {
-      head.woken = true
-      const resume = head.resume
-      head.resume = undefined
-      resume?.()
+    if (blocker === node) {
+      // Held back where only time frees room (a rate, a window's end): woken
+      // to set its timer, unless it has.
+      if (!head.timing && (node.rates.length > 0 || node.windowEnd !== Infinity)) resumeWaiter(head)
       return
     }
+    if (blocker === undefined) return resumeWaiter(head)
     lineOf(blocker, head)
   }
 }
 
-/** The first budget of `chain` whose cap `tokens` and `nanos` are larger than: no release or reset could ever make room. */
+const resumeWaiter = (waiter: Waiter): void => {
+  waiter.woken = true
+  const resume = waiter.resume
+  waiter.resume = undefined
+  resume?.()
+}
+
+/**
+ * The first budget of `chain` whose cap, or whose rate's bucket, `tokens`
+ * and `nanos` are larger than: no release, reset or refill could ever make
+ * room.
+ */
 const tooLarge = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): Node | undefined => {
   for (let i = 0; i < chain.length; i++) {
     const node = chain[i]!
     if (tokens > limitOf(node.tokenCap) || nanos > limitOf(node.nanoCap)) return node
+    const rates = node.rates
+    for (let j = 0; j < rates.length; j++) {
+      if (amountOf(rates[j]!, tokens, nanos) > rates[j]!.capacity) return node
+    }
   }
   return undefined
 }
@@ -262,10 +315,18 @@ class MemoryHold extends Hold {
     return now
   }
 
-  /** Whether the hold still holds at `node`, the `i`th of `chain`: taken there, in its current generation. */
-  private holdsAt(node: Node, i: number): boolean {
+  /**
+   * Where in the chain it was taken on `node`, the `i`th of `chain`, or -1
+   * (a child opened again after the one it was taken on was dropped). It
+   * holds a place in flight and its rate there.
+   */
+  private takenAt(node: Node, i: number): number {
     const taken = this.origin.chain
-    const at = taken[i] === node ? i : taken.indexOf(node)
+    return taken[i] === node ? i : taken.indexOf(node)
+  }
+
+  /** Whether the hold still holds reserved at `node`, taken there in its current generation. */
+  private holdsAt(node: Node, at: number): boolean {
     return at >= 0 && this.generations[at] === node.generation
   }
 
@@ -277,9 +338,14 @@ class MemoryHold extends Hold {
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
       node.released++
-      if (!this.holdsAt(node, i)) continue
-      node.tokensReserved -= this.tokens
-      node.nanosReserved -= this.nanos
+      const at = this.takenAt(node, i)
+      if (at < 0) continue
+      node.inFlight--
+      if (node.rates.length > 0) giveRate(node, this.tokens, this.nanos, now)
+      if (this.holdsAt(node, at)) {
+        node.tokensReserved -= this.tokens
+        node.nanosReserved -= this.nanos
+      }
       if (node.line.head !== undefined) wake(node)
     }
     if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd })
@@ -303,7 +369,15 @@ class MemoryHold extends Hold {
     const holding = !this.givenBack
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
-      const held = holding && this.holdsAt(node, i)
+      const at = this.takenAt(node, i)
+      // Its place in flight is free, and its rate takes the actual: what it
+      // held and did not use back, what it used beyond as debt.
+      const inFlight = holding && at >= 0
+      if (inFlight) node.inFlight--
+      if (node.rates.length > 0) {
+        giveRate(node, (inFlight ? this.tokens : 0) - tokens, (inFlight ? this.nanos : 0) - nanos, now)
+      }
+      const held = holding && this.holdsAt(node, at)
       const heldTokens = held ? this.tokens : 0
       const heldNanos = held ? this.nanos : 0
       tokensOverage = Math.max(
@@ -336,6 +410,8 @@ const hold = (origin: Node, tokens: number, nanos: number): MemoryHold => {
     const node = chain[i]!
     node.tokensReserved += tokens
     node.nanosReserved += nanos
+    node.inFlight++
+    if (node.rates.length > 0) takeRate(node, tokens, nanos)
     generations[i] = node.generation
   }
   const hub = origin.tree.hub
@@ -352,12 +428,13 @@ const record = (origin: Node, tokens: number, nanos: number, id: string | undefi
     const now = origin.timed || id !== undefined ? timeOf(fiber) : 0
     if (id !== undefined && origin.tree.recorded.get(id, now)) return Effect.void
     if (origin.timed) roll(chain, now)
-    const refusing = refuser(chain, tokens, nanos)
-    if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos))
+    const refusing = refuser(chain, tokens, nanos, now, false)
+    if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos, now, false))
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
       node.tokensUsed += tokens
       node.nanosUsed += nanos
+      if (node.rates.length > 0) takeRate(node, tokens, nanos)
     }
     if (id !== undefined) origin.tree.recorded.set(id, true, now)
     const hub = origin.tree.hub
@@ -386,10 +463,10 @@ const reserveNow = (origin: Node, tokens: number, nanos: number, id: string | un
     const known = heldBy(origin, id, now)
     if (known !== undefined) return Effect.succeed(known)
     if (origin.timed) roll(origin.chain, now)
-    const refusing = refuser(origin.chain, tokens, nanos)
+    const refusing = refuser(origin.chain, tokens, nanos, now, true)
     return refusing === undefined
       ? Effect.succeed(holdFor(origin, tokens, nanos, id, now))
-      : Effect.fail(exceeded(refusing, tokens, nanos))
+      : Effect.fail(exceeded(refusing, tokens, nanos, now, true))
   })
 
 // Joins a line unless nothing holds the request back; only the wait itself
@@ -402,8 +479,12 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
     if (known !== undefined) return Effect.succeed(known)
     if (origin.timed) roll(chain, now())
     const larger = tooLarge(chain, tokens, nanos)
-    if (larger !== undefined) return Effect.fail(exceeded(larger, tokens, nanos))
-    const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin })
+    if (larger !== undefined) return Effect.fail(exceeded(larger, tokens, nanos, now(), true))
+    const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), {
+      origin,
+      now,
+      timing: false
+    })
     const first = holdsBack(waiter)
     if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, now()))
     lineOf(first, waiter)
@@ -417,12 +498,21 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
         waiter.resume = undefined
       })
     }))
-    // A budget with a window frees its room when the window ends, which
-    // no other fiber announces: a head waiting on it looks again then.
+    // Room that time frees (a window's end, a rate's refill) no other
+    // fiber announces: a head held back by it sets a timer to the instant.
     const turn = Effect.suspend(() => {
       const node = nodeOfLine(waiter)
-      if (node === undefined || node.windowEnd === Infinity || node.line.head !== waiter) return signal
-      return Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, node.windowEnd - now())))
+      if (node === undefined || node.line.head !== waiter) return signal
+      const at = now()
+      const millis = Math.min(node.windowEnd - at, node.rates.length > 0 ? rateWait(node, tokens, nanos, at) : Infinity)
+      if (millis === Infinity) return signal
+      waiter.timing = true
+      // The timer as interruptible as the wait (the request runs uninterruptibly around it).
+      return Effect.interruptible(Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, millis)))).pipe(
+        Effect.ensuring(Effect.sync(() => {
+          waiter.timing = false
+        }))
+      )
     })
     const loop: Effect.Effect<Hold, BudgetExceeded> = Effect.flatMap(turn, () => {
       if (origin.timed) roll(chain, now())
@@ -431,7 +521,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
       const larger = tooLarge(chain, tokens, nanos)
       if (larger !== undefined) {
         leave(waiter, from)
-        return Effect.fail(exceeded(larger, tokens, nanos))
+        return Effect.fail(exceeded(larger, tokens, nanos, now(), true))
       }
       const blocker = holdsBack(waiter)
       // A reserve with the same id took its hold meanwhile: that one.

@@ -7,7 +7,7 @@
  */
 import { Cause, Effect, Option, Queue, Result, Schema, SchemaTransformation, Stream } from "effect"
 import type * as Redis from "effect/persistence/Redis"
-import { Axis } from "../../BudgetError.ts"
+import { Axis, Limit, LimitAxis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
@@ -53,17 +53,20 @@ const Committed = Schema.Struct({
 }).pipe(Schema.encodeKeys({ ...short, tokensOverage: "to", usdOverage: "no", estimated: "e" }))
 
 /** An amount on `axis` in the library's terms: tokens, or dollars from nano-dollars. */
-const onAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdFromNanos(amount)
-const toAxis = (axis: Axis, amount: number): number => axis === "tokens" ? amount : usdToNanos(amount)
+const onAxis = (axis: LimitAxis, amount: number): number => axis === "usd" ? usdFromNanos(amount) : amount
+const toAxis = (axis: LimitAxis, amount: number): number => axis === "usd" ? usdToNanos(amount) : amount
 
 // `a`: the refusing axis; `k`: used + reserved on it before the request;
 // `c`: its cap; `tk` and `n`: the request. The event keeps the request on
 // the refusing axis only (summed with `k` in whole units, then converted),
 // so encoding writes the other axis as 0.
+// `l`: the limit that refused, left out for a cap. A request on the
+// `requests` axis travels in `tk`.
 const Exceeded = Schema.Struct({
   t: Schema.tag("Exceeded"),
   b: Schema.String,
-  a: Axis,
+  l: Schema.optionalKey(Limit),
+  a: LimitAxis,
   k: Count,
   c: Count,
   tk: Count,
@@ -71,26 +74,28 @@ const Exceeded = Schema.Struct({
 }).pipe(Schema.decodeTo(
   ExceededEvent,
   SchemaTransformation.transform({
-    decode: ({ a, b, c, k, n, tk }) => {
-      const requested = a === "tokens" ? tk : n
+    decode: ({ a, b, c, k, l, n, tk }) => {
+      const requested = a === "usd" ? n : tk
       return {
         _tag: "Exceeded" as const,
         budget: b,
+        limit: l ?? "cap",
         axis: a,
         requested: onAxis(a, requested),
         attempted: onAxis(a, k + requested),
         cap: onAxis(a, c)
       }
     },
-    encode: ({ attempted, axis, budget, cap, requested }) => {
+    encode: ({ attempted, axis, budget, cap, limit, requested }) => {
       const request = toAxis(axis, requested)
       return {
         t: "Exceeded" as const,
         b: budget,
+        ...(limit === "cap" ? {} : { l: limit }),
         a: axis,
         k: toAxis(axis, attempted) - request,
         c: toAxis(axis, cap),
-        tk: axis === "tokens" ? request : 0,
+        tk: axis === "usd" ? 0 : request,
         n: axis === "usd" ? request : 0
       }
     }

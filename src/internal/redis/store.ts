@@ -1,8 +1,8 @@
 import { Cron, Effect, Exit, FiberSet, Queue } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { Settlement } from "../../Budget.ts"
-import { BudgetUnavailable } from "../../BudgetError.ts"
-import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
+import { BudgetUnavailable, InvalidUsage } from "../../BudgetError.ts"
+import type { BudgetExceeded } from "../../BudgetError.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
@@ -436,6 +436,14 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
  */
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
+    // Not yet kept in Redis: refused, never ignored (a limit silently dropped would admit too much).
+    if (settings.rates.length > 0 || settings.maxConcurrent !== Infinity) {
+      return yield* new InvalidUsage({
+        field: settings.rates.length > 0 ? "rate" : "maxConcurrent",
+        value: settings.name,
+        reason: "is not supported by the Redis store yet: rates and maxConcurrent work on the memory store"
+      })
+    }
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
     const chain: ReadonlyArray<Level> = [
       { path, key: `${tree.key}:n:${path}`, settings, unavailable: unavailable(path) },

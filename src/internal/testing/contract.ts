@@ -792,7 +792,7 @@ export const contract = (store: StoreUnderTest) =>
             { _tag: "Reserved", budget: agent.path, tokens: 3, usd: 0 },
             // commit() with no actual charges what was held, and says so
             { ...committed, tokens: 3, estimated: true },
-            { _tag: "Exceeded", budget: org.path, axis: "tokens", requested: 80, attempted: 118, cap: 100 },
+            { _tag: "Exceeded", budget: org.path, limit: "cap", axis: "tokens", requested: 80, attempted: 118, cap: 100 },
             { _tag: "Reset", budget: org.path, windowEndsAt: undefined }
           ])
         }))

@@ -1,0 +1,196 @@
+/**
+ * Rates and concurrency in memory: a token bucket per axis and a limit on
+ * holds in flight, checked with the caps in one step, at every level;
+ * refusals that say which limit and when to retry; waiting that wakes at
+ * the instant a bucket has refilled enough, on `Clock` (so `TestClock`
+ * drives it).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Exit, Fiber, Ref } from "effect"
+import { TestClock } from "effect/testing"
+import { Budget } from "../src/index.ts"
+import type { BudgetExceeded } from "../src/index.ts"
+
+const settle = Effect.gen(function*() {
+  for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+})
+
+const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.flip(effect), (error) => error as unknown as BudgetExceeded)
+
+describe("rates", () => {
+  it.effect("a rate admits a period's worth, refills continuously, and a refusal says which limit and when", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "tpm", rate: { tokens: 1_000, per: "1 minute" } })
+      yield* budget.record({ tokens: 1_000 })
+      const refused = yield* refusal(budget.record({ tokens: 1 }))
+      assert.deepStrictEqual(
+        [refused._tag, refused.limit, refused.axis, refused.requested, refused.cap],
+        ["BudgetExceeded", "rate", "tokens", 1, 1_000]
+      )
+      assert.strictEqual(Duration.toMillis(refused.retryAfter!), 60, "1 token of 1,000 a minute")
+      assert.include(refused.message, "retry after")
+      yield* TestClock.adjust("30 seconds")
+      yield* budget.record({ tokens: 500 })
+      assert.strictEqual((yield* refusal(budget.record({ tokens: 1 }))).limit, "rate")
+      // a snapshot shows nothing of it in the caps
+      assert.strictEqual((yield* budget.snapshot).tokensUsed, 1_500)
+    }))
+
+  it.effect("every record and reserve is a request", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "rpm", rate: { requests: 2, per: "1 second" } })
+      yield* budget.record({})
+      yield* Effect.scoped(budget.reserve({ tokens: 5 }))
+      const refused = yield* refusal(budget.record({}))
+      assert.deepStrictEqual([refused.limit, refused.axis], ["rate", "requests"])
+      assert.strictEqual(Duration.toMillis(refused.retryAfter!), 500)
+      yield* TestClock.adjust("500 millis")
+      yield* budget.record({})
+    }))
+
+  it.effect("a commit gives back what its hold did not use, and takes an excess as debt", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "debt", rate: { tokens: 1_000, per: "1 minute" } })
+      yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 1_000 }), (hold) => hold.commit({ tokens: 200 })))
+      yield* budget.record({ tokens: 800 })
+      yield* TestClock.adjust("6 seconds") // 100 back
+      const settlement = yield* Effect.scoped(
+        Effect.flatMap(budget.reserve({ tokens: 100 }), (hold) => hold.commit({ tokens: 600 }))
+      )
+      assert.strictEqual(settlement.tokens, 600, "never refused")
+      // 500 of debt: 30 seconds until 1 token
+      const refused = yield* refusal(budget.record({ tokens: 1 }))
+      assert.strictEqual(Duration.toMillis(refused.retryAfter!), 30_060)
+    }))
+
+  it.effect("a release gives the tokens back, not the request", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "back", rate: { tokens: 100, requests: 2, per: "1 minute" } })
+      yield* Effect.scoped(budget.reserve({ tokens: 100 }))
+      yield* budget.record({ tokens: 100 })
+      assert.strictEqual((yield* refusal(budget.record({}))).axis, "requests")
+    }))
+
+  it.effect("dollars have a rate too, exact to the nano-dollar", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "usd", rate: { usd: 0.3, per: "1 hour" } })
+      yield* budget.record({ usd: 0.1 })
+      yield* budget.record({ usd: 0.2 })
+      const refused = yield* refusal(budget.record({ usd: 0.000000001 }))
+      assert.deepStrictEqual([refused.limit, refused.axis, refused.cap], ["rate", "usd", 0.3])
+    }))
+
+  it.effect("burst sets how many periods' worth a bucket holds", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "burst", rate: { tokens: 600, per: "1 minute", burst: 0.1 } })
+      yield* budget.record({ tokens: 60 })
+      assert.strictEqual((yield* refusal(budget.record({ tokens: 1 }))).cap, 60)
+      const larger = yield* refusal(Effect.scoped(budget.reserve({ tokens: 61 }, { onExceeded: "wait" })))
+      assert.deepStrictEqual([larger.limit, larger.retryAfter], ["rate", undefined], "larger than the bucket: at once")
+    }))
+
+  it.effect("a parent's rate counts its children's requests in the same step, and a refusal names it", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", tokenCap: 10_000, rate: { tokens: 100, per: "1 second" } })
+      const a = yield* org.child("a", { tokenCap: 1_000 })
+      const b = yield* org.child("b")
+      yield* a.record({ tokens: 100 })
+      const refused = yield* refusal(b.record({ tokens: 1 }))
+      assert.deepStrictEqual([refused.budget, refused.limit], ["org", "rate"])
+      assert.strictEqual((yield* b.snapshot).tokensUsed, 0, "nothing applied at any level")
+    }))
+
+  it.effect("a waiter wakes at the instant the bucket has refilled enough, first come first served", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "wait", rate: { tokens: 100, per: "1 second" } })
+      yield* budget.record({ tokens: 100 })
+      const order = yield* Ref.make<Array<string>>([])
+      const waiting = (name: string, tokens: number) =>
+        Effect.forkChild(Effect.scoped(Effect.flatMap(
+          budget.reserve({ tokens }, { onExceeded: "wait" }),
+          (hold) => Effect.andThen(Ref.update(order, (o) => [...o, name]), hold.commit())
+        )))
+      const first = yield* waiting("first", 50)
+      yield* settle
+      const second = yield* waiting("second", 10)
+      yield* settle
+      yield* TestClock.adjust("499 millis")
+      assert.isUndefined(first.pollUnsafe(), "49.9 tokens are not 50")
+      assert.isUndefined(second.pollUnsafe(), "the second waits behind the first")
+      yield* TestClock.adjust("1 millis")
+      yield* Fiber.join(first)
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(second)
+      assert.deepStrictEqual(yield* Ref.get(order), ["first", "second"])
+    }))
+
+  it.effect("an interrupted rate waiter leaves nothing in line: the next is served at its instant", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "gone", rate: { tokens: 100, per: "1 second" } })
+      yield* budget.record({ tokens: 100 })
+      const first = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 100 }, { onExceeded: "wait" })))
+      yield* settle
+      const second = yield* Effect.forkChild(Effect.scoped(budget.reserve({ tokens: 10 }, { onExceeded: "wait" })))
+      yield* settle
+      yield* Fiber.interrupt(first)
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(second)
+    }))
+})
+
+describe("maxConcurrent", () => {
+  it.effect("holds in flight never pass it; a record is no hold; a refusal names it", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "two", maxConcurrent: 2 })
+      yield* budget.reserve({ tokens: 1 })
+      const second = yield* budget.reserve({ tokens: 1 })
+      yield* budget.record({ tokens: 1 })
+      const refused = yield* refusal(budget.reserve({ tokens: 1 }))
+      assert.deepStrictEqual([refused.limit, refused.axis, refused.cap], ["concurrency", "requests", 2])
+      yield* second.commit()
+      yield* budget.reserve({ tokens: 1 })
+    })))
+
+  it.effect("1,000 waiting fibers on a limit of 8: never more than 8 in flight, and all finish", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org" })
+      const agent = yield* org.child("agent", { maxConcurrent: 8 })
+      const inFlight = yield* Ref.make(0)
+      const most = yield* Ref.make(0)
+      const fibers = yield* Effect.forEach(Array.from({ length: 1_000 }), () =>
+        Effect.forkChild(agent.withReservation({ tokens: 1 }, (hold) =>
+          Effect.gen(function*() {
+            const now = yield* Ref.updateAndGet(inFlight, (n) => n + 1)
+            yield* Ref.update(most, (m) => Math.max(m, now))
+            yield* Effect.yieldNow
+            yield* Ref.update(inFlight, (n) => n - 1)
+            return yield* hold.commit()
+          }), { onExceeded: "wait" })))
+      yield* Fiber.joinAll(fibers)
+      assert.strictEqual(yield* Ref.get(most), 8)
+      assert.strictEqual((yield* org.snapshot).tokensUsed, 1_000)
+    }))
+})
+
+describe("bad rates", () => {
+  const cases = [
+    ["rate", { name: "r", rate: { per: "1 minute" } }],
+    ["rate.tokens", { name: "r", rate: { tokens: 1.5, per: "1 minute" } }],
+    ["rate.requests", { name: "r", rate: { requests: 0, per: "1 minute" } }],
+    ["rate.usd", { name: "r", rate: { usd: -1, per: "1 minute" } }],
+    ["rate.per", { name: "r", rate: { tokens: 10, per: "0 seconds" } }],
+    ["rate.burst", { name: "r", rate: { tokens: 10, per: "1 minute", burst: 0 } }],
+    ["maxConcurrent", { name: "r", maxConcurrent: 0 }]
+  ] as const
+  for (const [field, options] of cases) {
+    it.effect(`${field}: InvalidUsage naming it`, () =>
+      Effect.gen(function*() {
+        const exit = yield* Effect.exit(Budget.make(options as never))
+        assert.isTrue(Exit.isFailure(exit))
+        const error = yield* Effect.flip(Budget.make(options as never))
+        assert.strictEqual(error._tag, "InvalidUsage")
+        assert.include(error.message, `Invalid ${field}:`)
+      }))
+  }
+})
