@@ -1,15 +1,21 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { Budget, BudgetExceeded, BudgetUnavailable, InvalidUsage } from "../src/index.ts"
+import * as Redis from "effect/persistence/Redis"
+import { Budget } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
+import { capturingLogs } from "./support/logs.ts"
 
 describe("error messages name the budget, the axis or field, and the numbers", () => {
-  it.effect("BudgetExceeded on tokens", () =>
+  it.effect("BudgetExceeded on tokens, caught by its tag", () =>
     Effect.gen(function*() {
       const budget = yield* Budget.make({ name: "tenant-a", tokenCap: 1000 })
       yield* budget.record({ tokens: 900 })
-      const error = yield* Effect.flip(budget.record({ tokens: 200 }))
+      const message = yield* budget.record({ tokens: 200 }).pipe(
+        Effect.as("charged"),
+        Effect.catchTag("BudgetExceeded", (error) => Effect.succeed(error.message))
+      )
       assert.strictEqual(
-        error.message,
+        message,
         `Budget "tenant-a" refused 200 tokens: used + reserved + requested would be 1100 tokens, over its cap of 1000 tokens`
       )
     }))
@@ -25,11 +31,21 @@ describe("error messages name the budget, the axis or field, and the numbers", (
       )
     }))
 
-  it("InvalidUsage says which field, what it must be, and what it got", () => {
-    const error = new InvalidUsage({ field: "usage.tokens", value: -3, reason: "must be a whole number from 0 to 9007199254740991" })
-    assert.strictEqual(error.message, "Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got -3")
-    assert.strictEqual(error._tag, "InvalidUsage")
-  })
+  it.effect("InvalidUsage names the field, what it must be, and what it got: a number, undefined, null", () =>
+    Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "evals" })
+      const negative = yield* Effect.flip(budget.record({ tokens: -3 }))
+      assert.strictEqual(negative.message, "Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got -3")
+      const missing = yield* Effect.flip(budget.record(undefined as unknown as { tokens: number }))
+      assert.strictEqual(missing.message, "Invalid usage: expected an object like { tokens, usd }, got undefined")
+      const empty = yield* Effect.flip(budget.record({ tokens: null as unknown as number }))
+      assert.strictEqual(empty.message, "Invalid usage.tokens: must be a whole number from 0 to 9007199254740991, got null")
+      const cap = yield* Effect.flip(budget.child("agent", { tokenCap: null as unknown as number }))
+      assert.strictEqual(
+        cap.message,
+        "Invalid tokenCap: must be a whole number from 0 to 9007199254740991, or left out for no cap, got null"
+      )
+    }))
 
   it.effect("InvalidUsage from a commit names the actual", () =>
     Effect.gen(function*() {
@@ -61,35 +77,29 @@ describe("error messages name the budget, the axis or field, and the numbers", (
       )
     }))
 
-  it("InvalidUsage names undefined and null", () => {
-    const missing = new InvalidUsage({ field: "usage.usd", value: undefined, reason: "must be a number" })
-    assert.strictEqual(missing.message, "Invalid usage.usd: must be a number, got undefined")
-    const empty = new InvalidUsage({ field: "name", value: null, reason: "must be a non-empty string" })
-    assert.strictEqual(empty.message, "Invalid name: must be a non-empty string, got null")
-  })
-
-  it("BudgetUnavailable names its cause and what to do", () => {
-    const error = new BudgetUnavailable({ budget: "shared", cause: new Error("connection refused") })
-    assert.strictEqual(
-      error.message,
-      `Budget "shared" is unavailable: connection refused. Check that its store (Redis) is up and reachable; ` +
-        `BudgetUnavailable's documentation says what a retry charges`
-    )
-    // A refused connection to a host with several addresses: an AggregateError with no message of its own.
-    const refused = new AggregateError([
-      Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6391"), { code: "ECONNREFUSED" }),
-      Object.assign(new Error("connect ECONNREFUSED ::1:6391"), { code: "ECONNREFUSED" })
-    ], "")
-    assert.include(
-      new BudgetUnavailable({ budget: "shared", cause: refused }).message,
-      `unavailable: connect ECONNREFUSED 127.0.0.1:6391; connect ECONNREFUSED ::1:6391.`
-    )
-    assert.include(new BudgetUnavailable({ budget: "shared", cause: "timed out" }).message, "unavailable: timed out.")
-  })
-
-  it("errors are tagged for catchTag", () => {
-    const error = new BudgetExceeded({ budget: "b", limit: "cap", axis: "usd", requested: 1, attempted: 2, cap: 1 })
-    assert.strictEqual(error._tag, "BudgetExceeded")
-    assert.instanceOf(error, Error)
-  })
+  it.effect("BudgetUnavailable names what the driver said, even a refused connection's errors, and what to do", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        // A refused connection to a host of several addresses: an
+        // AggregateError with no message of its own.
+        const refused = new AggregateError([
+          Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6391"), { code: "ECONNREFUSED" }),
+          Object.assign(new Error("connect ECONNREFUSED ::1:6391"), { code: "ECONNREFUSED" })
+        ], "")
+        const failing = Effect.fail(new Redis.RedisError({ cause: refused }))
+        const down: Redis.Redis["Service"] = {
+          send: () => failing,
+          eval: () => () => failing,
+          subscribe: () => Effect.never,
+          reserve: failing
+        }
+        const error = yield* Effect.flip(RedisBudget.make({ name: "shared" }).pipe(Effect.provideService(Redis.Redis, down)))
+        assert.strictEqual(error._tag, "BudgetUnavailable")
+        assert.strictEqual(
+          error.message,
+          `Budget "shared" is unavailable: connect ECONNREFUSED 127.0.0.1:6391; connect ECONNREFUSED ::1:6391. ` +
+            `Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
+        )
+      })
+    ))
 })

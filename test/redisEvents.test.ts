@@ -9,6 +9,7 @@ import * as Redis from "effect/persistence/Redis"
 import type { BudgetEvent } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { Message } from "../src/internal/redis/events.ts"
+import { eventually } from "./support/poll.ts"
 import { available, RedisLive, testPrefix } from "./support/redis.ts"
 
 /**
@@ -164,14 +165,20 @@ describe.runIf(available)("events on Redis", () => {
       )
       const seen: Array<BudgetEvent> = []
       yield* Effect.forkScoped(Stream.runForEach(budget.events, (e) => Effect.sync(() => seen.push(e))))
-      yield* Effect.sleep("200 millis")
+      // Listening once its registration is in Redis (it subscribes first).
+      yield* eventually(
+        "the stream is registered",
+        Effect.map(redis.send<number>("EXISTS", `${prefix}{shared}:listeners`), (n) => n === 1)
+      )
       const publish = (message: string) => redis.send("PUBLISH", channel, message)
       yield* publish(JSON.stringify({ t: "Refunded", b: "shared", tk: "5", n: "0" }))
       yield* publish("{ not json")
       yield* publish(JSON.stringify({ t: "Recorded", b: "shared", tk: "five", n: "0" }))
       yield* publish(JSON.stringify({ t: "Committed", b: "shared", tk: "5", n: "0" }))
       yield* budget.record({ tokens: 10 })
-      yield* Effect.sleep("200 millis")
+      // The record's event was published after the four on this connection:
+      // once it is read, they were too.
+      yield* eventually("the record's event", Effect.sync(() => seen.length > 0))
       assert.deepStrictEqual(seen, [{ _tag: "Recorded", budget: "shared", tokens: 10, usd: 0 }])
       const dropped = log.warnings.filter((line) => line.includes(channel))
       assert.strictEqual(dropped.length, 4, dropped.join("\n"))

@@ -10,6 +10,7 @@ import * as Redis from "effect/persistence/Redis"
 import type { BudgetEvent } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import * as Batch from "../src/internal/redis/batch.ts"
+import { eventually } from "./support/poll.ts"
 import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 import { fleetOnSharedBudget, worker } from "./support/worker.ts"
 
@@ -45,10 +46,16 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       yield* Effect.promise(() => firstLine)
       assert.strictEqual((yield* budget.snapshot).tokensReserved, 200)
       child.kill("SIGKILL")
-      yield* Effect.sleep("1500 millis")
+      // A snapshot gives back the holds whose leases ran out: within the
+      // 1-second lease, and a margin for the round trips.
+      yield* eventually(
+        "the killed process's holds given back",
+        Effect.map(budget.snapshot, (snap) => snap.tokensReserved === 0),
+        { every: "50 millis", within: "1500 millis" }
+      )
       const snap = yield* budget.snapshot
       assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved, snap.tokensUsed], [0, 0, 7])
-      yield* Effect.sleep("100 millis")
+      yield* eventually("20 Released events", Effect.sync(() => released.length >= 20))
       assert.strictEqual(released.length, 20)
       assert.deepStrictEqual(released[0], { _tag: "Released", budget: "shared", tokens: 10, usd: 0.01 })
     }), 30_000)
@@ -118,7 +125,12 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const waiter = yield* Effect.forkChild(
         Effect.scoped(Effect.flatMap(there.reserve({ tokens: 50_000 }, { onExceeded: "wait" }), (r) => r.commit()))
       )
-      yield* Effect.sleep("200 millis")
+      // Waiting: its ticket is in the budget's line.
+      const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
+      yield* eventually(
+        "the waiter is in line",
+        Effect.map(redis.send<number>("ZCARD", `${prefix}{shared}:q:shared`), (n) => n === 1)
+      )
       assert.isUndefined(waiter.pollUnsafe(), "no room yet")
       yield* hold.release
       // far sooner than the 30-second lease that bounds a missed message
@@ -134,10 +146,15 @@ describe.runIf(available)("several processes on one Redis budget", () => {
       const agent = yield* actor.child("agent", { tokenCap: 100 })
       const seen: Array<BudgetEvent> = []
       yield* Effect.forkScoped(Stream.runForEach(listener.events, (e) => Effect.sync(() => seen.push(e))))
-      yield* Effect.sleep("200 millis")
+      // Listening once its registration is in Redis (it subscribes first).
+      const redis = yield* Effect.provide(Redis.Redis, yield* Layer.build(RedisLive))
+      yield* eventually(
+        "the listener is registered",
+        Effect.map(redis.send<number>("EXISTS", `${prefix}{shared}:listeners`), (n) => n === 1)
+      )
       yield* agent.record({ tokens: 10, usd: 0.001 })
       yield* Effect.scoped(Effect.flatMap(agent.reserve({ tokens: 20 }), (r) => r.commit({ tokens: 25 })))
-      yield* Effect.sleep("200 millis")
+      yield* eventually("three events", Effect.sync(() => seen.length >= 3))
       // the whole sequence is in the contract suite; here, that it crosses processes
       assert.deepStrictEqual(seen.map((e) => `${e._tag} ${e.budget}`), [
         "Recorded shared/agent",

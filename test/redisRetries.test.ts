@@ -13,6 +13,7 @@ import { RedisBudget } from "../src/redis.ts"
 import type { RedisStoreOptions } from "../src/redis.ts"
 import { capturingLogs, outageLines } from "./support/logs.ts"
 import { ownRedis } from "./support/ownRedis.ts"
+import { eventually } from "./support/poll.ts"
 import { available } from "./support/redis.ts"
 
 const setUp = (options: BudgetOptions, store: RedisStoreOptions) =>
@@ -31,12 +32,6 @@ const setUp = (options: BudgetOptions, store: RedisStoreOptions) =>
     return { budget, redis, pause, drop, probe }
   })
 
-/** Polls `check` every 20 ms until it holds; fails naming `what` after 5 seconds. */
-const until = <E>(what: string, check: Effect.Effect<boolean, E>) =>
-  Effect.repeat(check, { until: (ok) => ok, schedule: Schedule.spaced("20 millis") }).pipe(
-    Effect.timeoutOrElse({ duration: "5 seconds", orElse: () => Effect.die(new Error(`never: ${what}`)) })
-  )
-
 const unavailable = (e: { readonly _tag: string }) => e._tag === "BudgetUnavailable"
 
 describe.runIf(available)("retries after lost replies charge once", () => {
@@ -52,14 +47,14 @@ describe.runIf(available)("retries after lost replies charge once", () => {
         const lost = yield* Effect.flip(hold.commit({ tokens: 25 }))
         assert.strictEqual(lost._tag, "BudgetUnavailable", "no reply within the timeout")
         // The commit ran when the pause ended; its reply was lost.
-        const key = yield* until(
+        const key = yield* eventually(
           "the commit ran",
           Effect.map(redis.send<Array<string>>("KEYS", "*:h:*"), (keys) => keys.length === 1)
         ).pipe(Effect.andThen(Effect.map(redis.send<Array<string>>("KEYS", "*:h:*"), (keys) => keys[0]!)))
         assert.match(yield* redis.send<string>("GET", key), /^c 25 /)
         // As if the keep time were almost over: the process keeps it while the hold is unanswered.
         yield* redis.send("PEXPIRE", key, "400")
-        yield* until("the process renewed the settlement", Effect.map(redis.send<number>("PTTL", key), (ttl) => ttl > 10_000))
+        yield* eventually("the process renewed the settlement", Effect.map(redis.send<number>("PTTL", key), (ttl) => ttl > 10_000))
         yield* Effect.sleep("500 millis")
         const settled = yield* hold.commit({ tokens: 25 })
         assert.strictEqual(settled.tokens, 25)
@@ -121,7 +116,7 @@ describe.runIf(available)("retries after lost replies charge once", () => {
         (i) => Effect.tap(i % 2 === 0 ? cycle : record(i), () => Effect.sync(() => charged.done++)),
         { concurrency: 200, discard: true }
       ), { startImmediately: true })
-      yield* until("the load is under way", Effect.sync(() => charged.done > 300 || load.pollUnsafe() !== undefined))
+      yield* eventually("the load is under way", Effect.sync(() => charged.done > 300 || load.pollUnsafe() !== undefined))
       assert.isUndefined(load.pollUnsafe(), "still running")
       yield* drop
       yield* Fiber.join(load)
@@ -140,7 +135,7 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       assert.strictEqual(unanswered._tag, "BudgetUnavailable", "its first attempt had no reply in time")
       // When the pause ends, its attempt runs, and so does its leave.
       yield* Fiber.join(stallEnded)
-      yield* until(
+      yield* eventually(
         "the line is empty",
         Effect.map(probe.send<string | null>("HGET", "budget:{line}:n:line", "wq"), (waiting) => waiting === "0" || waiting === null)
       )
@@ -166,7 +161,7 @@ describe.runIf(available)("retries after lost replies charge once", () => {
       assert.isTrue(gaveUp._tag === "Failure")
       assert.isUndefined(marker.pollUnsafe(), "it gave up while Redis was still stalled")
       yield* Fiber.join(marker)
-      yield* until(
+      yield* eventually(
         "the line is empty",
         Effect.map(probe.send<string | null>("HGET", "budget:{prompt}:n:prompt", "wq"), (w) => w === "0" || w === null)
       )
@@ -177,14 +172,18 @@ describe.runIf(available)("retries after lost replies charge once", () => {
   it.live("calls sharing a hold through one id: one of them ending does not stop the renewal of the other's", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget } = yield* setUp({ name: "shared", tokenCap: 100 }, { leaseTtl: "600 millis" })
+        const { budget, probe } = yield* setUp({ name: "shared", tokenCap: 100 }, { leaseTtl: "600 millis" })
         yield* budget.reserve({ tokens: 75 })
         // waits: 75 + 30 is past the cap
         const waiter = yield* Effect.forkChild(
           Effect.scoped(budget.reserve({ tokens: 30 }, { id: "x", onExceeded: "wait" })),
           { startImmediately: true }
         )
-        yield* until("it waits", Effect.map(budget.snapshot, () => waiter.pollUnsafe() === undefined))
+        yield* eventually(
+          "it waits in line",
+          Effect.map(probe.send<string | null>("HGET", "budget:{shared}:n:shared", "wq"), (waiting) => waiting === "1")
+        )
+        assert.isUndefined(waiter.pollUnsafe())
         yield* Effect.scoped(Effect.gen(function*() {
           // fits (75 + 10), under the same id
           const held = yield* budget.reserve({ tokens: 10 }, { id: "x" })

@@ -5,15 +5,16 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { afterAll } from "@effect/vitest"
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import type { Duration, Scope } from "effect"
-import type * as Redis from "effect/persistence/Redis"
+import * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
 import type { BudgetOptions, BudgetService, BudgetStore, InvalidUsage } from "../../src/index.ts"
 import { RedisBudget } from "../../src/redis.ts"
 import { BudgetStoreContract } from "../../src/testing.ts"
 import * as Batch from "../../src/internal/redis/batch.ts"
 import * as Scripts from "../../src/internal/redis/scripts.ts"
+import { counting, settleThrough } from "./inFlight.ts"
 
 export const url = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379"
 
@@ -69,13 +70,17 @@ if (available) afterAll(() => unlinkAll(`${processPrefix}*`))
 /**
  * A Redis store of its own: a client, and keys no other test uses. The
  * client lives as long as the caller's scope, like the budgets opened on it.
+ * Its commands are counted while in flight, for `settleRedis`.
  */
 export const makeRedisStore = (
   options: Omit<RedisBudget.StoreOptions, "prefix"> = {}
 ): Effect.Effect<BudgetStore.BudgetStore["Service"], InvalidUsage, Scope.Scope> =>
   Effect.flatMap(
     Layer.build(RedisLive),
-    (redis) => RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(Effect.provide(redis))
+    (redis) =>
+      RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(
+        Effect.provideService(Redis.Redis, counting(Context.get(redis, Redis.Redis)))
+      )
   )
 
 /** A fresh budget tree in Redis, under keys no other test uses. */
@@ -98,22 +103,38 @@ export const runBatch = (redis: Redis.Redis["Service"], tree: string, operations
     ...Batch.batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, idKeepMillis: 86_400_000 }, operations)
   )
 
-let pinger: ReturnType<typeof createClient> | undefined
+/** A marker through pub/sub: published, then awaited on a subscription of this process's own. */
+const makeBarrier = async (): Promise<() => Promise<void>> => {
+  const channel = `${processPrefix}settle`
+  const publisher = createClient({ url })
+  const subscriber = publisher.duplicate()
+  for (const client of [publisher, subscriber]) {
+    client.on("error", () => {})
+    await client.connect()
+    client.unref()
+  }
+  const arrivals = new Map<string, () => void>()
+  await subscriber.subscribe(channel, (marker) => arrivals.get(marker)?.())
+  let round = 0
+  return async () => {
+    const marker = String(round++)
+    const arrived = new Promise<void>((resolve) => arrivals.set(marker, resolve))
+    await publisher.publish(channel, marker)
+    await arrived
+    arrivals.delete(marker)
+  }
+}
+
+let barrier: Promise<() => Promise<void>> | undefined
 
 /**
- * Waits for Redis round trips and pub/sub messages to land: 15 ms, or ten
- * round trips if a loaded machine makes those slower, so a test's view of
- * what was granted does not race its replies.
+ * Waits for Redis round trips and pub/sub messages to land (support/inFlight.ts),
+ * for the stores of `makeRedisStore`: a test's view of what was granted does
+ * not race its replies.
  */
-export const settleRedis: Effect.Effect<void> = Effect.promise(async () => {
-  if (pinger === undefined) {
-    pinger = createClient({ url })
-    pinger.on("error", () => {})
-    await pinger.connect()
-    pinger.unref()
-  }
-  const start = performance.now()
-  await pinger.ping()
-  const roundTrip = performance.now() - start
-  await new Promise((resolve) => setTimeout(resolve, Math.max(15, 10 * roundTrip)))
-})
+export const settleRedis: Effect.Effect<void> = settleThrough(
+  Effect.promise(async () => {
+    barrier ??= makeBarrier()
+    await (await barrier)()
+  })
+)

@@ -5,12 +5,13 @@
  * elsewhere the cluster tests are skipped, with a notice.
  */
 import { afterAll } from "@effect/vitest"
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import type * as Redis from "effect/persistence/Redis"
+import * as Redis from "effect/persistence/Redis"
 import { createClient } from "redis"
 import type { BudgetStore, InvalidUsage } from "../../src/index.ts"
 import { NodeRedisCluster, RedisBudget } from "../../src/redis.ts"
+import { counting, settleThrough } from "./inFlight.ts"
 
 export const nodes: ReadonlyArray<string> = (process.env["REDIS_CLUSTER_NODES"] ?? "")
   .split(",").map((node) => node.trim()).filter((node) => node !== "")
@@ -110,14 +111,18 @@ if (available) {
 
 /**
  * A Redis store on the cluster of its own: a cluster client, and keys no
- * other test uses, kept as long as the caller's scope.
+ * other test uses, kept as long as the caller's scope. Its commands are
+ * counted while in flight, for `settleCluster`.
  */
 export const makeClusterStore = (
   options: Omit<RedisBudget.StoreOptions, "prefix"> = {}
 ): Effect.Effect<BudgetStore.BudgetStore["Service"], InvalidUsage, Scope.Scope> =>
   Effect.flatMap(
     Layer.build(ClusterLive),
-    (redis) => RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(Effect.provide(redis))
+    (redis) =>
+      RedisBudget.makeStore({ ...options, prefix: testPrefix("budget") }).pipe(
+        Effect.provideService(Redis.Redis, counting(Context.get(redis, Redis.Redis)))
+      )
   )
 
 /**
@@ -162,22 +167,15 @@ const makeBarrier = async (): Promise<() => Promise<void>> => {
 }
 
 let barrier: Promise<() => Promise<void>> | undefined
-let pinger: Awaited<ReturnType<typeof nodeClient>> | undefined
 
 /**
- * Waits for round trips and pub/sub messages to land: a barrier through
- * every node's pub/sub, then 15 ms, or ten round trips to a node if a
- * loaded machine makes those slower, for this process to read them.
+ * Waits for round trips and pub/sub messages to land (support/inFlight.ts),
+ * for the stores of `makeClusterStore`, with the barrier through every
+ * node's pub/sub.
  */
-export const settleCluster: Effect.Effect<void> = Effect.promise(async () => {
-  barrier ??= makeBarrier()
-  await (await barrier)()
-  if (pinger === undefined) {
-    pinger = await nodeClient(nodes[0]!)
-    pinger.unref()
-  }
-  const start = performance.now()
-  await pinger.ping()
-  const roundTrip = performance.now() - start
-  await new Promise((resolve) => setTimeout(resolve, Math.max(15, 10 * roundTrip)))
-})
+export const settleCluster: Effect.Effect<void> = settleThrough(
+  Effect.promise(async () => {
+    barrier ??= makeBarrier()
+    await (await barrier)()
+  })
+)

@@ -312,7 +312,10 @@ export const contract = (store: StoreUnderTest) =>
             () => Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 30 }, { id: "w", onExceeded: "wait" }), (r) => r.commit())),
             { concurrency: "unbounded" }
           ))
-          yield* yields
+          // All in line before the release: on a remote store, only its
+          // settle waits for their round trips.
+          yield* settle
+          assert.isUndefined(waiters.pollUnsafe(), "they wait")
           yield* blocker.release
           const settlements = yield* Fiber.join(waiters)
           assert.strictEqual(new Set(settlements.map((s) => JSON.stringify(s))).size, 1)
@@ -941,26 +944,47 @@ export const contract = (store: StoreUnderTest) =>
 
     describe("interruption at every step of a reservation's life", () => {
       // A call that reserves, works, commits, then works on inside its scope;
-      // interrupted after `steps` scheduler turns, wherever that lands.
+      // interrupted after `steps` scheduler turns, wherever that lands, or,
+      // the last time, left to finish. A call that fails when it does not
+      // fit is let in before it starts; one that waits, once it waits.
+      const lastStep = 40
       it.effect("interrupting after any number of turns leaks no hold and charges at most once", () =>
         Effect.gen(function*() {
-          for (let steps = 0; steps < 40; steps++) {
+          for (let steps = 0; steps <= lastStep; steps++) {
+            const onExceeded = steps % 2 === 0 ? "wait" : "fail"
             const budget = yield* make({ tokenCap: 1000, usdCap: 10 })
             const holder = yield* budget.reserve({ tokens: 950 })
             const call = Effect.scoped(Effect.gen(function*() {
-              const r = yield* budget.reserve({ tokens: 100, usd: 1 }, { onExceeded: steps % 2 === 0 ? "wait" : "fail" })
+              const r = yield* budget.reserve({ tokens: 100, usd: 1 }, { onExceeded })
               for (let i = 0; i < 5; i++) yield* Effect.yieldNow
               yield* r.commit({ tokens: 80, usd: 0.5 })
               for (let i = 0; i < 5; i++) yield* Effect.yieldNow
             }))
-            const fiber = yield* Effect.forkChild(Effect.exit(call))
+            const fiber = yield* Effect.forkChild(call)
+            if (onExceeded === "wait") {
+              // Once everything has landed, a call still running waits: one
+              // that did not wait would have failed with BudgetExceeded.
+              yield* settle
+              assert.isUndefined(fiber.pollUnsafe(), `the call waits for room (${steps} turns)`)
+            }
             yield* holder.release
-            for (let i = 0; i < steps; i++) yield* Effect.yieldNow
-            yield* Fiber.interrupt(fiber)
+            if (steps < lastStep) {
+              for (let i = 0; i < steps; i++) yield* Effect.yieldNow
+              yield* Fiber.interrupt(fiber)
+            }
+            const exit = yield* Fiber.await(fiber)
+            assert.isTrue(
+              Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause),
+              `completed or interrupted after ${steps} turns, never refused: ${exit}`
+            )
             const snap = yield* budget.snapshot
             assert.strictEqual(snap.tokensReserved, 0, `after ${steps} turns`)
             assert.isTrue(snap.tokensUsed === 0 || snap.tokensUsed === 80, `charged once after ${steps} turns`)
             assert.strictEqual(snap.usdUsed, snap.tokensUsed === 0 ? 0 : 0.5)
+            if (steps === lastStep) {
+              assert.isTrue(Exit.isSuccess(exit), "left alone, the waiting call completes")
+              assert.strictEqual(snap.tokensUsed, 80, "and charges its commit")
+            }
           }
         }))
     })
