@@ -7,7 +7,7 @@
 import { Config, Context, Effect, Layer, Schema } from "effect"
 import type { Cron, Duration, Scope, Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
-import { InvalidUsage } from "./BudgetError.ts"
+import { InvalidUsage, LimitAxis } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
 import { BudgetStore } from "./BudgetStore.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
@@ -128,7 +128,16 @@ export const Snapshot = Schema.Struct({
   tokensRemaining: Schema.Number,
   usdRemaining: Schema.Number,
   /** When the current window ends, in epoch milliseconds; undefined without a window. */
-  windowEndsAt: Schema.UndefinedOr(Schema.Number)
+  windowEndsAt: Schema.UndefinedOr(Schema.Number),
+  /**
+   * Each axis of its rate: what its bucket holds now (below 0: debt taken
+   * by commits past their holds) and the most it holds; empty without a rate.
+   */
+  rates: Schema.Array(Schema.Struct({ axis: LimitAxis, available: Schema.Number, capacity: Schema.Number })),
+  /** Its `maxConcurrent`, `Infinity` without one. */
+  maxConcurrent: Schema.Number,
+  /** Holds in flight at it and below, where its store counts them (in memory); undefined where it does not. */
+  inFlight: Schema.UndefinedOr(Schema.Number)
 })
 
 /**

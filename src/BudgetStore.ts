@@ -60,6 +60,12 @@ export interface Counters {
   readonly nanoCap: number
   /** When the current window ends, in epoch milliseconds; undefined without a window. */
   readonly windowEndsAt: number | undefined
+  /** Each axis of its rate, its bucket's level now and its capacity, in the store's units; none without a rate. */
+  readonly rates?: ReadonlyArray<{ readonly axis: LimitAxis; readonly level: number; readonly capacity: number }> | undefined
+  /** Its `maxConcurrent`; `Infinity` (or left out) without one. */
+  readonly maxConcurrent?: number | undefined
+  /** Holds in flight at it and below, if the store counts them. */
+  readonly inFlight?: number | undefined
 }
 
 /**

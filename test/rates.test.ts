@@ -10,6 +10,7 @@ import { Duration, Effect, Exit, Fiber, Ref } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget } from "../src/index.ts"
 import type { BudgetExceeded } from "../src/index.ts"
+import { series } from "../src/internal/testing/metrics.ts"
 
 const settle = Effect.gen(function*() {
   for (let i = 0; i < 20; i++) yield* Effect.yieldNow
@@ -171,6 +172,31 @@ describe("maxConcurrent", () => {
       assert.strictEqual(yield* Ref.get(most), 8)
       assert.strictEqual((yield* org.snapshot).tokensUsed, 1_000)
     }))
+})
+
+describe("what a rate shows", () => {
+  it.effect("a snapshot and the metrics show each bucket's level and the holds in flight", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const budget = yield* Budget.make({
+        name: "shown",
+        rate: { tokens: 1_000, usd: 2, per: "1 minute" },
+        maxConcurrent: 4
+      })
+      const hold = yield* budget.reserve({ tokens: 100, usd: 0.5 })
+      const snap = yield* budget.snapshot
+      assert.deepStrictEqual(snap.rates, [
+        { axis: "tokens", available: 900, capacity: 1_000 },
+        { axis: "usd", available: 1.5, capacity: 2 }
+      ])
+      assert.deepStrictEqual([snap.maxConcurrent, snap.inFlight], [4, 1])
+      const metrics = yield* series("shown")
+      assert.strictEqual(metrics["budget_in_flight"], 1)
+      yield* hold.commit({ tokens: 400 })
+      yield* TestClock.adjust("6 seconds")
+      const later = yield* budget.snapshot
+      assert.deepStrictEqual(later.rates[0], { axis: "tokens", available: 700, capacity: 1_000 }, "600 back, then 100 refilled")
+      assert.strictEqual(later.inFlight, 0)
+    })))
 })
 
 describe("bad rates", () => {

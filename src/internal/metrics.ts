@@ -1,6 +1,7 @@
 import { Metric } from "effect"
 import type { Context } from "effect"
 import type { Snapshot } from "../Budget.ts"
+import type { LimitAxis } from "../BudgetError.ts"
 
 /*
  * The metrics every budget reports, in both stores: gauges of its counters
@@ -55,11 +56,30 @@ const noop = () => {}
  */
 export const registerMetrics = (
   source: MetricsSource,
-  caps: { readonly tokenCap: number; readonly nanoCap: number },
+  caps: {
+    readonly tokenCap: number
+    readonly nanoCap: number
+    readonly rates: ReadonlyArray<{ readonly axis: LimitAxis }>
+    readonly maxConcurrent: number
+  },
   context: Context.Context<never>
 ): () => void => {
   const attributes = { budget: source.path }
   const registrations: Array<{ readonly remove: () => void }> = []
+  const gauge = (name: string, extra: Record<string, string>, value: (snapshot: Snapshot) => number) =>
+    registrations.push(Metric.registerUnsafe(Metric.gauge(name, { attributes: { ...attributes, ...extra } }), context, {
+      get: () => {
+        const snapshot = source.snapshot()
+        return { value: snapshot === undefined ? 0 : value(snapshot) }
+      },
+      update: noop,
+      modify: noop
+    }))
+  // What each axis of its rate holds now, and its holds in flight if it limits them.
+  for (const { axis } of caps.rates) {
+    gauge("budget_rate_available", { axis }, (s) => s.rates.find((rate) => rate.axis === axis)?.available ?? 0)
+  }
+  if (caps.maxConcurrent !== Infinity) gauge("budget_in_flight", {}, (s) => s.inFlight ?? 0)
   for (const [name, value] of gauges) {
     if (name === "budget_tokens_remaining" && caps.tokenCap === Infinity) continue
     if (name === "budget_usd_remaining" && caps.nanoCap === Infinity) continue

@@ -29,12 +29,16 @@ export interface Bucket {
 /** A full bucket, as a budget's rate starts. */
 export const fullBucket = (rate: RateSetting, now: number): Bucket => ({ level: rate.capacity, at: now })
 
-/** Brings the bucket's level to `now`, refilled, never past its capacity. */
+/** What the bucket holds at `now`: refilled since its last change, never past its capacity. */
+export const levelAt = (rate: RateSetting, bucket: Bucket, now: number): number =>
+  now <= bucket.at || bucket.level >= rate.capacity
+    ? bucket.level
+    : Math.min(rate.capacity, bucket.level + (now - bucket.at) * rate.amount / rate.periodMillis)
+
+/** Brings the bucket's level to `now`. */
 export const refill = (rate: RateSetting, bucket: Bucket, now: number): void => {
   if (now <= bucket.at) return
-  if (bucket.level < rate.capacity) {
-    bucket.level = Math.min(rate.capacity, bucket.level + (now - bucket.at) * rate.amount / rate.periodMillis)
-  }
+  bucket.level = levelAt(rate, bucket, now)
   bucket.at = now
 }
 

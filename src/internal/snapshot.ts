@@ -14,5 +14,12 @@ export const snapshotOf = (path: string, counters: Counters): Snapshot => ({
   usdCap: usdFromNanos(counters.nanoCap),
   tokensRemaining: Math.max(0, counters.tokenCap - counters.tokensUsed - counters.tokensReserved),
   usdRemaining: usdFromNanos(Math.max(0, counters.nanoCap - counters.nanosUsed - counters.nanosReserved)),
-  windowEndsAt: counters.windowEndsAt
+  windowEndsAt: counters.windowEndsAt,
+  rates: (counters.rates ?? []).map(({ axis, capacity, level }) =>
+    axis === "usd"
+      ? { axis, available: usdFromNanos(Math.round(level)), capacity: usdFromNanos(capacity) }
+      : { axis, available: level, capacity }
+  ),
+  maxConcurrent: counters.maxConcurrent ?? Infinity,
+  inFlight: counters.inFlight
 })

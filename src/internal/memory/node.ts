@@ -1,5 +1,4 @@
-import { Effect } from "effect"
-import type { Context } from "effect"
+import { Clock, Context, Effect } from "effect"
 import type { Counters } from "../../BudgetStore.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos } from "../../Usage.ts"
@@ -11,7 +10,7 @@ import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
 import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
-import { amountOf, type Bucket, fullBucket, type RateSetting, refill, waitMillis } from "../rate.ts"
+import { amountOf, type Bucket, fullBucket, levelAt, type RateSetting, refill, waitMillis } from "../rate.ts"
 import { windowEnd, type WindowSchedule } from "../window.ts"
 
 /** What every budget of one tree shares. */
@@ -308,19 +307,30 @@ export const crossThresholds = (node: Node): void => {
 
 const windowEndsAt = (node: Node): number | undefined => node.window === undefined ? undefined : node.windowEnd
 
-export const countersOf = (node: Node): Counters => ({
+/** Its counters as of `now` (what its rate's buckets hold then). */
+export const countersOf = (node: Node, now: number): Counters => ({
   tokensUsed: node.tokensUsed,
   nanosUsed: node.nanosUsed,
   tokensReserved: node.tokensReserved,
   nanosReserved: node.nanosReserved,
   tokenCap: node.tokenCap,
   nanoCap: node.nanoCap,
-  windowEndsAt: windowEndsAt(node)
+  windowEndsAt: windowEndsAt(node),
+  rates: node.rates.map((rate, i) => ({ axis: rate.axis, level: levelAt(rate, node.buckets[i]!, now), capacity: rate.capacity })),
+  maxConcurrent: node.maxConcurrent,
+  inFlight: node.inFlight
 })
 
-const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void =>
-  registerMetrics(
-    { path: node.path, snapshot: () => snapshotOf(node.path, countersOf(node)), counts: node },
+// Read when exported, on the `Clock` the budget was made with.
+const registerMetricsOf = (node: Node, context: Context.Context<never>): () => void => {
+  const clock = Context.get(context, Clock.Clock)
+  return registerMetrics(
+    {
+      path: node.path,
+      snapshot: () => snapshotOf(node.path, countersOf(node, clock.currentTimeMillisUnsafe())),
+      counts: node
+    },
     node,
     context
   )
+}

@@ -576,8 +576,9 @@ const storeOf = (origin: Node): StoreBudget => ({
   reserve: (tokens, nanos, wait, id) =>
     wait ? reserveWaiting(origin, tokens, nanos, id) : reserveNow(origin, tokens, nanos, id),
   snapshot: Effect.withFiber((fiber) => {
-    if (origin.timed) roll(origin.chain, timeOf(fiber))
-    return Effect.succeed(countersOf(origin))
+    const now = origin.timed ? timeOf(fiber) : 0
+    if (origin.timed) roll(origin.chain, now)
+    return Effect.succeed(countersOf(origin, now))
   }),
   reset: Effect.withFiber((fiber) => {
     restart(origin, timeOf(fiber))

@@ -68,7 +68,7 @@ export const observed = (watching: Watching, path: string, counters: Counters): 
 export const watch = (
   watching: Watching,
   path: string,
-  caps: { readonly tokenCap: number; readonly nanoCap: number },
+  caps: Parameters<typeof registerMetrics>[1],
   snapshot: Effect.Effect<Counters, BudgetUnavailable>,
   context: Context.Context<never>,
   fork: Fork
