@@ -78,6 +78,12 @@ export interface StoreUnderTest {
 export interface PropertyOptions {
   /** Defaults to 150 for `properties` (a third of it for its many-fibers test) and 100 for `treeProperties`. */
   readonly numRuns?: number | undefined
+  /**
+   * Whether the store keeps rates and `maxConcurrent`: `properties` then
+   * also runs programs on a budget with a rate of tokens and requests and a
+   * most of holds in flight, with time moved by `TestClock`.
+   */
+  readonly limits?: boolean | undefined
 }
 
 /**

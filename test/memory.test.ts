@@ -9,9 +9,9 @@ const memory = { name: "the memory store", make: Budget.make }
 const child = BudgetStoreContract.grandchild(memory)
 
 BudgetStoreContract.contract(memory)
-BudgetStoreContract.properties(memory)
+BudgetStoreContract.properties(memory, { limits: true })
 BudgetStoreContract.contract(child)
-BudgetStoreContract.properties(child)
+BudgetStoreContract.properties(child, { limits: true })
 BudgetStoreContract.treeProperties(memory)
 
 describe("the memory store", () => {

@@ -124,8 +124,6 @@ interface MemoryWaiter extends Waiter {
   readonly origin: Node
   /** The time on its fiber's `Clock`, read only for a chain that needs it. */
   readonly now: () => number
-  /** Waiting with a timer: for a rate to refill, or a window to end. */
-  timing: boolean
 }
 
 /** The first budget of the waiter's chain that holds it back, if any. */
@@ -159,9 +157,9 @@ const wake = (node: Node): void => {
     // One that can never fit (a cap was lowered) is woken to fail.
     const blocker = tooLarge(head.origin.chain, head.tokens, head.nanos) ? undefined : holdsBack(head)
     if (blocker === node) {
-      // Held back where only time frees room (a rate, a window's end): woken
-      // to set its timer, unless it has.
-      if (!head.timing && (node.rates.length > 0 || node.windowEnd !== Infinity)) resumeWaiter(head)
+      // Held back where time frees room (a rate's refill, a window's end):
+      // woken to set its timer again, to the instant as it is now.
+      if (node.rates.length > 0 || node.windowEnd !== Infinity) resumeWaiter(head)
       return
     }
     if (blocker === undefined) return resumeWaiter(head)
@@ -480,11 +478,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
     if (origin.timed) roll(chain, now())
     const larger = tooLarge(chain, tokens, nanos)
     if (larger !== undefined) return Effect.fail(exceeded(larger, tokens, nanos, now(), true))
-    const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), {
-      origin,
-      now,
-      timing: false
-    })
+    const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin, now })
     const first = holdsBack(waiter)
     if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, now()))
     lineOf(first, waiter)
@@ -506,13 +500,8 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
       const at = now()
       const millis = Math.min(node.windowEnd - at, node.rates.length > 0 ? rateWait(node, tokens, nanos, at) : Infinity)
       if (millis === Infinity) return signal
-      waiter.timing = true
       // The timer as interruptible as the wait (the request runs uninterruptibly around it).
-      return Effect.interruptible(Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, millis)))).pipe(
-        Effect.ensuring(Effect.sync(() => {
-          waiter.timing = false
-        }))
-      )
+      return Effect.interruptible(Effect.asVoid(Effect.timeoutOption(signal, Math.max(0, millis))))
     })
     const loop: Effect.Effect<Hold, BudgetExceeded> = Effect.flatMap(turn, () => {
       if (origin.timed) roll(chain, now())

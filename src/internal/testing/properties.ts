@@ -3,13 +3,14 @@
  * release, interrupt and reset, run against any store.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber } from "effect"
+import { Deferred, Effect, Exit, Fiber, identity } from "effect"
+import { TestClock } from "effect/testing"
 import fc from "fast-check"
 import type { Reservation, Settlement } from "../../Budget.ts"
 import type { PropertyOptions, StoreUnderTest } from "../../BudgetStoreContract.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { capturingLogs } from "./logs.ts"
-import { Model, type ModelHold } from "./model.ts"
+import { Model, type ModelHold, type ModelLimits } from "./model.ts"
 
 const tokenCap = 100
 const nanoCap = 1_000_000_000
@@ -24,6 +25,8 @@ type Command =
   | { readonly op: "commit"; readonly pick: number; readonly tokens?: number | undefined; readonly nanos?: number | undefined }
   | { readonly op: "release" | "close" | "interrupt"; readonly pick: number }
   | { readonly op: "reset" }
+  | { readonly op: "advance"; readonly millis: number }
+  | { readonly op: "advanceToInstant" }
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ op: fc.constant("record" as const), tokens, nanos }),
@@ -37,6 +40,18 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   }),
   fc.record({ op: fc.constantFrom("release" as const, "close" as const, "interrupt" as const), pick }),
   fc.constant({ op: "reset" as const })
+)
+
+// A rate whose refill each millisecond is an exact binary fraction (1/8
+// token, 1/128 request), so the store and the model agree to the bit.
+const limits: ModelLimits = { tokens: 128, requests: 8, periodMillis: 1024, maxConcurrent: 3 }
+
+// Time passes in short steps, so the buckets run low and waiters line up.
+const limitedCommand: fc.Arbitrary<Command> = fc.oneof(
+  { arbitrary: command, weight: 5 },
+  { arbitrary: fc.record({ op: fc.constant("advance" as const), millis: fc.integer({ min: 0, max: 400 }) }), weight: 1 },
+  // to the very instant the head of the line is let in, if the rate holds it back
+  { arbitrary: fc.constant({ op: "advanceToInstant" as const }), weight: 1 }
 )
 
 /** A reservation in flight: the fiber that holds its scope, and the model's view of it. */
@@ -70,13 +85,23 @@ export const properties = (store: StoreUnderTest, options: PropertyOptions = {})
   describe(`properties on ${store.name}`, () => {
     const numRuns = options.numRuns ?? 150
     const quiesce = Effect.andThen(turns, store.settle ?? Effect.void)
-    it.effect("every step matches the model; holds never outlive their scopes; money is exact", () =>
+    const modelTest = (limited: boolean) =>
       Effect.promise(() =>
         fc.assert(
-          fc.asyncProperty(fc.array(command, { maxLength: 40 }), (commands) =>
+          fc.asyncProperty(fc.array(limited ? limitedCommand : command, { minLength: limited ? 10 : 0, maxLength: 40 }), (commands) =>
             Effect.runPromise(Effect.scoped(Effect.gen(function*() {
-              const budget = yield* store.make({ name: "prop", tokenCap, usdCap: usdFromNanos(nanoCap) })
-              const model = new Model(tokenCap, nanoCap)
+              const budget = yield* store.make({
+                name: "prop",
+                tokenCap,
+                usdCap: usdFromNanos(nanoCap),
+                ...(limited
+                  ? {
+                    rate: { tokens: limits.tokens, requests: limits.requests, per: limits.periodMillis },
+                    maxConcurrent: limits.maxConcurrent
+                  }
+                  : {})
+              })
+              const model = new Model(tokenCap, nanoCap, limited ? limits : undefined)
               const lives: Array<Live> = []
               const choose = (n: number, states: ReadonlyArray<ModelHold["state"]>) => {
                 const candidates = lives.filter((live) => states.includes(live.hold.state))
@@ -172,6 +197,14 @@ export const properties = (store: StoreUnderTest, options: PropertyOptions = {})
                     model.reset()
                     break
                   }
+                  case "advance":
+                  case "advanceToInstant": {
+                    const millis = c.op === "advance" ? c.millis : model.headWait()
+                    if (millis === Infinity) break
+                    yield* TestClock.adjust(millis)
+                    model.advance(millis)
+                    break
+                  }
                 }
                 yield* quiesce
                 for (const live of lives) {
@@ -187,6 +220,13 @@ export const properties = (store: StoreUnderTest, options: PropertyOptions = {})
                   [model.tokensUsed, model.nanosUsed, model.tokensReserved, model.nanosReserved],
                   `after ${c.op}`
                 )
+                if (limited) {
+                  assert.deepStrictEqual(
+                    [snap.inFlight, snap.rates[0]?.available, snap.rates[1]?.available],
+                    [model.inFlight, model.tokenLevel, model.requestLevel],
+                    `in flight and the rate after ${c.op}`
+                  )
+                }
                 assert.isAtMost(snap.tokensUsed + snap.tokensReserved, tokenCap + model.tokensOverage)
                 assert.isAtMost(usdToNanos(snap.usdUsed) + usdToNanos(snap.usdReserved), nanoCap + model.nanosOverage)
               }
@@ -194,11 +234,16 @@ export const properties = (store: StoreUnderTest, options: PropertyOptions = {})
               yield* Fiber.interruptAll(lives.map((live) => live.fiber))
               const snap = yield* budget.snapshot
               assert.deepStrictEqual([snap.tokensReserved, snap.usdReserved], [0, 0], "nothing held at quiescence")
-            }).pipe(lateCommitsLogged)))
+              if (limited) assert.strictEqual(snap.inFlight, 0, "nothing in flight at quiescence")
+            }).pipe(lateCommitsLogged, limited ? Effect.provide(TestClock.layer()) : identity)))
           ),
           { numRuns }
         )
-      ))
+      )
+    it.effect("every step matches the model; holds never outlive their scopes; money is exact", () => modelTest(false))
+    if (options.limits) {
+      it.effect("with a rate and a most in flight, as time passes: every step matches the model", () => modelTest(true))
+    }
 
     it.effect("many fibers at once: no overshoot at any moment, nothing held at the end, exact sums", () =>
       Effect.promise(() =>
