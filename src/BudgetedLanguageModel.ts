@@ -223,8 +223,11 @@ export const budgetExceededOf = (error: unknown): BudgetExceeded | undefined =>
     ? exceededOfMetadata(error.reason.metadata)
     : undefined
 
-const decodeExceeded = Schema.decodeUnknownOption(BudgetExceeded)
-const encodeExceeded = Schema.encodeSync(BudgetExceeded)
+// As JSON, which an `AiError`'s metadata must be: a rate refusal's
+// `retryAfter` is a `Duration`, which only the JSON codec encodes as JSON.
+const exceededJson = Schema.toCodecJson(BudgetExceeded)
+const decodeExceeded = Schema.decodeUnknownOption(exceededJson)
+const encodeExceeded = Schema.encodeSync(exceededJson)
 
 const exceededOfMetadata = (metadata: AiError.ProviderMetadata): BudgetExceeded | undefined =>
   Option.getOrUndefined(decodeExceeded(metadata[metadataKey]))
@@ -426,7 +429,7 @@ const refusalOf = (method: Method, error: BudgetExceeded): AiError.AiError =>
     module: "BudgetedLanguageModel",
     method,
     // Kept encoded (plain JSON) in the reason's metadata, as its schema asks.
-    reason: new BudgetQuotaExhausted({ metadata: { [metadataKey]: { ...encodeExceeded(error) } } })
+    reason: new BudgetQuotaExhausted({ metadata: { [metadataKey]: encodeExceeded(error) } })
   })
 
 const unavailableOf = (method: Method, error: BudgetUnavailable): AiError.AiError =>

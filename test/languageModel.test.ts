@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
 import { AiError, LanguageModel, Model, Prompt, Telemetry, Tokenizer, Tool, Toolkit } from "effect/ai"
 import {
   Budget,
@@ -519,6 +519,24 @@ describe("BudgetedLanguageModel", () => {
         assert.strictEqual(streamed._tag, "BudgetExceeded")
         assert.strictEqual(provider.calls(), 0)
         assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
+      }))
+
+    it.effect("a refusal by the budget's rate carries its retryAfter, also encoded and decoded", () =>
+      Effect.gen(function*() {
+        const { model, provider } = yield* setup(() => () => ({ usage: usage({ total: 7 }, { total: 500 }) }), {
+          budget: { rate: { tokens: 1_000, per: "1 minute" } }
+        })
+        yield* model.generateText({ prompt })
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error.reason._tag, "QuotaExhaustedError")
+        const decoded = Schema.decodeUnknownSync(AiError.AiError)(Schema.encodeSync(AiError.AiError)(error))
+        for (const refused of [BudgetedLanguageModel.budgetExceededOf(error), BudgetedLanguageModel.budgetExceededOf(decoded)]) {
+          assert.deepStrictEqual([refused?.budget, refused?.limit, refused?.requested], ["b", "rate", estimateTokens])
+          // 14 tokens short, at 1,000 a minute
+          assert.strictEqual(Duration.toMillis(refused!.retryAfter!), 840)
+        }
+        assert.include(error.message, "retry after 840ms")
+        assert.strictEqual(provider.calls(), 1)
       }))
 
     it.effect("1,000 concurrent calls on a budget for 300: never past a cap, the refused never reach the provider", () =>
