@@ -11,9 +11,10 @@ import { Cause, Context, Effect, Exit, Layer, Option, Schema, Scope, Stream, Tra
 import { AiError, LanguageModel, Model, Prompt, Response, Telemetry, Tokenizer } from "effect/ai"
 import { dual } from "effect/Function"
 import { Budget } from "./Budget.ts"
-import type { BudgetService, Reservation, Settlement } from "./Budget.ts"
+import type { BudgetService, RateOptions, Reservation, Settlement } from "./Budget.ts"
 import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
+import { type LimitSetting, type Limits, limitsOf, refield } from "./internal/modelLimits.ts"
 import { priceUsage, usdError } from "./internal/pricing.ts"
 import { reportFailure } from "./internal/report.ts"
 import { reportedInput, reportedOutput, usageOf } from "./internal/responseUsage.ts"
@@ -52,8 +53,51 @@ export interface Options {
    * nothing, whatever this says.
    */
   readonly onFailure?: "chargeEstimate" | "release" | undefined
-  /** The model's name for pricing when neither the response nor `Model.ModelName` gives one. */
+  /**
+   * The model's name for pricing and `limits` when `Model.ModelName` gives
+   * none (pricing also reads the name the response gives).
+   */
   readonly model?: string | undefined
+  /**
+   * Rate and concurrency limits per model, such as a provider tier's TPM and
+   * RPM: `{ "gpt-5-mini": { rate: { tokens: 2_000_000, requests: 5_000, per: "1 minute" } } }`.
+   * A key is a model name, matched exactly, or a prefix ending in `"*"`
+   * (`"claude-*"`; `"*"` alone is any model, an unnamed one included). A
+   * call takes the limit of its model's exact name, else of the longest
+   * prefix it starts with; a model that matches none is not limited. Each
+   * key's limit is a child budget, `model:<key>`, of the budget the call is
+   * charged to, so its rate and concurrency are checked with that budget's
+   * caps in one step: a call that does not fit waits (with `onExceeded:
+   * "wait"`) or fails with `limit: "rate"` instead of meeting the provider's
+   * 429. The models a prefix matches share its limit. See docs/ai.md,
+   * "Provider rate limits".
+   */
+  readonly limits?: Readonly<Record<string, ModelLimit>> | undefined
+}
+
+/**
+ * The limits of one model, or of every model a prefix key matches, in
+ * `Options.limits`: a `rate` (`Budget`'s `RateOptions`: tokens, requests
+ * and dollars per period, as token buckets), a `maxConcurrent` (calls in
+ * flight at once), or both.
+ *
+ * @example
+ * ```ts
+ * import type { BudgetedLanguageModel } from "effect-token-budget"
+ *
+ * // a provider tier: 2M tokens and 5,000 requests a minute, 64 calls at once
+ * const tier: BudgetedLanguageModel.ModelLimit = {
+ *   rate: { tokens: 2_000_000, requests: 5_000, per: "1 minute" },
+ *   maxConcurrent: 64
+ * }
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ModelLimit {
+  readonly rate?: RateOptions | undefined
+  readonly maxConcurrent?: number | undefined
 }
 
 /**
@@ -108,6 +152,13 @@ export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Refere
  * an error before answering is charged nothing (see docs/ai.md, "Failed
  * calls").
  *
+ * With `limits`, a call for a limited model is held on its model's child
+ * budget (`team/model:gpt-5-mini`), which the layer opens below its own
+ * `Budget` and keeps while the layer lasts; a call charged to a budget of
+ * the caller's own opens that budget's child for the call. The layer fails
+ * with `InvalidUsage` when a limit is not usable, or when the budget's
+ * store does not keep rates (the Redis store, for now).
+ *
  * @example
  * ```ts
  * import { Budget, BudgetedLanguageModel, Pricing } from "effect-token-budget"
@@ -131,23 +182,36 @@ export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Refere
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<LanguageModel.LanguageModel, InvalidUsage, LanguageModel.LanguageModel | Budget> =>
+): Layer.Layer<LanguageModel.LanguageModel, InvalidUsage | BudgetUnavailable, LanguageModel.LanguageModel | Budget> =>
   Layer.effect(LanguageModel.LanguageModel, make(options))
 
 /**
  * Makes the wrapped `LanguageModel` service from the `LanguageModel` and
- * `Budget` in context; `layer` provides it.
+ * `Budget` in context, for as long as the scope lasts (which keeps the
+ * children of `limits` open); `layer` provides it.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = Effect.fnUntraced(function*(
   options: Options
-): Effect.fn.Return<LanguageModel.LanguageModel, InvalidUsage, LanguageModel.LanguageModel | Budget> {
+): Effect.fn.Return<
+  LanguageModel.LanguageModel,
+  InvalidUsage | BudgetUnavailable,
+  LanguageModel.LanguageModel | Budget | Scope.Scope
+> {
   const settings = yield* settingsOf(options)
   const inner = yield* LanguageModel.LanguageModel
+  const budget = yield* Budget
+  // Every limit's child of the layer's budget, opened once: its buckets
+  // outlive any one call.
+  const modelBudgets = new Map<string, BudgetService>()
+  for (const limit of settings.limits.all) {
+    modelBudgets.set(limit.key, yield* openLimit(budget, limit))
+  }
   const context: LayerContext = {
-    budget: yield* Budget,
+    budget,
+    modelBudgets,
     tokenizer: Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)),
     model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model,
     spanTransformer: Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.CurrentSpanTransformer))
@@ -223,8 +287,11 @@ export const budgetExceededOf = (error: unknown): BudgetExceeded | undefined =>
     ? exceededOfMetadata(error.reason.metadata)
     : undefined
 
-const decodeExceeded = Schema.decodeUnknownOption(BudgetExceeded)
-const encodeExceeded = Schema.encodeSync(BudgetExceeded)
+// As JSON, which an `AiError`'s metadata must be: a rate refusal's
+// `retryAfter` is a `Duration`, which only the JSON codec encodes as JSON.
+const exceededJson = Schema.toCodecJson(BudgetExceeded)
+const decodeExceeded = Schema.decodeUnknownOption(exceededJson)
+const encodeExceeded = Schema.encodeSync(exceededJson)
 
 const exceededOfMetadata = (metadata: AiError.ProviderMetadata): BudgetExceeded | undefined =>
   Option.getOrUndefined(decodeExceeded(metadata[metadataKey]))
@@ -262,6 +329,7 @@ interface Settings {
   readonly onExceeded: "fail" | "wait"
   readonly onFailure: "chargeEstimate" | "release"
   readonly model: string | undefined
+  readonly limits: Limits
 }
 
 const tokensError = (field: string, value: unknown): InvalidUsage | undefined =>
@@ -287,6 +355,8 @@ const settingsOf = Effect.fnUntraced(function*(options: Options) {
       ? undefined
       : new InvalidUsage({ field: "model", value: options.model, reason: "must be a non-empty model name" }))
   if (invalid !== undefined) return yield* invalid
+  const limits = limitsOf(options.limits)
+  if (limits instanceof InvalidUsage) return yield* limits
   const price = options.price
   let priceFunction: PriceFunction | undefined
   if (price === undefined || typeof price === "function") {
@@ -305,9 +375,22 @@ const settingsOf = Effect.fnUntraced(function*(options: Options) {
     maxOutputTokens: options.maxOutputTokens ?? defaultMaxOutputTokens,
     onExceeded: options.onExceeded ?? "fail",
     onFailure: options.onFailure ?? "chargeEstimate",
-    model: options.model
+    model: options.model,
+    limits
   } satisfies Settings
 })
+
+/**
+ * The child of `budget` that keeps `limit`, for as long as the scope lasts;
+ * a store's refusal of its options names the limit's field.
+ */
+const openLimit = (
+  budget: BudgetService,
+  limit: LimitSetting
+): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Scope.Scope> =>
+  budget.child(limit.name, limit.options).pipe(
+    Effect.catchTag("InvalidUsage", (error) => Effect.fail(refield(error, limit.field)))
+  )
 
 const callOptionsError = (options: CallOptions): InvalidUsage | undefined =>
   options === null || typeof options !== "object"
@@ -389,6 +472,8 @@ type Method = "generateText" | "generateObject" | "streamText"
 /** What the layer found in context when it was built: the defaults of every call. */
 interface LayerContext {
   readonly budget: BudgetService
+  /** The child of `budget` that keeps each limit, by the limit's key. */
+  readonly modelBudgets: ReadonlyMap<string, BudgetService>
   readonly tokenizer: Tokenizer.Service | undefined
   readonly model: string | undefined
   readonly spanTransformer: Telemetry.SpanTransformer | undefined
@@ -397,7 +482,12 @@ interface LayerContext {
 /** One call, prepared: where it is charged and what it holds. */
 interface PreparedCall {
   readonly method: Method
+  /** The budget that pays: the caller's, else the layer's. */
   readonly budget: BudgetService
+  /** The limit of the call's model, if it has one: then it is held on that limit's child of `budget`. */
+  readonly limit: LimitSetting | undefined
+  /** Where it is held: `budget`'s path, or its model child's. */
+  readonly path: string
   readonly prompt: Prompt.Prompt
   readonly inputTokens: number
   readonly outputTokens: number
@@ -426,7 +516,7 @@ const refusalOf = (method: Method, error: BudgetExceeded): AiError.AiError =>
     module: "BudgetedLanguageModel",
     method,
     // Kept encoded (plain JSON) in the reason's metadata, as its schema asks.
-    reason: new BudgetQuotaExhausted({ metadata: { [metadataKey]: { ...encodeExceeded(error) } } })
+    reason: new BudgetQuotaExhausted({ metadata: { [metadataKey]: encodeExceeded(error) } })
   })
 
 const unavailableOf = (method: Method, error: BudgetUnavailable): AiError.AiError =>
@@ -450,7 +540,9 @@ const holdFailure = (method: Method) =>
     case "BudgetUnavailable":
       return Effect.fail(unavailableOf(method, error))
     case "InvalidUsage":
-      // Every amount was checked before: this is a bug, not an outcome.
+      // Every amount and limit was checked before: this is a bug, or a
+      // caller's budget in a store that does not keep rates (its message
+      // names the limit), not an outcome.
       return Effect.die(error)
   }
 }
@@ -484,16 +576,20 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     // A price function that fails on the estimate is a bug in it: a defect.
     const usd = callOptions.usd ??
       (yield* Effect.orDie(priceUsage(settings.price, usageOf(inputTokens, outputTokens), model)))
+    const limit = settings.limits.lookup(model)
+    const path = limit === undefined ? budget.path : `${budget.path}/${limit.name}`
     const span = yield* Effect.withFiber((fiber) => {
       const parent = Context.getOrUndefined(fiber.context, Tracer.ParentSpan)
       return Effect.succeed(parent !== undefined && parent._tag === "Span" ? parent : undefined)
     })
-    span?.attribute("budget.path", budget.path)
+    span?.attribute("budget.path", path)
     span?.attribute("budget.estimate.tokens", inputTokens + outputTokens)
     span?.attribute("budget.estimate.usd", usd)
     return {
       method,
       budget,
+      limit,
+      path,
       prompt,
       inputTokens,
       outputTokens,
@@ -506,14 +602,28 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     } satisfies PreparedCall
   })
 
+  /**
+   * The budget a call is held on: the one that pays, or its child that keeps
+   * the limit of the call's model. The layer's budget has its children
+   * open; a budget of the caller's own opens its child for the call (the
+   * same name, the same counters, while the child is kept).
+   */
+  const heldOn = (call: PreparedCall): Effect.Effect<BudgetService, InvalidUsage | BudgetUnavailable, Scope.Scope> => {
+    const limit = call.limit
+    if (limit === undefined) return Effect.succeed(call.budget)
+    const opened = call.budget === layerContext.budget ? layerContext.modelBudgets.get(limit.key) : undefined
+    return opened === undefined ? openLimit(call.budget, limit) : Effect.succeed(opened)
+  }
+
   const hold = (call: PreparedCall) =>
-    call.budget.reserve({ tokens: call.tokens, usd: call.usd }, { onExceeded: call.onExceeded }).pipe(
-      Effect.catch(holdFailure(call.method))
-    )
+    Effect.flatMap(heldOn(call), (budget) =>
+      budget.reserve({ tokens: call.tokens, usd: call.usd }, { onExceeded: call.onExceeded })).pipe(
+        Effect.catch(holdFailure(call.method))
+      )
 
   const logged = <A>(effect: Effect.Effect<A>, call: PreparedCall, model: string | undefined) =>
     Effect.annotateLogs(effect, {
-      "budget.path": call.budget.path,
+      "budget.path": call.path,
       "budget.method": call.method,
       "budget.model": model ?? "unknown"
     })
@@ -565,7 +675,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       yield* reportOverage(call, settled)
     }).pipe(
       // The call keeps its answer or its own error: the provider's work is done.
-      reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.budget.path}"`),
+      reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.path}"`),
       (effect) => logged(effect, call, modelId ?? call.model)
     )
 
@@ -578,7 +688,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     })
     yield* Effect.logWarning(
       `LanguageModel.${call.method} ${why}: charged its estimate of ${settled.tokens} tokens / ` +
-        `${fmtUsd(settled.usd)} to budget "${call.budget.path}"`
+        `${fmtUsd(settled.usd)} to budget "${call.path}"`
     )
     yield* reportOverage(call, settled)
   })
@@ -604,13 +714,13 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     call.span?.attribute("budget.usage_reported", false)
     const settled = ended !== "refused" && call.onFailure === "chargeEstimate"
       ? chargeEstimate(call, reservation, how).pipe(
-        reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.budget.path}"`)
+        reportFailure(`LanguageModel.${call.method} could not be charged to budget "${call.path}"`)
       )
       : Effect.andThen(
         reservation.release,
         Effect.logDebug(`LanguageModel.${call.method} ${how}: hold released`)
       ).pipe(
-        reportFailure(`LanguageModel.${call.method} could not give its hold back to budget "${call.budget.path}"`)
+        reportFailure(`LanguageModel.${call.method} could not give its hold back to budget "${call.path}"`)
       )
     return logged(settled, call, modelId ?? call.model)
   }

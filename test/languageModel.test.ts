@@ -1,5 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer, Logger, Schema, Stream } from "effect"
+import type { Scope } from "effect"
+import { TestClock } from "effect/testing"
 import { AiError, LanguageModel, Model, Prompt, Telemetry, Tokenizer, Tool, Toolkit } from "effect/ai"
 import {
   Budget,
@@ -10,6 +12,7 @@ import {
   Pricing
 } from "../src/index.ts"
 import { yields } from "../src/BudgetStoreContract.ts"
+import { eventually } from "./support/poll.ts"
 import { type Reply, scriptedModel, usage } from "./support/scriptedModel.ts"
 
 // USD per million tokens, and what they make of the usage below:
@@ -521,6 +524,24 @@ describe("BudgetedLanguageModel", () => {
         assert.deepStrictEqual(yield* counters(budget), settledAt(0, 0))
       }))
 
+    it.effect("a refusal by the budget's rate carries its retryAfter, also encoded and decoded", () =>
+      Effect.gen(function*() {
+        const { model, provider } = yield* setup(() => () => ({ usage: usage({ total: 7 }, { total: 500 }) }), {
+          budget: { rate: { tokens: 1_000, per: "1 minute" } }
+        })
+        yield* model.generateText({ prompt })
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error.reason._tag, "QuotaExhaustedError")
+        const decoded = Schema.decodeUnknownSync(AiError.AiError)(Schema.encodeSync(AiError.AiError)(error))
+        for (const refused of [BudgetedLanguageModel.budgetExceededOf(error), BudgetedLanguageModel.budgetExceededOf(decoded)]) {
+          assert.deepStrictEqual([refused?.budget, refused?.limit, refused?.requested], ["b", "rate", estimateTokens])
+          // 14 tokens short, at 1,000 a minute
+          assert.strictEqual(Duration.toMillis(refused!.retryAfter!), 840)
+        }
+        assert.include(error.message, "retry after 840ms")
+        assert.strictEqual(provider.calls(), 1)
+      }))
+
     it.effect("1,000 concurrent calls on a budget for 300: never past a cap, the refused never reach the provider", () =>
       Effect.gen(function*() {
         let peakTokens = 0
@@ -607,11 +628,172 @@ describe("BudgetedLanguageModel", () => {
       }))
   })
 
+  describe("per-model limits", () => {
+    // Each call holds and spends 100 tokens.
+    const hundred = usage({ total: 50 }, { total: 50 })
+    const sized = BudgetedLanguageModel.withCallOptions({ inputTokens: 50, maxOutputTokens: 50 })
+
+    /** A call as `name` (by `Model.ModelName`; left out, none): "ok", or the path of the budget that refused it. */
+    const outcome = (model: LanguageModel.LanguageModel, name?: string) => {
+      const call = model.generateText({ prompt }).pipe(
+        BudgetedLanguageModel.unwrapBudgetExceeded,
+        Effect.as("ok"),
+        Effect.catchTag("BudgetExceeded", (e) => Effect.succeed(e.budget))
+      )
+      return name === undefined ? call : Effect.provideService(call, Model.ModelName, name)
+    }
+    const outcomes = (model: LanguageModel.LanguageModel, name: string | undefined, n: number) =>
+      Effect.forEach(Array.from({ length: n }), () => outcome(model, name))
+
+    it.effect("calls over a model's TPM wait in line and all run as its bucket refills; the budget's caps apply in the same step", () =>
+      Effect.gen(function*() {
+        const { budget, model, provider } = yield* setup(() => () => ({ usage: hundred }), {
+          budget: { tokenCap: 650 },
+          model: {
+            model: "gpt-5-mini",
+            onExceeded: "wait",
+            limits: { "gpt-5-mini": { rate: { tokens: 200, per: "1 minute" } } }
+          }
+        })
+        const calls = yield* Effect.forkChild(Effect.all(
+          Array.from({ length: 6 }, () => sized(BudgetedLanguageModel.unwrapBudgetExceeded(model.generateText({ prompt })))),
+          { concurrency: "unbounded" }
+        ))
+        yield* eventually("two calls reached the provider", Effect.sync(() => provider.calls() === 2))
+        yield* yields
+        assert.strictEqual(provider.calls(), 2, "200 tokens a minute: two calls of 100 at once, the rest wait")
+        yield* TestClock.adjust("29999 millis")
+        yield* yields
+        assert.strictEqual(provider.calls(), 2, "99.99 tokens are not 100")
+        yield* TestClock.adjust("1 millis")
+        yield* eventually("the third call ran at the instant 100 tokens refilled", Effect.sync(() => provider.calls() === 3))
+        yield* TestClock.adjust("90 seconds")
+        const responses = yield* Fiber.join(calls)
+        assert.strictEqual(responses.length, 6, "none refused")
+        assert.strictEqual(provider.calls(), 6)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(600, 0.0015))
+        // The bucket is full again, but the budget's cap has room for 50 tokens only.
+        yield* TestClock.adjust("1 minute")
+        const refused = yield* Effect.flip(
+          sized(BudgetedLanguageModel.unwrapBudgetExceeded(model.generateText({ prompt }))).pipe(
+            BudgetedLanguageModel.withCallOptions({ onExceeded: "fail" })
+          )
+        )
+        assert.deepStrictEqual(
+          refused._tag === "BudgetExceeded" ? [refused.budget, refused.limit, refused.attempted] : [],
+          ["b", "cap", 700]
+        )
+        assert.strictEqual(provider.calls(), 6)
+      }))
+
+    it.effect("an exact name beats a prefix ending in \"*\", a longer prefix a shorter; a prefix's models share its limit", () =>
+      Effect.gen(function*() {
+        const { model, provider } = yield* setup(() => () => ({ usage: hundred }), {
+          model: {
+            limits: {
+              "claude-*": { rate: { requests: 1, per: "1 minute" } },
+              "claude-opus-4*": { rate: { requests: 2, per: "1 minute" } },
+              "claude-opus-4-1": { rate: { requests: 3, per: "1 minute" } },
+              "openai/*": { rate: { requests: 1, per: "1 minute" } }
+            }
+          }
+        })
+        assert.deepStrictEqual(yield* outcomes(model, "claude-haiku-4-5", 2), ["ok", "b/model:claude-*"])
+        assert.deepStrictEqual(yield* outcomes(model, "claude-sonnet-4-5", 1), ["b/model:claude-*"], "the same bucket")
+        assert.deepStrictEqual(yield* outcomes(model, "claude-opus-4-5", 3), ["ok", "ok", "b/model:claude-opus-4*"])
+        assert.deepStrictEqual(yield* outcomes(model, "claude-opus-4-1", 4), ["ok", "ok", "ok", "b/model:claude-opus-4-1"])
+        assert.deepStrictEqual(yield* outcomes(model, "claude", 3), ["ok", "ok", "ok"], "\"claude\" does not start with \"claude-\"")
+        // a name has no "/": the key's is escaped in its budget's
+        assert.deepStrictEqual(yield* outcomes(model, "openai/gpt-5-mini", 2), ["ok", "b/model:openai%2F*"])
+        assert.strictEqual(provider.calls(), 1 + 2 + 3 + 3 + 1)
+      }))
+
+    it.effect("\"*\" limits every model without a limit of its own, an unnamed one included", () =>
+      Effect.gen(function*() {
+        const { model } = yield* setup(() => () => ({ usage: hundred }), {
+          model: {
+            limits: {
+              "gpt-5-mini": { rate: { requests: 1, per: "1 minute" } },
+              "*": { rate: { requests: 2, per: "1 minute" } }
+            }
+          }
+        })
+        assert.deepStrictEqual(yield* outcomes(model, "gpt-5-mini", 2), ["ok", "b/model:gpt-5-mini"])
+        assert.deepStrictEqual(yield* outcome(model, "gpt-4o"), "ok")
+        assert.deepStrictEqual(yield* outcomes(model, undefined, 2), ["ok", "b/model:*"])
+      }))
+
+    it.effect("a model without a limit charges the budget itself and is not rate-limited", () =>
+      Effect.gen(function*() {
+        const { budget, model, provider } = yield* setup(() => () => ({ usage: hundred }), {
+          model: { limits: { "gpt-5-mini": { rate: { requests: 1, per: "1 hour" }, maxConcurrent: 1 } } }
+        })
+        const stop = yield* listen(budget)
+        assert.deepStrictEqual(yield* outcomes(model, "gpt-5-mini", 2), ["ok", "b/model:gpt-5-mini"])
+        assert.deepStrictEqual(yield* outcomes(model, "gpt-4o", 5), ["ok", "ok", "ok", "ok", "ok"])
+        // an exact key is the exact name: a dated snapshot needs "gpt-5-mini*"
+        assert.deepStrictEqual(yield* outcomes(model, "gpt-5-mini-2025-08-07", 2), ["ok", "ok"])
+        assert.deepStrictEqual(yield* outcomes(model, undefined, 2), ["ok", "ok"], "an unnamed model")
+        const concurrent = yield* Effect.all(
+          Array.from({ length: 4 }, () => outcome(model, "gpt-4o")),
+          { concurrency: "unbounded" }
+        )
+        assert.deepStrictEqual(concurrent, ["ok", "ok", "ok", "ok"])
+        assert.strictEqual(provider.calls(), 1 + 5 + 2 + 2 + 4)
+        const held = (yield* stop).flatMap((e) => e._tag === "Reserved" ? [e.budget] : [])
+        assert.deepStrictEqual([held[0], new Set(held.slice(1))], ["b/model:gpt-5-mini", new Set(["b"])])
+      }))
+
+    it.effect("with onExceeded \"fail\", a call over its model's rate fails naming the model's budget and when to retry", () =>
+      Effect.gen(function*() {
+        const { budget, model, provider } = yield* setup(() => () => ({ usage: usage({ total: 7 }, { total: 500 }) }), {
+          model: { model: "gpt-5-mini", limits: { "gpt-5-mini": { rate: { tokens: 1_000, per: "1 minute" } } } }
+        })
+        yield* model.generateText({ prompt })
+        const error = yield* Effect.flip(model.generateText({ prompt }))
+        assert.strictEqual(error.reason._tag, "QuotaExhaustedError")
+        const refused = BudgetedLanguageModel.budgetExceededOf(error)!
+        assert.deepStrictEqual(
+          [refused.budget, refused.limit, refused.axis, refused.requested, refused.cap],
+          ["b/model:gpt-5-mini", "rate", "tokens", estimateTokens, 1_000]
+        )
+        // 14 tokens short, at 1,000 a minute
+        assert.strictEqual(Duration.toMillis(refused.retryAfter!), 840)
+        assert.include(error.message, `Budget "b/model:gpt-5-mini" refused ${estimateTokens} tokens: its rate of 1000 tokens`)
+        const streamed = yield* Effect.flip(BudgetedLanguageModel.unwrapBudgetExceeded(Stream.runDrain(model.streamText({ prompt }))))
+        assert.deepStrictEqual(streamed._tag === "BudgetExceeded" ? [streamed.budget, streamed.limit] : [], ["b/model:gpt-5-mini", "rate"])
+        assert.strictEqual(provider.calls(), 1)
+        assert.deepStrictEqual(yield* counters(budget), settledAt(estimateTokens, estimateUsd))
+        yield* TestClock.adjust("840 millis")
+        yield* model.generateText({ prompt })
+        assert.strictEqual(provider.calls(), 2)
+      }))
+
+    it.effect("a call charged to a budget of the caller's own is held on that budget's child for its model", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ usage: hundred }), {
+          model: { model: "gpt-5-mini", limits: { "gpt-5-mini": { rate: { requests: 1, per: "1 minute" } } } }
+        })
+        const agent = yield* budget.child("agent")
+        const small = yield* budget.child("small", { tokenCap: 100 })
+        const as = (payer: BudgetService) => <A, E>(effect: Effect.Effect<A, E>) => Effect.provideService(effect, Budget, payer)
+        assert.deepStrictEqual(yield* as(agent)(outcomes(model, undefined, 2)), ["ok", "b/agent/model:gpt-5-mini"])
+        assert.deepStrictEqual(yield* outcomes(model, undefined, 2), ["ok", "b/model:gpt-5-mini"])
+        // its caps apply in the same step
+        assert.deepStrictEqual(
+          yield* as(small)(outcome(model).pipe(BudgetedLanguageModel.withCallOptions({ inputTokens: 101 }))),
+          "b/small"
+        )
+        assert.strictEqual((yield* agent.snapshot).tokensUsed, 100)
+        assert.strictEqual((yield* budget.snapshot).tokensUsed, 200)
+      }))
+  })
+
   describe("bad options", () => {
     it.effect("fail with InvalidUsage saying which option and why", () =>
       Effect.gen(function*() {
         const messages: Array<string> = []
-        const invalid = (effect: Effect.Effect<unknown, unknown>) =>
+        const invalid = (effect: Effect.Effect<unknown, unknown, Scope.Scope>) =>
           Effect.map(Effect.flip(effect), (error) => {
             assert.strictEqual((error as { _tag: string })._tag, "InvalidUsage")
             messages.push((error as Error).message)
@@ -643,6 +825,59 @@ describe("BudgetedLanguageModel", () => {
           "Invalid onFailure: must be \"chargeEstimate\" or \"release\", got \"charge\" (a string)"
         ])
         assert.strictEqual(provider.calls(), 0)
+      }))
+
+    it.effect("bad limits fail with InvalidUsage naming the limit's field, and open no budget", () =>
+      Effect.gen(function*() {
+        const budget = yield* Budget.make({ name: "b" })
+        const opened: Array<string> = []
+        const watched: BudgetService = {
+          ...budget,
+          child: (name, options) => Effect.andThen(Effect.sync(() => opened.push(name)), budget.child(name, options))
+        }
+        const provider = yield* scriptedModel(() => ({ usage: reported }))
+        const wrap = (limits: BudgetedLanguageModel.Options["limits"]) =>
+          BudgetedLanguageModel.make({ limits }).pipe(
+            Effect.provideService(LanguageModel.LanguageModel, provider.service),
+            Effect.provideService(Budget, watched)
+          )
+        const message = (limits: BudgetedLanguageModel.Options["limits"]) =>
+          Effect.map(Effect.flip(wrap(limits)), (error) => `${error._tag}: ${error.message}`)
+        const per = "1 minute"
+        const messages = [
+          yield* message({ "gpt-5-mini": { rate: { tokens: 1.5, per } } }),
+          yield* message({ "gpt-5-mini": { rate: { requests: 0, per } } }),
+          yield* message({ "claude-*": { rate: { tokens: 10, per: "0 seconds" } } }),
+          yield* message({ "claude-*": { rate: { tokens: 10, per, burst: -1 } } }),
+          yield* message({ "gpt-5-mini": { rate: { per } } }),
+          yield* message({ "gpt-5-mini": { maxConcurrent: 0 } }),
+          // a good limit first: none is opened while one is bad
+          yield* message({ "gpt-4o": { maxConcurrent: 8 }, "gpt-5-mini": {} }),
+          yield* message({ "gpt-*-mini": { maxConcurrent: 8 } }),
+          yield* message({ "": { maxConcurrent: 8 } }),
+          yield* message({ "gpt-5-mini": 64 as never }),
+          yield* message(["gpt-5-mini"] as never)
+        ]
+        const keys = "keys must be model names, or prefixes with \"*\" at their end only (\"claude-*\", or \"*\" for any model)"
+        assert.deepStrictEqual(messages.map((m) => m.replace(/^InvalidUsage: Invalid /, "")), [
+          "limits[\"gpt-5-mini\"].rate.tokens: must be a whole number of tokens, at least 1, or left out, got 1.5",
+          "limits[\"gpt-5-mini\"].rate.requests: must be a whole number of requests, at least 1, or left out, got 0",
+          "limits[\"claude-*\"].rate.per: must be a positive, finite Duration (\"1 day\", Duration.hours(6)), got \"0 seconds\" (a string)",
+          "limits[\"claude-*\"].rate.burst: must be a positive number of periods (1, 0.5), got -1",
+          "limits[\"gpt-5-mini\"].rate: must give tokens, requests or usd per period, got {\"per\":\"1 minute\"}",
+          "limits[\"gpt-5-mini\"].maxConcurrent: must be a whole number of holds, at least 1, or left out for no limit, got 0",
+          "limits[\"gpt-5-mini\"]: must give a rate, a maxConcurrent, or both, got {}",
+          `limits: ${keys}, got "gpt-*-mini" (a string)`,
+          `limits: ${keys}, got ""`,
+          "limits[\"gpt-5-mini\"]: must be an object like { rate: { tokens: 2_000_000, per: \"1 minute\" }, maxConcurrent: 64 }, got 64",
+          "limits: must map model names, or prefixes ending in \"*\", to limits, like { \"gpt-5-mini\": { rate: " +
+          "{ tokens: 2_000_000, requests: 5_000, per: \"1 minute\" }, maxConcurrent: 64 } }, got [\"gpt-5-mini\"]"
+        ])
+        assert.isTrue(messages.every((m) => m.startsWith("InvalidUsage: Invalid ")))
+        assert.deepStrictEqual(opened, [])
+        // the same limits, good: opened once each, with the layer
+        yield* wrap({ "gpt-4o": { maxConcurrent: 8 }, "gpt-5-mini": { maxConcurrent: 8 } })
+        assert.deepStrictEqual(opened, ["model:gpt-4o", "model:gpt-5-mini"])
       }))
   })
 })

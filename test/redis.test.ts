@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Cron, Effect, Layer, Logger } from "effect"
+import { Context, Cron, Effect, Layer, Logger, Stream } from "effect"
+import { LanguageModel } from "effect/ai"
 import * as Redis from "effect/persistence/Redis"
+import { Budget, BudgetedLanguageModel } from "../src/index.ts"
 import * as Scripts from "../src/internal/redis/scripts.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { BudgetStoreContract } from "../src/testing.ts"
@@ -58,6 +60,20 @@ describe.runIf(available)("Redis", () => {
       assert.include(warnings[0], "where it had tokenCap none and usdCap $100")
     }).pipe(Effect.provide(Logger.layer([logger])))
   })
+
+  it.effect("BudgetedLanguageModel's per-model limits on a Redis budget fail the layer, naming the limit: no rates on Redis yet", () =>
+    Effect.gen(function*() {
+      const budget = yield* makeRedisBudget({ name: "llm" })
+      const inner = yield* LanguageModel.make({ generateText: () => Effect.succeed([]), streamText: () => Stream.empty })
+      const error = yield* Effect.flip(
+        BudgetedLanguageModel.make({ limits: { "gpt-5-mini": { rate: { tokens: 2_000_000, per: "1 minute" } } } }).pipe(
+          Effect.provideService(LanguageModel.LanguageModel, inner),
+          Effect.provideService(Budget, budget)
+        )
+      )
+      assert.strictEqual(error._tag, "InvalidUsage")
+      assert.include(error.message, "Invalid limits[\"gpt-5-mini\"].rate: is not supported by the Redis store yet")
+    }))
 
   it.effect("a prefix with a brace fails with InvalidUsage naming it when the store is made", () =>
     Effect.gen(function*() {
