@@ -66,7 +66,14 @@ export const Limit: Schema.Literals<readonly ["cap", "rate", "concurrency"]> = S
 ])
 
 const describe = (axis: LimitAxis, amount: number): string =>
-  axis === "tokens" ? `${amount} tokens` : axis === "usd" ? `$${amount}` : `${amount} requests`
+  axis === "tokens" ? `${amount} tokens` : axis === "usd" ? `$${amount}` : `${amount} request${amount === 1 ? "" : "s"}`
+
+// What a bucket holds, as a person reads it: whole tokens and requests,
+// nano-dollars, and debt as such.
+const held = (axis: LimitAxis, level: number): string => {
+  const amount = axis === "usd" ? Math.round(level * 1e9) / 1e9 : Math.floor(level)
+  return amount < 0 ? `nothing (it is ${describe(axis, -amount)} in debt)` : describe(axis, amount)
+}
 
 /**
  * A request refused because one limit of a budget would not admit it;
@@ -110,9 +117,11 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
       return `${refused}: ${this.cap} holds are in flight already, its maxConcurrent`
     }
     if (this.limit === "rate") {
-      const left = describe(this.axis, this.cap - this.attempted + this.requested)
-      const after = this.retryAfter === undefined ? "" : `; retry after ${Duration.format(this.retryAfter)}`
-      return `${refused}: its rate of ${describe(this.axis, this.cap)} a period has ${left} left now${after}`
+      const left = held(this.axis, this.cap - this.attempted + this.requested)
+      const after = this.retryAfter === undefined
+        ? `, and can never: more than it holds when full`
+        : `; retry after ${Duration.format(this.retryAfter)}`
+      return `${refused}: its rate's bucket holds ${left} of ${describe(this.axis, this.cap)} now${after}`
     }
     return `${refused}: used + reserved + requested would be ${describe(this.axis, this.attempted)}, ` +
       `over its cap of ${describe(this.axis, this.cap)}`

@@ -759,7 +759,7 @@ describe("BudgetedLanguageModel", () => {
         )
         // 14 tokens short, at 1,000 a minute
         assert.strictEqual(Duration.toMillis(refused.retryAfter!), 840)
-        assert.include(error.message, `Budget "b/model:gpt-5-mini" refused ${estimateTokens} tokens: its rate of 1000 tokens`)
+        assert.include(error.message, `Budget "b/model:gpt-5-mini" refused ${estimateTokens} tokens: its rate's bucket holds`)
         const streamed = yield* Effect.flip(BudgetedLanguageModel.unwrapBudgetExceeded(Stream.runDrain(model.streamText({ prompt }))))
         assert.deepStrictEqual(streamed._tag === "BudgetExceeded" ? [streamed.budget, streamed.limit] : [], ["b/model:gpt-5-mini", "rate"])
         assert.strictEqual(provider.calls(), 1)

@@ -6,9 +6,10 @@
  * drives it).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Ref } from "effect"
+import { Duration, Effect, Exit, Fiber, Ref, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget } from "../src/index.ts"
+import type * as BudgetModule from "../src/Budget.ts"
 import type { BudgetExceeded } from "../src/index.ts"
 import { series } from "../src/internal/testing/metrics.ts"
 
@@ -126,6 +127,39 @@ describe("rates", () => {
       assert.deepStrictEqual(yield* Ref.get(order), ["first", "second"])
     }))
 
+  it.effect("a waiter moved into the line of a level held back by its rate sets its timer there", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", rate: { tokens: 1_000, per: "1 second" } })
+      const c = yield* org.child("c", { tokenCap: 100 })
+      yield* c.record({ tokens: 100 })
+      const waiter = yield* Effect.forkChild(Effect.scoped(c.reserve({ tokens: 50 }, { onExceeded: "wait" })))
+      yield* settle
+      yield* org.record({ tokens: 900 })
+      // room at c, none in org's bucket: the waiter moves to org's line
+      yield* c.reset
+      yield* settle
+      assert.isUndefined(waiter.pollUnsafe())
+      yield* TestClock.adjust("50 millis")
+      yield* Fiber.join(waiter)
+    }))
+
+  it.effect("a child opened per request keeps its rate and its holds in flight: it is not dropped with them", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org" })
+      const perRequest = <A, E>(use: (tenant: BudgetModule.BudgetService) => Effect.Effect<A, E>) =>
+        Effect.scoped(Effect.flatMap(org.child("tenant", { rate: { requests: 1, per: "1 minute" }, maxConcurrent: 1 }), use))
+      yield* perRequest((tenant) => tenant.record({}))
+      const refused = yield* refusal(perRequest((tenant) => tenant.record({})))
+      assert.deepStrictEqual([refused.limit, refused.axis], ["rate", "requests"])
+      // a hold of nothing that outlives the child's scope still holds its place
+      yield* TestClock.adjust("1 minute")
+      const holdScope = yield* Scope.make()
+      yield* perRequest((tenant) => Scope.provide(tenant.reserve({}), holdScope))
+      yield* TestClock.adjust("1 minute")
+      assert.strictEqual((yield* refusal(perRequest((tenant) => Effect.scoped(tenant.reserve({}))))).limit, "concurrency")
+      yield* Scope.close(holdScope, Exit.void)
+    }))
+
   it.effect("an interrupted rate waiter leaves nothing in line: the next is served at its instant", () =>
     Effect.gen(function*() {
       const budget = yield* Budget.make({ name: "gone", rate: { tokens: 100, per: "1 second" } })
@@ -207,6 +241,7 @@ describe("bad rates", () => {
     ["rate.usd", { name: "r", rate: { usd: -1, per: "1 minute" } }],
     ["rate.per", { name: "r", rate: { tokens: 10, per: "0 seconds" } }],
     ["rate.burst", { name: "r", rate: { tokens: 10, per: "1 minute", burst: 0 } }],
+    ["rate.burst", { name: "r", rate: { requests: 5, per: "1 minute", burst: 0.1 } }],
     ["maxConcurrent", { name: "r", maxConcurrent: 0 }]
   ] as const
   for (const [field, options] of cases) {

@@ -188,6 +188,11 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
           // the usage happened: the parent, kept, is charged, and holds nothing more
           const parent = yield* budget.snapshot
           assert.deepStrictEqual([parent.tokensUsed, parent.tokensReserved], [130, 0])
+          // the settlement that still owes the child is kept as long as an id, for a late retry
+          const keys = yield* redis.send<Array<string>>("KEYS", "budget:{lost}:h:*")
+          const values = yield* Effect.forEach(keys, (key) => redis.send<string>("GET", key))
+          const owing = keys[values.findIndex((value) => value.startsWith("c "))]!
+          assert.isAbove(yield* redis.send<number>("PTTL", owing), 3_600_000)
           // retried while the child is still lost: refused again, charged nothing more
           assert.strictEqual((yield* refusal(hold.commit({ tokens: 30 })))._tag, "BudgetUnavailable")
           yield* child.reset

@@ -82,7 +82,17 @@ const ratesOf = (rate: RateOptions): ReadonlyArray<RateSetting> | InvalidUsage =
     if (!(Number.isSafeInteger(amount) && amount >= 1)) {
       return new InvalidUsage({ field: `rate.${axis}`, value: given, reason: `must be ${rule}, or left out` })
     }
-    settings.push({ axis, amount, periodMillis, capacity: amount * burst })
+    const capacity = amount * burst
+    if (capacity < 1) {
+      return new InvalidUsage({
+        field: "rate.burst",
+        value: rate.burst,
+        reason: `would make the ${axis} bucket hold ${capacity}, less than one ${
+          axis === "usd" ? "nano-dollar" : axis === "tokens" ? "token" : "request"
+        }: it must hold at least one`
+      })
+    }
+    settings.push({ axis, amount, periodMillis, capacity })
   }
   if (settings.length === 0) {
     return new InvalidUsage({ field: "rate", value: rate, reason: "must give tokens, requests or usd per period" })

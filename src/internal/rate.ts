@@ -26,6 +26,14 @@ export interface Bucket {
   at: number
 }
 
+/** Whether two rates are one: each axis with the same amount, period and capacity. */
+export const sameRates = (a: ReadonlyArray<RateSetting>, b: ReadonlyArray<RateSetting>): boolean =>
+  a.length === b.length &&
+  a.every((rate, i) =>
+    rate.axis === b[i]!.axis && rate.amount === b[i]!.amount && rate.periodMillis === b[i]!.periodMillis &&
+    rate.capacity === b[i]!.capacity
+  )
+
 /** A full bucket, as a budget's rate starts. */
 export const fullBucket = (rate: RateSetting, now: number): Bucket => ({ level: rate.capacity, at: now })
 

@@ -10,7 +10,7 @@ import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
 import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
-import { amountOf, type Bucket, fullBucket, levelAt, type RateSetting, refill, waitMillis } from "../rate.ts"
+import { amountOf, type Bucket, fullBucket, levelAt, type RateSetting, refill, sameRates, waitMillis } from "../rate.ts"
 import { windowEnd, type WindowSchedule } from "../window.ts"
 
 /** What every budget of one tree shares. */
@@ -142,7 +142,7 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
   node.thresholds = settings.thresholds
   node.idleTtl = settings.idleTtlMillis
   node.maxConcurrent = settings.maxConcurrent
-  if (settings.rates !== node.rates) rerate(node, settings.rates, now)
+  if (!sameRates(settings.rates, node.rates)) rerate(node, settings.rates, now)
   if (!node.timed && (settings.window !== undefined || settings.rates.length > 0)) timeAll(node)
   if (settings.window !== node.window) {
     node.window = settings.window
@@ -250,6 +250,10 @@ export const rateWait = (node: Node, tokens: number, nanos: number, now: number)
   }
   return longest > 0 ? longest : Infinity
 }
+
+/** Whether every bucket of `node`'s rate is full at `now`: forgetting it would give nothing away. */
+export const bucketsFull = (node: Node, now: number): boolean =>
+  node.rates.every((rate, i) => levelAt(rate, node.buckets[i]!, now) >= rate.capacity)
 
 export const isEmpty = (node: Node): boolean =>
   node.tokensUsed === 0 && node.nanosUsed === 0 && node.tokensReserved === 0 && node.nanosReserved === 0

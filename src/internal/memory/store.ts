@@ -7,7 +7,7 @@ import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { Subscribers } from "../subscribers.ts"
-import { amountOf, waitMillis } from "../rate.ts"
+import { amountOf, refill, waitMillis } from "../rate.ts"
 import { Ids } from "./ids.ts"
 import {
   countersOf,
@@ -15,6 +15,7 @@ import {
   current,
   emit,
   exactLimit,
+  bucketsFull,
   fits,
   giveRate,
   isEmpty,
@@ -75,12 +76,15 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
   if (nanosAttempted > limitOf(node.nanoCap)) {
     return { budget, axis: "usd", requested: nanos, attempted: nanosAttempted, cap: limitOf(node.nanoCap) }
   }
-  if (holding && node.inFlight >= node.maxConcurrent) {
+  // Larger than a bucket holds comes first: no wait would do.
+  const larger = largerThanBucket(node, tokens, nanos)
+  if (holding && node.inFlight >= node.maxConcurrent && larger < 0) {
     const cap = node.maxConcurrent
     return { budget, limit: "concurrency", axis: "requests", requested: 1, attempted: node.inFlight + 1, cap }
   }
-  const at = Math.max(0, shortBucket(node, tokens, nanos, now))
+  const at = larger >= 0 ? larger : Math.max(0, shortBucket(node, tokens, nanos, now))
   const rate = node.rates[at]!
+  refill(rate, node.buckets[at]!, now)
   const level = node.buckets[at]!.level
   const amount = amountOf(rate, tokens, nanos)
   return {
@@ -90,9 +94,17 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
     requested: amount,
     attempted: rate.capacity - level + amount,
     cap: rate.capacity,
-    // Larger than the bucket holds: no wait would do.
-    retryAfterMillis: amount > rate.capacity ? undefined : waitMillis(rate, level, amount)
+    retryAfterMillis: larger >= 0 ? undefined : waitMillis(rate, level, amount)
   }
+}
+
+/** The place of the first bucket of `node`'s rate that the request is larger than when full, or -1. */
+const largerThanBucket = (node: Node, tokens: number, nanos: number): number => {
+  const rates = node.rates
+  for (let i = 0; i < rates.length; i++) {
+    if (amountOf(rates[i]!, tokens, nanos) > rates[i]!.capacity) return i
+  }
+  return -1
 }
 
 const exceeded = (node: Node, tokens: number, nanos: number, now: number, holding: boolean): BudgetExceeded => {
@@ -157,15 +169,19 @@ const wake = (node: Node): void => {
     // One that can never fit (a cap was lowered) is woken to fail.
     const blocker = tooLarge(head.origin.chain, head.tokens, head.nanos) ? undefined : holdsBack(head)
     if (blocker === node) {
-      // Held back where time frees room (a rate's refill, a window's end):
-      // woken to set its timer again, to the instant as it is now.
-      if (node.rates.length > 0 || node.windowEnd !== Infinity) resumeWaiter(head)
+      // Held back where time frees room: woken to set its timer again, to the instant as it is now.
+      if (freedByTime(node)) resumeWaiter(head)
       return
     }
     if (blocker === undefined) return resumeWaiter(head)
     lineOf(blocker, head)
+    // The head of a line time frees: woken to set its timer there.
+    if (blocker.line.head === head && freedByTime(blocker)) resumeWaiter(head)
   }
 }
+
+/** Whether time frees room at `node` (a rate's refill, a window's end), which no fiber announces. */
+const freedByTime = (node: Node): boolean => node.rates.length > 0 || node.windowEnd !== Infinity
 
 const resumeWaiter = (waiter: Waiter): void => {
   waiter.woken = true
@@ -183,10 +199,7 @@ const tooLarge = (chain: ReadonlyArray<Node>, tokens: number, nanos: number): No
   for (let i = 0; i < chain.length; i++) {
     const node = chain[i]!
     if (tokens > limitOf(node.tokenCap) || nanos > limitOf(node.nanoCap)) return node
-    const rates = node.rates
-    for (let j = 0; j < rates.length; j++) {
-      if (amountOf(rates[j]!, tokens, nanos) > rates[j]!.capacity) return node
-    }
+    if (largerThanBucket(node, tokens, nanos) >= 0) return node
   }
   return undefined
 }
@@ -230,9 +243,7 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
       const now = yield* Clock.currentTimeMillis
       const met = roots.get(settings.name)
       if (met !== undefined) {
-        const warning = reconfigure(met, settings, now)
-        wakeChain(met.chain)
-        yield* warning
+        yield* reopen(met, settings, now)
         return storeOf(met)
       }
       const tree: Tree = { hub: new Subscribers(), seq: 0, idle: new Set(), recorded: new Ids(), held: new Ids() }
@@ -243,6 +254,30 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
     })
   return { open }
 })
+
+/**
+ * A budget opened again takes the options given last (reconfigure). Where
+ * its limits changed, every waiter of the tree that can now never fit is
+ * woken to fail (wherever it waits: behind another, or below); then its
+ * lines and those above it are looked at.
+ */
+const reopen = (node: Node, settings: Settings, now: number): Effect.Effect<void> => {
+  const limits = [node.tokenCap, node.nanoCap, node.rates, node.maxConcurrent]
+  const warning = reconfigure(node, settings, now)
+  const changed = [node.tokenCap, node.nanoCap, node.rates, node.maxConcurrent].some((limit, i) => limit !== limits[i])
+  if (changed) failHopeless(node.chain[node.chain.length - 1]!)
+  wakeChain(node.chain)
+  return warning
+}
+
+/** Wakes every waiter in the lines of `node` and below that is larger than a limit of its chain. */
+const failHopeless = (node: Node): void => {
+  node.line.forEach((waiter) => {
+    const { origin, tokens, nanos } = waiter as MemoryWaiter
+    if (!waiter.woken && tooLarge(origin.chain, tokens, nanos) !== undefined) resumeWaiter(waiter)
+  })
+  for (const child of node.children.values()) failHopeless(child)
+}
 
 const unregisterAll = (node: Node): void => {
   node.unregister()
@@ -279,9 +314,10 @@ class MemoryHold extends Hold {
     super(tokens, nanos)
   }
 
-  // Only a chain with a window needs the time, and reading it costs a step.
+  // Only a chain with a window or a rate needs the time, and reading it
+  // costs a step; a dropped budget's chain is the one of its path now.
   settle(charge: Charge | undefined): Effect.Effect<Settlement, InvalidUsage> {
-    const settled = this.origin.timed
+    const settled = this.timed
       ? Effect.withFiber((fiber) => this.settleAt(charge, timeOf(fiber)))
       : Effect.suspend(() => this.settleAt(charge, 0))
     return charge !== undefined && this.givenBack ? Effect.tap(settled, () => warnLateCommit(this.origin.path, charge)) : settled
@@ -297,10 +333,14 @@ class MemoryHold extends Hold {
     return charge === undefined ? Exit.succeed(this.giveBack(now)) : this.charge(charge, now)
   }
 
+  private get timed(): boolean {
+    return this.origin.timed || this.origin.dropped
+  }
+
   /**
    * The budgets the hold settles on: its chain, but where its budget was
-   * dropped (only an empty one is, so the hold was stale there), the
-   * budgets of its path now; a level with none is left out.
+   * dropped (one holding nothing in flight), the budgets of its path now;
+   * a level with none is left out.
    */
   private get chain(): ReadonlyArray<Node> {
     const chain = this.origin.chain
@@ -331,8 +371,8 @@ class MemoryHold extends Hold {
   private giveBack(now: number): Settlement {
     this.settlement = released
     const chain = this.chain
-    const { timed, tree: { hub } } = this.origin
-    if (timed) roll(chain, now)
+    const hub = this.origin.tree.hub
+    if (this.timed) roll(chain, now)
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
       node.released++
@@ -352,8 +392,8 @@ class MemoryHold extends Hold {
 
   private charge({ estimated, nanos, tokens }: Charge, now: number): Exit.Exit<Settlement, InvalidUsage> {
     const chain = this.chain
-    const { timed, tree: { hub } } = this.origin
-    if (timed) roll(chain, now)
+    const hub = this.origin.tree.hub
+    if (this.timed) roll(chain, now)
     for (let i = 0; i < chain.length; i++) {
       const node = chain[i]!
       if (node.tokensUsed + tokens > exactLimit) return Exit.fail(inexact(node.path, "tokens", tokens))
@@ -543,9 +583,8 @@ const child = (parent: Node, settings: Settings) =>
       node = makeNode(settings, parent, tree, now, settings.metrics ? fiber.context : undefined)
       parent.children.set(settings.name, node)
     } else {
-      warning = reconfigure(node, settings, now)
+      warning = reopen(node, settings, now)
       tree.idle.delete(node)
-      wakeChain(node.chain)
     }
     node.users++
     const used = node
@@ -589,9 +628,14 @@ const storeOf = (origin: Node): StoreBudget => ({
 // forgets its usage; its ancestors keep theirs). Each lookup drops those
 // that may go from the front of `idle`, and moves a few others to the back.
 
-/** Whether nothing keeps `node`: unused, and empty, or idle past its time-to-live with nothing held or waiting. */
+/**
+ * Whether nothing keeps `node`: unused, nothing in flight, its rate's
+ * buckets full (a child opened again starts full), and empty or idle past
+ * its time-to-live with nothing held.
+ */
 const droppable = (node: Node, now: number): boolean =>
   node.parent !== undefined && node.users === 0 && node.children.size === 0 && node.line.head === undefined &&
+  node.inFlight === 0 && bucketsFull(node, now) &&
   (isEmpty(node) ||
     (now - node.idleSince >= node.idleTtl && node.tokensReserved === 0 && node.nanosReserved === 0))
 

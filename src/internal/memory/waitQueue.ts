@@ -51,6 +51,10 @@ export class WaitQueue {
     waiter.line = this
   }
 
+  forEach(f: (waiter: Waiter) => void): void {
+    for (let waiter = this.first; waiter !== undefined; waiter = waiter.next) f(waiter)
+  }
+
   leave(waiter: Waiter): void {
     if (waiter.prev === undefined) this.first = waiter.next
     else waiter.prev.next = waiter.next

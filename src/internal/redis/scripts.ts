@@ -512,6 +512,7 @@ if previous and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
 end
 -- Its waiters and those above it may fit now, or never (caps lowered).
+if previous and S.level(S.root).wq > 0 then S.waiting().wake_hopeless() end
 S.wake_all(KEYS)
 return S.finish(previous or (made and 'm') or 0)
 `

@@ -670,6 +670,25 @@ export const contract = (store: StoreUnderTest) =>
           yield* Fiber.join(small)
         })))
 
+      it.effect("so does one waiting behind another, or in a line below the budget whose cap is lowered", () =>
+        capturingLogs(() => Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          const agent = yield* org.child("agent", { tokenCap: 100 })
+          const task = yield* agent.child("task", { tokenCap: 50 })
+          yield* agent.reserve({ tokens: 40 })
+          yield* task.reserve({ tokens: 50 })
+          const small = yield* Effect.forkChild(Effect.scoped(agent.reserve({ tokens: 30 }, { onExceeded: "wait" })))
+          yield* settle
+          const behind = yield* Effect.forkChild(Effect.scoped(agent.reserve({ tokens: 80 }, { onExceeded: "wait" })))
+          const below = yield* Effect.forkChild(Effect.scoped(task.reserve({ tokens: 40 }, { onExceeded: "wait" })))
+          yield* settle
+          assert.isUndefined(behind.pollUnsafe(), "it waits")
+          yield* org.child("agent", { tokenCap: 35 })
+          assert.strictEqual(flipExit(yield* Fiber.await(behind))._tag, "BudgetExceeded")
+          assert.strictEqual(flipExit(yield* Fiber.await(below))._tag, "BudgetExceeded")
+          assert.isUndefined(small.pollUnsafe(), "one that can still fit waits on")
+        })))
+
       it.effect("a wait bounded by Effect.timeout gives up holding nothing", () =>
         Effect.gen(function*() {
           const budget = yield* make({ tokenCap: 100 })

@@ -216,7 +216,11 @@ function S.holds()
         set[at + 1], set[at + 2], add[at + 1], add[at + 2] = key, v, expiry, id
         at = at + 2
       else
-        redis.call('SET', key, v, 'PX', S.keep_of(id))
+        -- One that still owes lost levels their charge is kept as an id is:
+        -- the commit that completes it may come late (after a reset).
+        local keep = S.keep_of(id)
+        if S.id_keep and string.find(v, '^c %d+ %d+ %d+ %d+ [%d,]+$') then keep = math.max(keep, S.id_keep) end
+        redis.call('SET', key, v, 'PX', keep)
         remove[#remove + 1] = id
       end
     end

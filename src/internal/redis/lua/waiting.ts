@@ -71,6 +71,21 @@ function S.waiting()
     return false
   end
 
+  -- Wakes every ticket of the tree that can now never fit (a cap was
+  -- lowered), wherever it waits: behind another, or in a line below.
+  function Q.wake_hopeless()
+    local tickets = redis.call('ZRANGE', S.tree .. ':tickets', 0, -1)
+    for _, ticket in ipairs(tickets) do
+      if not Q.told[ticket] then
+        local w = redis.call('HMGET', Q.ticket_of(ticket), 't', 'n', 'o')
+        if w[1] and Q.never_fits(tonumber(w[1]), tonumber(w[2]), w[3]) then
+          Q.told[ticket] = true
+          Q.woken[#Q.woken + 1] = ticket
+        end
+      end
+    end
+  end
+
   -- Wakes the head of a budget's line if it now fits its whole chain, or
   -- never can (to be refused); a head held back higher up moves to that
   -- line, and the next head is considered.
