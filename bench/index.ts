@@ -12,6 +12,7 @@ import { floors } from "./floors.ts"
 import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
+import { rateCases } from "./rates.ts"
 import { redisCases, redisPlan } from "./redis.ts"
 import { redisAloneReport } from "./redisAlone.ts"
 import { redisCpuReport } from "./redisCpu.ts"
@@ -24,7 +25,7 @@ const program = Effect.gen(function*() {
   // The budgets live in a scope of their own: cases run with no Scope in
   // their context, as the floors' do, so neither pays for a deeper one.
   const budgets = yield* Scope.make()
-  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases, nestingCases]).pipe(
+  const groups = yield* Effect.all([floors, budgetCases, peerCases, rateCases, contentionCases, drainCases, nestingCases]).pipe(
     Scope.provide(budgets)
   )
   const inMemoryRows = yield* run(groups.flat(), plan)
