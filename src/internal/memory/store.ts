@@ -160,8 +160,9 @@ const wake = (node: Node): void => {
     const blocker = tooLarge(head.origin.chain, head.tokens, head.nanos) ? undefined : holdsBack(head)
     if (blocker === node) {
       // Held back where only time frees room (a rate, a window's end): woken
-      // to set its timer, unless it has.
-      if (!head.timing && (node.rates.length > 0 || node.windowEnd !== Infinity)) resumeWaiter(head)
+      // to set its timer, unless it has; by a rate, also to set it again,
+      // since a commit or a release may have given some of the rate back.
+      if (node.rates.length > 0 || (!head.timing && node.windowEnd !== Infinity)) resumeWaiter(head)
       return
     }
     if (blocker === undefined) return resumeWaiter(head)
