@@ -12,21 +12,20 @@ import { floors } from "./floors.ts"
 import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
+import { rateCases } from "./rates.ts"
 import { redisCases, redisPlan } from "./redis.ts"
 import { redisAloneReport } from "./redisAlone.ts"
 import { redisCpuReport } from "./redisCpu.ts"
 import { renewalReport } from "./renewal.ts"
 import { scriptTimeReport } from "./scriptTime.ts"
-import { run } from "./runner.ts"
+import { plan, run } from "./runner.ts"
 import { render } from "./table.ts"
-
-const plan = { warmup: 2, rounds: 15 }
 
 const program = Effect.gen(function*() {
   // The budgets live in a scope of their own: cases run with no Scope in
   // their context, as the floors' do, so neither pays for a deeper one.
   const budgets = yield* Scope.make()
-  const groups = yield* Effect.all([floors, budgetCases, peerCases, contentionCases, drainCases, nestingCases]).pipe(
+  const groups = yield* Effect.all([floors, budgetCases, peerCases, rateCases, contentionCases, drainCases, nestingCases]).pipe(
     Scope.provide(budgets)
   )
   const inMemoryRows = yield* run(groups.flat(), plan)
@@ -48,12 +47,13 @@ const program = Effect.gen(function*() {
       `ratio the median per-round ratio to "vs".`
   )
   const over = rows.filter((row) => {
-    const target = row.case.versus?.target
+    const target = row.versus?.target
     return target !== undefined && row.ratio !== undefined && row.ratio > target
   })
-  if (over.length > 0) console.log(`over target: ${over.map((row) => row.case.name).join(", ")}`)
+  if (over.length > 0) console.log(`over target: ${over.map((row) => `${row.case.name} (vs ${row.versus!.case})`).join(", ")}`)
   const failed = rows.filter((row) => row.failure !== undefined)
-  for (const row of failed) console.log(`failed: ${row.case.name}: ${row.failure}`)
+  // A case with several comparisons fails on each of its rows: say it once.
+  for (const line of new Set(failed.map((row) => `failed: ${row.case.name}: ${row.failure}`))) console.log(line)
   // Over a target is a finding; a case that cannot run is a broken bench.
   if (failed.length > 0) process.exitCode = 1
 })

@@ -5,7 +5,7 @@
  * measured moments apart, which cancels most drift.
  */
 import { Effect } from "effect"
-import type { Case } from "./case.ts"
+import { type Case, versusOf } from "./case.ts"
 import { median } from "./harness.ts"
 import type { Row } from "./table.ts"
 
@@ -14,6 +14,9 @@ export interface Plan {
   readonly warmup: number
   readonly rounds: number
 }
+
+/** The plan of the in-memory cases. */
+export const plan: Plan = { warmup: 2, rounds: 15 }
 
 export const run = (cases: ReadonlyArray<Case>, plan: Plan): Effect.Effect<ReadonlyArray<Row>> =>
   Effect.gen(function*() {
@@ -33,18 +36,22 @@ export const run = (cases: ReadonlyArray<Case>, plan: Plan): Effect.Effect<Reado
       if (found === undefined) throw new Error(`no case named "${name}"`)
       return found
     }
-    return cases.map((c): Row => {
-      const failure = failures.get(c.name) ?? (c.versus && failures.get(c.versus.case))
-      if (failure !== undefined) return { case: c, nsPerOp: undefined, ratio: undefined, failure }
-      const own = of(c.name)
-      const base = c.versus === undefined ? undefined : of(c.versus.case)
-      return {
-        case: c,
-        nsPerOp: median(own),
-        ratio: base === undefined ? undefined : median(own.map((ns, i) => ns / base[i]!)),
-        failure: undefined
-      }
-    })
+    // A case judged against several others is a row for each, one sampling.
+    return cases.flatMap((c) =>
+      versusOf(c).map((versus): Row => {
+        const failure = failures.get(c.name) ?? (versus && failures.get(versus.case))
+        if (failure !== undefined) return { case: c, versus, nsPerOp: undefined, ratio: undefined, failure }
+        const own = of(c.name)
+        const base = versus === undefined ? undefined : of(versus.case)
+        return {
+          case: c,
+          versus,
+          nsPerOp: median(own),
+          ratio: base === undefined ? undefined : median(own.map((ns, i) => ns / base[i]!)),
+          failure: undefined
+        }
+      })
+    )
   })
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)

@@ -2,13 +2,15 @@
  * The one table `npm run bench` prints: each figure in ns/op and as a ratio
  * to the case it is judged against, measured in the same run.
  */
-import type { Case } from "./case.ts"
+import type { Case, Versus } from "./case.ts"
 
 export interface Row {
   readonly case: Case
+  /** The comparison this row makes, one of `case.versus`. */
+  readonly versus: Versus | undefined
   /** Median over the rounds; `undefined` when the case failed. */
   readonly nsPerOp: number | undefined
-  /** Median of the per-round ratios to `case.versus`, when it has one. */
+  /** Median of the per-round ratios to `versus`, when it has one. */
   readonly ratio: number | undefined
   /** Why the case, or the case it is judged against, could not be measured. */
   readonly failure: string | undefined
@@ -17,7 +19,7 @@ export interface Row {
 const headers = ["case", "ns/op", "ratio", "vs", "target", "result"] as const
 
 const cells = (row: Row): ReadonlyArray<string> => {
-  const versus = row.case.versus
+  const versus = row.versus
   const target = versus?.target
   const { nsPerOp, ratio } = row
   if (row.failure !== undefined) return [row.case.name, "", "", versus?.case ?? "", "", "FAILED"]

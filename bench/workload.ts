@@ -12,5 +12,7 @@ export const ops = {
   /** Sub-100 ns operations. */
   tiny: 400_000,
   /** Scoped and bracketed operations, a few hundred ns. */
-  small: 100_000
+  small: 100_000,
+  /** Refusals, several µs each: building the error is most of it. */
+  refusal: 10_000
 } as const

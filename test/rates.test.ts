@@ -6,7 +6,7 @@
  * drives it).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Ref, Scope } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber, Ref, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget } from "../src/index.ts"
 import type * as BudgetModule from "../src/Budget.ts"
@@ -159,6 +159,23 @@ describe("rates", () => {
       assert.strictEqual((yield* refusal(perRequest((tenant) => Effect.scoped(tenant.reserve({}))))).limit, "concurrency")
       yield* Scope.close(holdScope, Exit.void)
     }))
+
+  it.effect("a commit that gives back part of what a waiter needs brings its wake-up forward", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const budget = yield* Budget.make({ name: "sooner", rate: { tokens: 100, per: "1 second" } })
+      const first = yield* budget.reserve({ tokens: 100 })
+      const waiter = yield* Effect.forkChild(Effect.scoped(Effect.flatMap(
+        budget.reserve({ tokens: 100 }, { onExceeded: "wait" }),
+        () => Clock.currentTimeMillis
+      )))
+      yield* settle // its timer is set for 1 second
+      yield* first.commit({ tokens: 50 }) // 50 back: 500 ms will do
+      yield* settle
+      yield* TestClock.adjust("500 millis")
+      yield* settle
+      assert.isDefined(waiter.pollUnsafe(), "woken at 500 ms, not at the second its timer was first set for")
+      assert.strictEqual(yield* Fiber.join(waiter), 500)
+    })))
 
   it.effect("an interrupted rate waiter leaves nothing in line: the next is served at its instant", () =>
     Effect.gen(function*() {
