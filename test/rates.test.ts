@@ -39,6 +39,21 @@ describe("rates", () => {
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 1_500)
     }))
 
+  it.effect("retryAfter is when every rate of the budget and above will admit the request", () =>
+    Effect.gen(function*() {
+      const org = yield* Budget.make({ name: "org", rate: { tokens: 10_000, per: "1 second" } })
+      const team = yield* org.child("team", { rate: { tokens: 1_000, requests: 2, per: "1 second" } })
+      yield* team.record({ tokens: 500 })
+      yield* org.record({ tokens: 9_000 })
+      yield* team.record({ tokens: 499 })
+      // team: 1 token (1 ms for 2) and no request left (500 ms for one); org: 1 token (1 ms for 2)
+      const refused = yield* refusal(team.record({ tokens: 2 }))
+      assert.deepStrictEqual([refused.budget, refused.limit], ["org/team", "rate"])
+      assert.strictEqual(Duration.toMillis(refused.retryAfter!), 500)
+      yield* TestClock.adjust("500 millis")
+      yield* team.record({ tokens: 2 })
+    }))
+
   it.effect("every record and reserve is a request", () =>
     Effect.gen(function*() {
       const budget = yield* Budget.make({ name: "rpm", rate: { requests: 2, per: "1 second" } })

@@ -94,8 +94,20 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
     requested: amount,
     attempted: rate.capacity - level + amount,
     cap: rate.capacity,
-    retryAfterMillis: larger >= 0 ? undefined : waitMillis(rate, level, amount)
+    // Until every rate of it and above will admit it: a retry sooner is refused again.
+    retryAfterMillis: larger >= 0 ? undefined : Math.max(waitMillis(rate, level, amount), longestRateWait(node, tokens, nanos, now))
   }
+}
+
+/** How long until every rate of `node` and above admits the request; 0 if all do now. */
+const longestRateWait = (node: Node, tokens: number, nanos: number, now: number): number => {
+  let longest = 0
+  for (const level of node.chain) {
+    if (level.rates.length === 0) continue
+    const wait = rateWait(level, tokens, nanos, now)
+    if (wait !== Infinity) longest = Math.max(longest, wait)
+  }
+  return longest
 }
 
 /** The place of the first bucket of `node`'s rate that the request is larger than when full, or -1. */
