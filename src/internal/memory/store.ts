@@ -7,7 +7,7 @@ import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { Subscribers } from "../subscribers.ts"
-import { amountOf, refill, waitMillis } from "../rate.ts"
+import { amountOf, refill } from "../rate.ts"
 import { Ids } from "./ids.ts"
 import {
   countersOf,
@@ -95,7 +95,7 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
     attempted: rate.capacity - level + amount,
     cap: rate.capacity,
     // Until every rate of it and above will admit it: a retry sooner is refused again.
-    retryAfterMillis: larger >= 0 ? undefined : Math.max(waitMillis(rate, level, amount), longestRateWait(node, tokens, nanos, now))
+    retryAfterMillis: larger >= 0 ? undefined : longestRateWait(node, tokens, nanos, now)
   }
 }
 
