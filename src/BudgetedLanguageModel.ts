@@ -156,8 +156,7 @@ export const CurrentCallOptions: Context.Reference<CallOptions> = Context.Refere
  * budget (`team/model:gpt-5-mini`), which the layer opens below its own
  * `Budget` and keeps while the layer lasts; a call charged to a budget of
  * the caller's own opens that budget's child for the call. The layer fails
- * with `InvalidUsage` when a limit is not usable, or when the budget's
- * store does not keep rates (the Redis store, for now).
+ * with `InvalidUsage` when a limit is not usable.
  *
  * @example
  * ```ts

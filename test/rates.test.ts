@@ -81,14 +81,6 @@ describe("rates", () => {
       assert.strictEqual(Duration.toMillis(refused.retryAfter!), 30_060)
     }))
 
-  it.effect("a release gives the tokens back, not the request", () =>
-    Effect.gen(function*() {
-      const budget = yield* Budget.make({ name: "back", rate: { tokens: 100, requests: 2, per: "1 minute" } })
-      yield* Effect.scoped(budget.reserve({ tokens: 100 }))
-      yield* budget.record({ tokens: 100 })
-      assert.strictEqual((yield* refusal(budget.record({}))).axis, "requests")
-    }))
-
   it.effect("dollars have a rate too, exact to the nano-dollar", () =>
     Effect.gen(function*() {
       const budget = yield* Budget.make({ name: "usd", rate: { usd: 0.3, per: "1 hour" } })
@@ -105,17 +97,6 @@ describe("rates", () => {
       assert.strictEqual((yield* refusal(budget.record({ tokens: 1 }))).cap, 60)
       const larger = yield* refusal(Effect.scoped(budget.reserve({ tokens: 61 }, { onExceeded: "wait" })))
       assert.deepStrictEqual([larger.limit, larger.retryAfter], ["rate", undefined], "larger than the bucket: at once")
-    }))
-
-  it.effect("a parent's rate counts its children's requests in the same step, and a refusal names it", () =>
-    Effect.gen(function*() {
-      const org = yield* Budget.make({ name: "org", tokenCap: 10_000, rate: { tokens: 100, per: "1 second" } })
-      const a = yield* org.child("a", { tokenCap: 1_000 })
-      const b = yield* org.child("b")
-      yield* a.record({ tokens: 100 })
-      const refused = yield* refusal(b.record({ tokens: 1 }))
-      assert.deepStrictEqual([refused.budget, refused.limit], ["org", "rate"])
-      assert.strictEqual((yield* b.snapshot).tokensUsed, 0, "nothing applied at any level")
     }))
 
   it.effect("a waiter wakes at the instant the bucket has refilled enough, first come first served", () =>
@@ -207,18 +188,6 @@ describe("rates", () => {
 })
 
 describe("maxConcurrent", () => {
-  it.effect("holds in flight never pass it; a record is no hold; a refusal names it", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const budget = yield* Budget.make({ name: "two", maxConcurrent: 2 })
-      yield* budget.reserve({ tokens: 1 })
-      const second = yield* budget.reserve({ tokens: 1 })
-      yield* budget.record({ tokens: 1 })
-      const refused = yield* refusal(budget.reserve({ tokens: 1 }))
-      assert.deepStrictEqual([refused.limit, refused.axis, refused.cap], ["concurrency", "requests", 2])
-      yield* second.commit()
-      yield* budget.reserve({ tokens: 1 })
-    })))
-
   it.effect("1,000 waiting fibers on a limit of 8: never more than 8 in flight, and all finish", () =>
     Effect.gen(function*() {
       const org = yield* Budget.make({ name: "org" })

@@ -61,18 +61,16 @@ describe.runIf(available)("Redis", () => {
     }).pipe(Effect.provide(Logger.layer([logger])))
   })
 
-  it.effect("BudgetedLanguageModel's per-model limits on a Redis budget fail the layer, naming the limit: no rates on Redis yet", () =>
+  it.effect("BudgetedLanguageModel's per-model limits on a Redis budget open the model's child with its rate", () =>
     Effect.gen(function*() {
       const budget = yield* makeRedisBudget({ name: "llm" })
       const inner = yield* LanguageModel.make({ generateText: () => Effect.succeed([]), streamText: () => Stream.empty })
-      const error = yield* Effect.flip(
-        BudgetedLanguageModel.make({ limits: { "gpt-5-mini": { rate: { tokens: 2_000_000, per: "1 minute" } } } }).pipe(
-          Effect.provideService(LanguageModel.LanguageModel, inner),
-          Effect.provideService(Budget, budget)
-        )
+      yield* BudgetedLanguageModel.make({ limits: { "gpt-5-mini": { rate: { tokens: 2_000_000, per: "1 minute" } } } }).pipe(
+        Effect.provideService(LanguageModel.LanguageModel, inner),
+        Effect.provideService(Budget, budget)
       )
-      assert.strictEqual(error._tag, "InvalidUsage")
-      assert.include(error.message, "Invalid limits[\"gpt-5-mini\"].rate: is not supported by the Redis store yet")
+      const model = yield* budget.child("model:gpt-5-mini", { rate: { tokens: 2_000_000, per: "1 minute" } })
+      assert.deepStrictEqual((yield* model.snapshot).rates, [{ axis: "tokens", available: 2_000_000, capacity: 2_000_000 }])
     }))
 
   it.effect("a prefix with a brace fails with InvalidUsage naming it when the store is made", () =>
@@ -131,7 +129,7 @@ describe.runIf(available)("Redis", () => {
       const key = `${tree}:n:t`
       const soon = Date.now() + 300
       const record = runBatch(redis, tree, [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }])
-      yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", true, [soon])
+      yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", true, "", -1, [soon])
       yield* record
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 400)))
       // Past its last end: the window restarts, and its end is unknown.

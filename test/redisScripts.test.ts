@@ -38,8 +38,8 @@ const makeTree = Effect.gen(function*() {
   const tree = `${testPrefix("scripts")}{root}`
   const root = `${tree}:n:root`
   const child = [`${tree}:n:root/c`, root]
-  yield* redis.eval(Scripts.ensure)([root], tree, 10, -1, "", 0, "", true, [])
-  yield* redis.eval(Scripts.ensure)(child, tree, -1, -1, "", 0, "", true, [])
+  yield* redis.eval(Scripts.ensure)([root], tree, 10, -1, "", 0, "", true, "", -1, [])
+  yield* redis.eval(Scripts.ensure)(child, tree, -1, -1, "", 0, "", true, "", -1, [])
   yield* runBatch(redis, tree, [{ _tag: "Reserve", chain: child, id: "held", tokens: 2, nanos: 0 }])
   return { redis, tree, root: [root], child }
 })
@@ -53,7 +53,7 @@ describe.runIf(available)("Redis scripts", () => {
         { _tag: "Reserve", chain: child, id: "refused", tokens: 4, nanos: 0 },
         { _tag: "Record", chain: child, tokens: 3, nanos: 0 }
       ])
-      assert.deepStrictEqual(replies, ["ok", "x tokens 7 10 2", "ok"])
+      assert.deepStrictEqual(replies, ["ok", "x tokens 7 10 2 cap -", "ok"])
       const after = yield* everything(redis, tree)
       assert.notProperty(after, `${tree}:h:refused`)
       assert.deepStrictEqual((after[`${tree}:leases`] as Array<[string, number]>).map(([id]) => id), ["held"])
@@ -90,8 +90,8 @@ describe.runIf(available)("Redis scripts", () => {
       const failures: ReadonlyArray<Effect.Effect<unknown, Redis.RedisError>> = [
         redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", Number.NaN, "t"),
         redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", 1_000, ""),
-        redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", true, []),
-        redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", true, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", true, "", -1, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", true, "", -1, []),
         redis.eval(Scripts.extend)(child, tree, [1.5]),
         redis.eval(Scripts.leave)(child, tree, "", "", 1_000)
       ]

@@ -7,6 +7,7 @@ import { holds } from "./lua/holds.ts"
 import { ids } from "./lua/ids.ts"
 import { leases } from "./lua/leases.ts"
 import { levels } from "./lua/levels.ts"
+import { rates } from "./lua/rates.ts"
 import { waiting } from "./lua/waiting.ts"
 import { windows } from "./lua/windows.ts"
 
@@ -50,9 +51,16 @@ import { windows } from "./lua/windows.ts"
  */
 
 /** What the scripts over a budget tree start with: every function, most made on first use. */
-const prelude = `${state}${levels}${events}${windows}${waiting}${holds}${leases}${ids}${finish}`
+const prelude = `${state}${levels}${rates}${events}${windows}${waiting}${holds}${leases}${ids}${finish}`
 
-type Refusal = readonly [axis: "tokens" | "usd", taken: string, cap: string, level: number]
+type Refusal = readonly [
+  axis: "tokens" | "usd" | "requests",
+  taken: string,
+  cap: string,
+  level: number,
+  kind: "cap" | "rate" | "concurrency",
+  retryMillis: string
+]
 
 /** The place in its chain of a budget whose state Redis lost: 1 for the budget itself. */
 export type Lost = readonly ["l", level: string]
@@ -73,7 +81,8 @@ export type Kept = readonly ["h", string, string] | readonly ["c", string, strin
 export const isAgain = (answer: ReadonlyArray<unknown>): answer is Again => answer[0] === "a"
 
 /**
- * `["ok"]`, `["x", axis, used + reserved, cap, level]` for the first level
+ * `["ok"]`, `["x", axis, used + reserved (for a rate, what its bucket
+ * lent), cap, level, kind, retry ms or "-"]` for the first level
  * that refuses, `["a"]` where it would refuse but expired holds are left
  * to give back, or `["l", level]` for the highest level that is lost.
  */
@@ -263,7 +272,7 @@ if r then
   return S.finish(S.events().exceeded(KEYS, r, t, n))
 end
 -- No one waits in the tree (so neither does this ticket) and it fits.
-if level(root).wq == 0 and S.refusal(KEYS, t, n) == nil then
+if level(root).wq == 0 and S.refusal(KEYS, t, n, false, false, true) == nil then
   S.holds().take(KEYS, t, n, ts, ns, id)
   return S.finish({ 'ok' })
 end
@@ -304,6 +313,11 @@ local ahead = redis.call('ZRANGE', Q.line_of(at), 0, 1)
 if ahead[1] == ticket then
   local first = redis.call('ZRANGE', tree .. ':leases', 0, 0, 'WITHSCORES')
   if first[2] then soon = math.min(soon, tonumber(first[2])) end
+  -- A rate that holds it back: when its buckets, and those above, will admit it.
+  if b.rt then
+    local wait = S.rates().longest_wait(KEYS, 1, t, n)
+    if wait > 0 then soon = math.min(soon, now + wait) end
+  end
 elseif ahead[2] == ticket then
   local expiry = redis.call('ZSCORE', tree .. ':tickets', ahead[1])
   if expiry then soon = math.min(soon, tonumber(expiry)) end
@@ -415,7 +429,19 @@ local lost = S.lost(KEYS)
 if lost then return { 'l', tostring(lost) } end
 if S.leases().reap_all().more then return S.finish(S.again) end
 local b, int = S.level(KEYS[1]), S.int
-return S.finish({ int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend) })
+-- Its rate's buckets as of now, "<axis>:<level>:<capacity>" joined by ";".
+local buckets = {}
+if b.rt then
+  local R = S.rates()
+  for i, r in ipairs(R.of(b)) do
+    R.refill(r)
+    buckets[i] = r.name .. ':' .. S.float(r.level) .. ':' .. S.float(r.cap)
+  end
+end
+return S.finish({
+  int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend), int(b.mc), int(b.inf),
+  table.concat(buckets, ';')
+})
 `
   }
 ).withReturnType<ReadonlyArray<string> | Lost | Again>()
@@ -462,8 +488,10 @@ export const ensure = Redis.script(
     window: number,
     windowId: string,
     make: boolean,
+    rate: string,
+    maxConcurrent: number,
     ends: ReadonlyArray<number>
-  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, make ? 1 : 0, ...ends],
+  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, make ? 1 : 0, rate, maxConcurrent, ...ends],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
@@ -473,7 +501,12 @@ for f in string.gmatch(th, '[^,]+') do
   if not tonumber(f) then bad(4) end
 end
 if ARGV[7] ~= '0' and ARGV[7] ~= '1' then bad(7) end
-for i = 8, #ARGV do count(i) end
+local rt, mc = ARGV[8], count(9, -1)
+for bucket in string.gmatch(rt, '[^;]+') do
+  local capacity = string.match(bucket, '^[tnq]:%d+:%d+:([%d%.e%+]+)$')
+  if not (capacity and tonumber(capacity)) then bad(8) end
+end
+for i = 10, #ARGV do count(i) end
 for i = #KEYS, 2, -1 do
   if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
 end
@@ -504,15 +537,24 @@ if redis.call('HGET', key, 'wid') ~= wid then
   redis.call('DEL', ends)
   b.wlen, b.wend = wlen, 0
 end
-for i = 8, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+for i = 10, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
-redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid)
+redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid, 'mc', ARGV[9])
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
+-- Another rate (or none) starts with its buckets full; the count in
+-- flight starts when a most is first set.
+local limits = (b.rt or '') ~= rt or b.mc ~= mc
+if (b.rt or '') ~= rt then
+  if rt == '' then redis.call('HDEL', key, 'rt', 'bk') else redis.call('HSET', key, 'rt', rt) redis.call('HDEL', key, 'bk') end
+  b.rt, b.bk, b.rs = rt ~= '' and rt or nil, nil, nil
+end
+if b.mc < 0 and mc >= 0 then b.inf, b.di = 0, true end
+b.mc = mc
 if previous and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
 end
--- Its waiters and those above it may fit now, or never (caps lowered).
-if previous and S.level(S.root).wq > 0 then S.waiting().wake_hopeless() end
+-- Its waiters and those above it may fit now, or never (limits lowered).
+if (previous or limits) and S.level(S.root).wq > 0 then S.waiting().wake_hopeless() end
 S.wake_all(KEYS)
 return S.finish(previous or (made and 'm') or 0)
 `

@@ -1,8 +1,9 @@
 import { Cron, Effect, Exit, FiberSet, Queue } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import type { Settlement } from "../../Budget.ts"
-import { BudgetUnavailable, InvalidUsage } from "../../BudgetError.ts"
-import type { BudgetExceeded } from "../../BudgetError.ts"
+import { BudgetUnavailable } from "../../BudgetError.ts"
+import type { BudgetExceeded, InvalidUsage, LimitAxis } from "../../BudgetError.ts"
+import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
@@ -218,14 +219,28 @@ const exceeded = (
   tokens: number,
   nanos: number
 ): BudgetExceeded => {
-  const [, axis, taken, cap, level] = refusal
+  const [, axis, taken, cap, level, limit, retry] = refusal
   const budget = chain[Number(level) - 1]!.path
   count(tree.watching, [budget], "exceeded")
-  const requested = axis === "tokens" ? tokens : nanos
-  return refused({ budget, axis, requested, attempted: Number(taken) + requested, cap: Number(cap) })
+  const requested = axis === "tokens" ? tokens : axis === "usd" ? nanos : 1
+  return refused({
+    budget,
+    limit,
+    axis,
+    requested,
+    attempted: Number(taken) + requested,
+    cap: Number(cap),
+    retryAfterMillis: retry === "-" || retry === undefined ? undefined : Number(retry)
+  })
 }
 
 const capArg = (cap: number) => cap === Infinity ? -1 : cap
+
+const axisLetter = { tokens: "t", usd: "n", requests: "q" } as const
+
+/** A rate as the scripts keep it (lua/rates.ts): "<axis>:<amount>:<period ms>:<capacity>" joined by ";". */
+const rateArg = (rates: ReadonlyArray<RateSetting>): string =>
+  rates.map((rate) => `${axisLetter[rate.axis]}:${rate.amount}:${rate.periodMillis}:${rate.capacity}`).join(";")
 
 /** A cap as the scripts keep it: -1 for none. */
 const capOf = (cap: string) => Number(cap) < 0 ? Infinity : Number(cap)
@@ -403,6 +418,8 @@ const ensureLevel = (
         window === undefined ? 0 : Cron.isCron(window) ? -1 : window,
         window === undefined ? "" : Cron.isCron(window) ? `cron ${JSON.stringify(window)}` : `every ${window}`,
         make,
+        rateArg(settings.rates),
+        settings.maxConcurrent === Infinity ? -1 : settings.maxConcurrent,
         Cron.isCron(window) ? cronEnds(window) : []
       )
     )
@@ -436,14 +453,6 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
  */
 const ensure = (tree: Tree, parent: ReadonlyArray<Level>, settings: Settings) =>
   Effect.gen(function*() {
-    // Not yet kept in Redis: refused, never ignored (a limit silently dropped would admit too much).
-    if (settings.rates.length > 0 || settings.maxConcurrent !== Infinity) {
-      return yield* new InvalidUsage({
-        field: settings.rates.length > 0 ? "rate" : "maxConcurrent",
-        value: settings.name,
-        reason: "is not supported by the Redis store yet: rates and maxConcurrent work on the memory store"
-      })
-    }
     const path = parent.length === 0 ? settings.name : `${parent[0]!.path}/${settings.name}`
     const chain: ReadonlyArray<Level> = [
       { path, key: `${tree.key}:n:${path}`, settings, unavailable: unavailable(path) },
@@ -607,7 +616,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     Effect.flatMap(call(redis.eval(Scripts.snapshot)(keys, tree.key)), (answer) => {
       if (Scripts.isAgain(answer)) return snapshotOnce(firstTry)
       if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? snapshotOnce(false) : undefined)
-      const [tu, nu, tr, nr, tc, nc, wlen, wend] = answer
+      const [tu, nu, tr, nr, tc, nc, wlen, wend, mc, inFlight, buckets] = answer
       const counters: Counters = {
         tokensUsed: Number(tu),
         nanosUsed: Number(nu),
@@ -615,7 +624,13 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         nanosReserved: Number(nr),
         tokenCap: capOf(tc),
         nanoCap: capOf(nc),
-        windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined
+        windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined,
+        rates: buckets === undefined || buckets === "" ? [] : buckets.split(";").map((bucket) => {
+          const [axis, level, capacity] = bucket.split(":")
+          return { axis: axis as LimitAxis, level: Number(level), capacity: Number(capacity) }
+        }),
+        maxConcurrent: capOf(mc ?? "-1"),
+        inFlight: Number(mc) >= 0 ? Number(inFlight) : undefined
       }
       observed(tree.watching, path, counters)
       return Effect.succeed(counters)

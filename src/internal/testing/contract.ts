@@ -4,7 +4,7 @@
  * `effect-token-budget/testing`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Fiber, Metric, Option, Ref, Scope, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, Metric, Option, Ref, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
 import type { StoreUnderTest } from "../../BudgetStoreContract.ts"
@@ -857,6 +857,75 @@ export const contract = (store: StoreUnderTest) =>
               "Recorded",
               "org tokens 0.5 50/100"
             ]
+          )
+        }))
+    })
+
+    describe("rates and concurrency", () => {
+      // Periods of an hour: what refills while a test runs is a sliver of a token.
+      it.effect("a rate at any level refuses what its bucket does not hold, naming the level, the limit and when", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org", rate: { tokens: 100, per: "1 hour" } })
+          const agent = yield* org.child("agent", { tokenCap: 1_000 })
+          yield* agent.record({ tokens: 100 })
+          const refused = flipExit(yield* Effect.exit(agent.record({ tokens: 1 })))
+          assert.strictEqual(refused._tag, "BudgetExceeded")
+          if (refused._tag !== "BudgetExceeded") return
+          assert.deepStrictEqual([refused.budget, refused.limit, refused.axis, refused.cap], [org.path, "rate", "tokens", 100])
+          assert.isAbove(Duration.toMillis(refused.retryAfter!), 0)
+          assert.strictEqual((yield* agent.snapshot).tokensUsed, 100, "nothing applied at any level")
+        }))
+
+      it.effect("every record and reserve is a request; a release gives its tokens back, not its request", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ name: "rpm", rate: { tokens: 100, requests: 3, per: "1 hour" } })
+          yield* Effect.scoped(budget.reserve({ tokens: 100 }))
+          yield* budget.record({ tokens: 99 })
+          yield* budget.record({})
+          const refused = flipExit(yield* Effect.exit(budget.record({})))
+          assert.deepStrictEqual(
+            refused._tag === "BudgetExceeded" && [refused.limit, refused.axis, refused.requested],
+            ["rate", "requests", 1]
+          )
+        }))
+
+      it.effect("a commit gives back what its hold did not use, and takes an excess as debt: never refused", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ name: "debt", rate: { tokens: 1_000, per: "1 hour" } })
+          yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 1_000 }), (hold) => hold.commit({ tokens: 200 })))
+          yield* budget.record({ tokens: 800 })
+          const settled = yield* Effect.scoped(Effect.flatMap(budget.reserve({}), (hold) => hold.commit({ tokens: 100 })))
+          assert.strictEqual(settled.tokens, 100)
+          const [rate] = (yield* budget.snapshot).rates
+          assert.deepStrictEqual([rate!.axis, rate!.capacity], ["tokens", 1_000])
+          assert.isBelow(rate!.available, -99, "100 in debt")
+          const refused = flipExit(yield* Effect.exit(budget.record({})))
+          assert.deepStrictEqual(refused._tag === "BudgetExceeded" && refused.axis, "tokens", "in debt, nothing passes")
+        }))
+
+      it.effect("maxConcurrent: holds in flight never pass it, a record is no hold, a settled hold frees its place", () =>
+        Effect.scoped(Effect.gen(function*() {
+          const budget = yield* make({ name: "two", maxConcurrent: 2 })
+          const first = yield* budget.reserve({ tokens: 1 })
+          yield* budget.reserve({ tokens: 1 })
+          yield* budget.record({ tokens: 1 })
+          const refused = flipExit(yield* Effect.exit(Effect.scoped(budget.reserve({ tokens: 1 }))))
+          assert.deepStrictEqual(
+            refused._tag === "BudgetExceeded" && [refused.limit, refused.axis, refused.cap],
+            ["concurrency", "requests", 2]
+          )
+          assert.deepStrictEqual([(yield* budget.snapshot).inFlight, (yield* budget.snapshot).maxConcurrent], [2, 2])
+          yield* first.commit()
+          yield* budget.reserve({ tokens: 1 })
+        })))
+
+      it.effect("a request larger than a bucket holds is refused at once, waiting or not, with no retryAfter", () =>
+        Effect.gen(function*() {
+          const budget = yield* make({ name: "large", rate: { tokens: 100, per: "1 hour" } })
+          const refused = flipExit(yield* Effect.exit(Effect.scoped(budget.reserve({ tokens: 101 }, { onExceeded: "wait" }))))
+          assert.deepStrictEqual(
+            refused._tag === "BudgetExceeded" && [refused.limit, refused.retryAfter],
+            ["rate", undefined]
           )
         }))
     })

@@ -12,13 +12,14 @@ end
 
 -- Charges t, n to every level of the chain, or to none.
 function S.record(keys, t, n)
-  local r = S.refusal(keys, t, n, false, true)
+  local r = S.refusal(keys, t, n, false, true, false)
   if r then return S.refused(keys, r, t, n) end
   local levels, E = S.levels, S.listens() and S.events()
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
     local tu, nu = b.tu, b.nu
     b.tu, b.nu, b.du = tu + t, nu + n, true
+    if b.rt then S.rates().take(b, t, n) end
     if E then
       if i == 1 then E.announce({ t = 'Recorded', b = S.path_of(keys[1]), tk = S.int(t), n = S.int(n) }) end
       E.cross(b, tu, nu)
@@ -31,7 +32,7 @@ end
 -- request that fails rather than waits does not line up: it takes what is
 -- free now.
 function S.reserve(keys, t, n, ts, ns, id)
-  local r = S.refusal(keys, t, n, false, true)
+  local r = S.refusal(keys, t, n, false, true, true)
   if r then return S.refused(keys, r, t, n) end
   S.holds().take(keys, t, n, ts, ns, id)
   return 'ok'

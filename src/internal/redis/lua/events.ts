@@ -26,9 +26,13 @@ function S.events()
   -- level }, and as an event.
   function E.exceeded(keys, r, t, n)
     if S.listens() then
-      E.announce({ t = 'Exceeded', b = S.path_of(keys[r[4]]), a = r[1], k = r[2], c = r[3], tk = S.int(t), n = S.int(n) })
+      E.announce({
+        t = 'Exceeded', b = S.path_of(keys[r[4]]), l = r[5] ~= 'cap' and r[5] or nil, a = r[1],
+        k = S.int(math.floor(tonumber(r[2]))), c = S.int(math.floor(tonumber(r[3]))),
+        tk = r[1] == 'requests' and '1' or S.int(t), n = S.int(n)
+      })
     end
-    return { 'x', r[1], r[2], r[3], r[4] }
+    return { 'x', r[1], r[2], r[3], r[4], r[5], r[6] }
   end
 
   -- ThresholdCrossed for each threshold (the budget's th, fractions of its

@@ -24,6 +24,8 @@ function S.finish(result)
       if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
       if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
       if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
+      if b.dr then redis.call('HSET', b.key, 'bk', S.rates().levels(b)) end
+      if b.di then redis.call('HSET', b.key, 'if', int(b.inf)) end
     end
   end
   if S.H then S.H.write() end

@@ -55,6 +55,8 @@ function S.holds()
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
       b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
+      if b.mc >= 0 then S.in_flight(b, 1) end
+      if b.rt then S.rates().take(b, t, n) end
     end
     local path = keys.path
     if not path then
@@ -73,8 +75,10 @@ function S.holds()
   -- the room left is the overage, the most of any level's, returned.
   -- before, if given, keeps each level's use before the charge. Only the
   -- places in only, if given; none that is lost, whose state is gone: the
-  -- places of those a commit would have charged are returned third.
-  function H.give_back(keys, ht, hn, gens, t, n, before, only)
+  -- places of those a commit would have charged are returned third. A
+  -- hold still held (live) also gives back its place in flight, and its
+  -- rates what it held; any commit takes its actual from them.
+  function H.give_back(keys, ht, hn, gens, t, n, before, only, live)
     local levels, max = S.levels, math.max
     local each = gens and gens ~= (keys.gens or H.gens_of(keys)) and string.gmatch(gens, '[^,]+')
     local tover, nover, skipped = 0, 0, nil
@@ -97,6 +101,11 @@ function S.holds()
           b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
         end
         b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
+        if live and b.mc >= 0 then S.in_flight(b, -1) end
+        if b.rt then
+          local held_t, held_n = live and ht or 0, live and hn or 0
+          S.rates().give(b, held_t - (t or 0), held_n - (n or 0))
+        end
       end
     end
     return tover, nover, skipped
@@ -113,7 +122,7 @@ function S.holds()
     H.values[id] = false
     H.changed[#H.changed + 1] = id
     local keys = S.waiting().chain_of(path)
-    H.give_back(keys, tonumber(ht), tonumber(hn), gens)
+    H.give_back(keys, tonumber(ht), tonumber(hn), gens, nil, nil, nil, nil, true)
     S.wake_all(keys)
     if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn }) end
     return true
@@ -128,11 +137,13 @@ function S.holds()
   -- lists the places it skipped, charged when it is sent again once they
   -- are made again; until then it answers 'l <highest skipped>'.
   function H.settle(keys, id, t, n, ts, ns, e)
+    local live = false
     local v = H.values[id]
     if v == nil then v = H.held(id) end
     local ht, hn, gens, path, only = nil, nil, nil, nil, nil
     if v then
       ht, hn, gens, path = H.hold_of(v)
+      live = ht ~= nil
       if not ht then
         if not t then return v end
         local cts, cns, cto, cno, skipped = string.match(v, '^c (%d+) (%d+) (%d+) (%d+) ([%d,]+)$')
@@ -162,7 +173,7 @@ function S.holds()
     local before = t and listens and {}
     local s, answer, to, no = 'r', nil, nil, nil
     if t then
-      local tover, nover, skipped = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before, only)
+      local tover, nover, skipped = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before, only, live)
       if only then
         local _, _, cto, cno = string.match(v, '^c (%d+) (%d+) (%d+) (%d+)')
         tover, nover = math.max(tover, tonumber(cto)), math.max(nover, tonumber(cno))
@@ -174,7 +185,7 @@ function S.holds()
         answer = 'l ' .. skipped[#skipped]
       end
     elseif ht then
-      H.give_back(keys, ht, hn, gens)
+      H.give_back(keys, ht, hn, gens, nil, nil, nil, nil, true)
     end
     H.values[id] = s
     H.changed[#H.changed + 1] = id

@@ -16,11 +16,13 @@ S.levels = {}
 function S.level(key)
   local b = S.levels[key]
   if b then return b end
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq')
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if')
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
-    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0, lost = not v[5]
+    wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0, lost = not v[5],
+    -- its rate and concurrency (rates.ts): rt nil without a rate, mc -1 without a most
+    rt = v[12], mc = tonumber(v[13]) or -1, bk = v[14], inf = tonumber(v[15]) or 0
   }
   local levels = S.levels
   levels[key] = b
@@ -75,22 +77,31 @@ end
 -- back are left (leases.ts): the request is to be sent again.
 S.again = { 'a' }
 
--- The first level of the chain a charge is over (see over):
--- { axis, used + held, limit, level }, or nil. A charge that would be
--- refused (reap) first gives back expired leases, if there are any: they
--- may be all that stands in its way; S.again if the run's bound left some.
-function S.refusal(keys, t, n, alone, reap)
+-- The first level of the chain a charge is over (see over), or whose rate
+-- or concurrency refuses it (rates.ts; holding: a hold): { axis, used +
+-- held (for a rate, what its bucket lent), limit, level, kind, retry ms or
+-- '-' }, or nil. A charge that would be refused (reap) first gives back
+-- expired leases, if there are any: they may be all that stands in its
+-- way; S.again if the run's bound left some.
+function S.refusal(keys, t, n, alone, reap, holding)
   local levels, over = S.levels, S.over
   for i = 1, #keys do
     local b = levels[keys[i]] or S.level(keys[i])
     local axis = over(b, t, n, alone)
-    if axis then
+    local beyond = not axis and (b.rt or b.mc >= 0) and S.rates().refusal(b, t, n, alone, holding)
+    if axis or beyond then
       if reap then
-        if S.leases().reap() then return S.refusal(keys, t, n, alone, reap) end
+        if S.leases().reap() then return S.refusal(keys, t, n, alone, reap, holding) end
         if S.L.more then return S.again end
       end
-      if axis == 'tokens' then return { axis, S.int(b.tu + b.tr), S.int(S.limit(b.tc)), i } end
-      return { axis, S.int(b.nu + b.nr), S.int(S.limit(b.nc)), i }
+      if axis == 'tokens' then return { axis, S.int(b.tu + b.tr), S.int(S.limit(b.tc)), i, 'cap', '-' } end
+      if axis then return { axis, S.int(b.nu + b.nr), S.int(S.limit(b.nc)), i, 'cap', '-' } end
+      -- A rate it fits when full: when every rate from here up admits it.
+      local retry = '-'
+      if beyond[4] == 'rate' and beyond[6] <= S.rates().of(b)[beyond[5]].cap then
+        retry = S.int(S.rates().longest_wait(keys, i, t, n))
+      end
+      return { beyond[1], beyond[2], beyond[3], i, beyond[4], retry }
     end
   end
   return nil

@@ -51,7 +51,8 @@ function S.waiting()
     for _, key in ipairs(Q.chain_of(path)) do
       local head, place = Q.head_of(S.path_of(key))
       if head and place < seq then return key end
-      if S.over(S.level(key), t, n) then return key end
+      local b = S.level(key)
+      if S.over(b, t, n) or ((b.rt or b.mc >= 0) and S.rates().refusal(b, t, n, false, true)) then return key end
     end
     return nil
   end
@@ -66,7 +67,8 @@ function S.waiting()
   -- reset could ever make room (a cap was lowered while it waited).
   function Q.never_fits(t, n, path)
     for _, key in ipairs(Q.chain_of(path)) do
-      if S.over(S.level(key), t, n, true) then return true end
+      local b = S.level(key)
+      if S.over(b, t, n, true) or (b.rt and S.rates().refusal(b, t, n, true)) then return true end
     end
     return false
   end
@@ -103,7 +105,14 @@ function S.waiting()
       else
         local t, n = tonumber(w[1]), tonumber(w[2])
         local blocker = not Q.never_fits(t, n, w[3]) and Q.holds_back(place, t, n, w[3]) or nil
-        if blocker == at then return end
+        if blocker == at then
+          -- Held back by a rate: woken to look again, its wait as it is now.
+          if S.level(at).rt then
+            Q.told[head] = true
+            Q.woken[#Q.woken + 1] = head
+          end
+          return
+        end
         if blocker == nil then
           Q.told[head] = true
           Q.woken[#Q.woken + 1] = head

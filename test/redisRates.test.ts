@@ -1,0 +1,86 @@
+/**
+ * Rates and concurrency on Redis, on Redis's clock: the same rules as in
+ * memory (test/rates.test.ts), across processes (two connections and
+ * stores here), with holds of a process that stopped renewing given back,
+ * their places in flight and their tokens too.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, Layer } from "effect"
+import * as Redis from "effect/persistence/Redis"
+import { Context } from "effect"
+import type { BudgetExceeded, BudgetOptions } from "../src/index.ts"
+import { RedisBudget } from "../src/redis.ts"
+import { available, RedisLive, settleRedis, testPrefix } from "./support/redis.ts"
+
+const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.map(Effect.flip(effect), (error) => error as unknown as BudgetExceeded)
+
+/** Two processes' budgets of one name on one Redis: two connections, two stores. */
+const twoProcesses = (options: BudgetOptions, leaseTtl: Duration.Input = "30 seconds") =>
+  Effect.gen(function*() {
+    const prefix = testPrefix("rates")
+    const open = Effect.flatMap(Layer.build(RedisLive), (redis) =>
+      RedisBudget.make(options, { prefix, leaseTtl }).pipe(Effect.provide(redis), Effect.orDie))
+    const first = yield* open
+    const second = yield* open
+    const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
+    return { first, second, redis, tree: `${prefix}{${options.name}}` }
+  })
+
+describe.runIf(available)("rates and concurrency on Redis", () => {
+  it.live("a rate across processes: a period's worth admitted, then a refusal that says which limit and when", () =>
+    Effect.gen(function*() {
+      const { first, second } = yield* twoProcesses({ name: "tpm", rate: { tokens: 1_000, per: "1 minute" } })
+      yield* first.record({ tokens: 600 })
+      yield* second.record({ tokens: 400 })
+      const refused = yield* refusal(first.record({ tokens: 10 }))
+      assert.deepStrictEqual([refused.limit, refused.axis, refused.requested, refused.cap], ["rate", "tokens", 10, 1_000])
+      const wait = Duration.toMillis(refused.retryAfter!)
+      assert.isTrue(wait > 0 && wait <= 600, `10 tokens at 1,000 a minute: at most 600 ms, got ${wait}`)
+      const snap = yield* second.snapshot
+      assert.strictEqual(snap.rates[0]!.axis, "tokens")
+      assert.isBelow(snap.rates[0]!.available, 10)
+    }))
+
+  it.live("maxConcurrent across processes; a hold settled or lapsed frees its place", () =>
+    Effect.gen(function*() {
+      const { first, redis, second, tree } = yield* twoProcesses({ name: "two", maxConcurrent: 2 })
+      const held = yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* first.reserve({ tokens: 1 })
+        yield* second.reserve({ tokens: 1 })
+        const refused = yield* refusal(first.reserve({ tokens: 1 }))
+        assert.deepStrictEqual([refused.limit, refused.axis, refused.cap], ["concurrency", "requests", 2])
+        yield* a.commit()
+        yield* second.reserve({ tokens: 1 })
+        return (yield* first.snapshot).inFlight
+      }))
+      assert.strictEqual(held, 2)
+      assert.strictEqual((yield* first.snapshot).inFlight, 0, "every scope closed")
+      // a hold whose process stopped renewing it: its lease runs out, and its place comes back
+      const lapsing = yield* Effect.forkChild(Effect.scoped(Effect.andThen(first.reserve({ tokens: 1 }), Effect.never)))
+      yield* settleRedis
+      yield* Effect.scoped(first.reserve({ tokens: 1 }))
+      const [id] = yield* redis.send<Array<string>>("ZRANGE", `${tree}:leases`, "0", "0")
+      yield* redis.send("ZADD", `${tree}:leases`, "0", id!)
+      yield* Effect.scoped(Effect.andThen(second.reserve({ tokens: 1 }), second.reserve({ tokens: 1 })))
+      yield* Fiber.interrupt(lapsing)
+    }))
+
+  it.live("a waiter held back by a rate is let in once the bucket has refilled, in order", () =>
+    Effect.gen(function*() {
+      const { first, second } = yield* twoProcesses({ name: "wait", rate: { tokens: 100, per: "300 millis" } })
+      yield* first.record({ tokens: 100 })
+      const order: Array<string> = []
+      const waiting = (budget: typeof first, name: string, tokens: number) =>
+        Effect.forkChild(Effect.scoped(Effect.flatMap(
+          budget.reserve({ tokens }, { onExceeded: "wait" }),
+          (hold) => Effect.andThen(Effect.sync(() => order.push(name)), hold.commit())
+        )))
+      const a = yield* waiting(first, "first", 60)
+      yield* settleRedis
+      const b = yield* waiting(second, "second", 30)
+      yield* Fiber.join(a).pipe(Effect.timeout("5 seconds"))
+      yield* Fiber.join(b).pipe(Effect.timeout("5 seconds"))
+      assert.deepStrictEqual(order, ["first", "second"])
+    }))
+})
