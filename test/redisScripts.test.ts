@@ -92,6 +92,9 @@ describe.runIf(available)("Redis scripts", () => {
         redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", 1_000, ""),
         redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", true, "", -1, []),
         redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", true, "", -1, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "x:1:1000:1", -1, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "t:1:1000:many", -1, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "", -2, []),
         redis.eval(Scripts.extend)(child, tree, [1.5]),
         redis.eval(Scripts.leave)(child, tree, "", "", 1_000)
       ]
