@@ -42,7 +42,8 @@ import { windows } from "./lua/windows.ts"
  * again (lua/holds.ts).
  *
  * The Lua is in lua/, a concern a file: common (time, integers, arguments,
- * a run's state), levels (budgets and caps), events, windows, waiting
+ * a run's state), levels (budgets and caps), rates (rates and holds in
+ * flight), events, windows, waiting
  * (lines and tickets), holds (taking, settling), leases (reaping), ids
  * (idempotency keys) and charges (record, reserve); finish writes what a
  * run changed. All keys of
@@ -435,7 +436,7 @@ if b.rt then
   local R = S.rates()
   for i, r in ipairs(R.of(b)) do
     R.refill(r)
-    buckets[i] = r.name .. ':' .. S.float(r.level) .. ':' .. S.float(r.cap)
+    buckets[i] = r.name .. ':' .. S.rates().float(r.level) .. ':' .. S.rates().float(r.cap)
   end
 end
 return S.finish({

@@ -7,7 +7,7 @@
  * more to make for each local of the script it uses: so every function is a
  * field of S and reaches the others through S alone, and those that few
  * runs need are made on first use, a group at a time (S.events(),
- * S.windows(), S.waiting(), S.holds(), S.leases()). A run makes about
+ * S.windows(), S.waiting(), S.holds(), S.leases(), S.rates()). A run makes about
  * twenty: some microseconds, the price of one copy of each rule.
  */
 

@@ -55,7 +55,7 @@ function S.holds()
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
       b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
-      if b.mc >= 0 then S.in_flight(b, 1) end
+      if b.mc >= 0 then S.rates().in_flight(b, 1) end
       if b.rt then S.rates().take(b, t, n) end
     end
     local path = keys.path
@@ -101,7 +101,7 @@ function S.holds()
           b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
         end
         b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
-        if live and b.mc >= 0 then S.in_flight(b, -1) end
+        if live and b.mc >= 0 then S.rates().in_flight(b, -1) end
         if b.rt then
           local held_t, held_n = live and ht or 0, live and hn or 0
           S.rates().give(b, held_t - (t or 0), held_n - (n or 0))

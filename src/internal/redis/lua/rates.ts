@@ -62,7 +62,7 @@ function S.rates()
     for i = 1, #rs do
       local r = rs[i]
       local amount = R.amount(r, t, n)
-      if amount > r.cap then return { r.name, '0', S.float(r.cap), 'rate', i, amount } end
+      if amount > r.cap then return { r.name, '0', R.float(r.cap), 'rate', i, amount } end
     end
     if alone then return nil end
     if holding and b.mc >= 0 and b.inf >= b.mc then return { 'requests', S.int(b.inf), S.int(b.mc), 'concurrency', 0, 1 } end
@@ -70,7 +70,7 @@ function S.rates()
       local r = rs[i]
       R.refill(r)
       local amount = R.amount(r, t, n)
-      if r.level < amount then return { r.name, S.float(r.cap - r.level), S.float(r.cap), 'rate', i, amount } end
+      if r.level < amount then return { r.name, R.float(r.cap - r.level), R.float(r.cap), 'rate', i, amount } end
     end
     return nil
   end
@@ -111,22 +111,21 @@ function S.rates()
   -- The levels as the hash keeps them.
   function R.levels(b)
     local words = {}
-    for i, r in ipairs(R.of(b)) do words[i] = S.float(r.level) .. ':' .. S.int(r.at) end
+    for i, r in ipairs(R.of(b)) do words[i] = R.float(r.level) .. ':' .. S.int(r.at) end
     return table.concat(words, ';')
   end
 
+  -- A number that may have a fraction, written so that it reads back exactly.
+  function R.float(x)
+    if x == math.floor(x) then return S.int(x) end
+    return string.format('%.17g', x)
+  end
+
+  -- A hold taken (by 1), or given back (-1), at a budget that limits holds in flight.
+  function R.in_flight(b, by)
+    b.inf, b.di = math.max(0, b.inf + by), true
+  end
+
   return R
-end
-
--- A number that may have a fraction, written so that it reads back exactly.
-function S.float(x)
-  if x == math.floor(x) then return S.int(x) end
-  return string.format('%.17g', x)
-end
-
--- A hold taken, or given back, at a budget: its place in flight, where it limits them.
-function S.in_flight(b, by)
-  if b.mc < 0 then return end
-  b.inf, b.di = math.max(0, b.inf + by), true
 end
 `
