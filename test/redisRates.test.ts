@@ -11,6 +11,7 @@ import { Context } from "effect"
 import type { BudgetExceeded, BudgetOptions } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { available, RedisLive, settleRedis, testPrefix } from "./support/redis.ts"
+import { worker } from "./support/worker.ts"
 
 const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.flip(effect), (error) => error as unknown as BudgetExceeded)
@@ -28,6 +29,33 @@ const twoProcesses = (options: BudgetOptions, leaseTtl: Duration.Input = "30 sec
   })
 
 describe.runIf(available)("rates and concurrency on Redis", () => {
+  it.live("4 processes waiting on one rate: no interval admits more than the bucket allows, and the rate is used", () =>
+    Effect.gen(function*() {
+      const prefix = testPrefix("fleet")
+      // 2,000 tokens a second, a bucket of 2,000; each process 25 fibers x 8 waiting reserves of 1-50 tokens.
+      const rate = 2_000
+      const workers = Array.from({ length: 4 }, () => worker(["rated", prefix, "fleet", "25", "8", "30 seconds", String(rate)]))
+      yield* Effect.addFinalizer(() => Effect.sync(() => workers.forEach((w) => w.child.kill("SIGKILL"))))
+      const lines = yield* Effect.promise(() => Promise.all(workers.map((w) => w.firstLine)))
+      const admissions = lines.flatMap((line) => JSON.parse(line) as Array<[number, number]>).sort((a, b) => a[0] - b[0])
+      assert.strictEqual(admissions.length, 800)
+      // Each time was read just after its admission, a round trip late at
+      // most: a window may look this much shorter than it was.
+      const late = 150
+      for (let i = 0; i < admissions.length; i++) {
+        let admitted = 0
+        for (let j = i; j < admissions.length; j++) {
+          admitted += admissions[j]![1]
+          const allowed = rate + rate * (admissions[j]![0] - admissions[i]![0] + late) / 1_000
+          assert.isAtMost(admitted, allowed, `admissions ${i}..${j} past the bucket`)
+        }
+      }
+      const total = admissions.reduce((sum, [, tokens]) => sum + tokens, 0)
+      const elapsed = admissions.at(-1)![0] - admissions[0]![0]
+      const possible = rate + rate * elapsed / 1_000
+      assert.isAtLeast(total / possible, 0.9, `used ${total} of the ${Math.round(possible)} the rate allowed`)
+    }), 120_000)
+
   it.live("a rate across processes: a period's worth admitted, then a refusal that says which limit and when", () =>
     Effect.gen(function*() {
       const { first, second } = yield* twoProcesses({ name: "tpm", rate: { tokens: 1_000, per: "1 minute" } })

@@ -1,18 +1,21 @@
 /**
  * One process of the multi-process tests: opens the shared budget in Redis
  * (its caps from the arguments, else 200,000 tokens and $0.2) and either runs reserve + commit cycles from many fibers (`cycles`), takes
- * holds and keeps them until it is killed (`hold`), or waits for a hold of
- * `rounds` tokens and keeps it (`wait`). Prints one JSON line: what it
- * charged, or that it holds.
+ * holds and keeps them until it is killed (`hold`), waits for a hold of
+ * `rounds` tokens and keeps it (`wait`), or, on a budget with a rate of
+ * `tokenCap` tokens a second (`rated`), waits for holds from many fibers and
+ * notes when on Redis's clock each was admitted. Prints one JSON line: what
+ * it charged, that it holds, or its admissions.
  *
  * Redis is REDIS_URL (or 127.0.0.1:6379); with WORKER_REDIS_CLUSTER_NODES
  * (`host:port,...`) it is that Redis Cluster, through `NodeRedisCluster`.
  */
 import { NodeRedis } from "@effect/platform-node"
 import { Effect, Layer, Random } from "effect"
-import type { Duration } from "effect"
-import type * as Redis from "effect/persistence/Redis"
+import type { Duration, Scope } from "effect"
+import * as Redis from "effect/persistence/Redis"
 import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
+import type { BudgetOptions } from "../../src/index.ts"
 import { NodeRedisCluster, RedisBudget } from "../../src/redis.ts"
 
 const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap, usdCap] = process.argv.slice(2)
@@ -57,16 +60,46 @@ const wait = Effect.gen(function*() {
   return yield* Effect.never
 })
 
+// Each admission, [Redis's time in ms just after it, tokens].
+const rated = Effect.gen(function*() {
+  const budget = yield* Budget
+  const redis = yield* Redis.Redis
+  const admissions: Array<readonly [number, number]> = []
+  yield* Effect.forEach(Array.from({ length: fibers }), () =>
+    Effect.forEach(Array.from({ length: rounds }), () =>
+      Effect.gen(function*() {
+        const tokens = yield* Random.nextIntBetween(1, 50)
+        yield* budget.withReservation({ tokens }, (hold) =>
+          Effect.gen(function*() {
+            const [seconds, micros] = yield* redis.send<[string, string]>("TIME")
+            admissions.push([Number(seconds) * 1000 + Math.floor(Number(micros) / 1000), tokens])
+            return yield* hold.commit()
+          }), { onExceeded: "wait" })
+      }), { discard: true }), { concurrency: "unbounded", discard: true })
+  console.log(JSON.stringify(admissions))
+})
+
 const clusterNodes = process.env["WORKER_REDIS_CLUSTER_NODES"]
 const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = clusterNodes
   ? NodeRedisCluster.layer({ rootNodes: clusterNodes.split(",").map((node) => ({ url: `redis://${node}` })) })
   : NodeRedis.layer({ url: process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379" })
 
-const BudgetLive = RedisBudget.layer({ name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: Number(usdCap ?? 0.2) }, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
-  Layer.provide(Layer.orDie(RedisLive))
+const options: BudgetOptions = mode === "rated"
+  ? { name: name!, rate: { tokens: Number(tokenCap), per: "1 second" } }
+  : { name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: Number(usdCap ?? 0.2) }
+const RedisOrDie = Layer.orDie(RedisLive)
+const BudgetLive = RedisBudget.layer(options, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
+  Layer.provide(RedisOrDie)
 )
+const program: Effect.Effect<void, unknown, Budget | Redis.Redis | Scope.Scope> = mode === "hold"
+  ? hold
+  : mode === "wait"
+  ? wait
+  : mode === "rated"
+  ? rated
+  : cycles
 
-Effect.runPromise(Effect.scoped(Effect.provide(mode === "hold" ? hold : mode === "wait" ? wait : cycles, BudgetLive))).catch((error) => {
+Effect.runPromise(Effect.scoped(Effect.provide(program, Layer.merge(BudgetLive, RedisOrDie)))).catch((error) => {
   console.error(error)
   process.exit(1)
 })
