@@ -106,7 +106,9 @@ export const names = {
   record: (n: number) => `redis: record, ${n} in flight`,
   reserve: (n: number) => `redis: reserve, ${n} in flight`,
   commit: (n: number) => `redis: commit, ${n} in flight`,
-  cycle: (n: number) => `redis: scoped reserve + commit, ${n} in flight`
+  cycle: (n: number) => `redis: scoped reserve + commit, ${n} in flight`,
+  ratedRecord: (n: number) => `redis: record with a rate, ${n} in flight`,
+  ratedCycle: (n: number) => `redis: scoped reserve + commit with a rate, ${n} in flight`
 } as const
 
 /** Nanoseconds per op of `level.ops` runs of `op(i)`, `level.inFlight` at a time. */
@@ -139,7 +141,12 @@ const commitAll = (holds: ReadonlyArray<Reservation>, level: Level) => timeAt(le
  * one-command script is no floor a leased hold can reach alone (see
  * docs/performance.md#redis).
  */
-const casesAt = (redis: Redis.Redis["Service"], budget: BudgetService, level: Level): ReadonlyArray<Case> => {
+const casesAt = (
+  redis: Redis.Redis["Service"],
+  budget: BudgetService,
+  rated: BudgetService,
+  level: Level
+): ReadonlyArray<Case> => {
   const n = level.inFlight
   let samples = 0
   const rawKey = `${prefix}{raw}`
@@ -172,6 +179,17 @@ const casesAt = (redis: Redis.Redis["Service"], budget: BudgetService, level: Le
       name: names.cycle(n),
       sample: timeAt(level, () => Effect.scoped(Effect.flatMap(budget.reserve(estimate), (r) => r.commit(actual)))),
       versus: versus(2.5)
+    },
+    // A rate that admits everything: what keeping it costs, beside the same operation without one.
+    {
+      name: names.ratedRecord(n),
+      sample: timeAt(level, () => rated.record(estimate)),
+      versus: { case: names.record(n), target: 1.15 }
+    },
+    {
+      name: names.ratedCycle(n),
+      sample: timeAt(level, () => Effect.scoped(Effect.flatMap(rated.reserve(estimate), (r) => r.commit(actual)))),
+      versus: { case: names.cycle(n), target: 1.15 }
     }
   ]
 }
@@ -198,5 +216,11 @@ export const redisCases: Effect.Effect<ReadonlyArray<Case>, never, Scope.Scope> 
     Effect.provideService(Redis.Redis, redis),
     Effect.orDie
   )
-  return levels.flatMap((level) => casesAt(redis, budget, level)).map(guarded)
+  const rated = yield* RedisBudget.make({
+    name: "bench-rated",
+    tokenCap: Number.MAX_SAFE_INTEGER,
+    usdCap: maxUsd,
+    rate: { tokens: 1e15, requests: 1e12, per: "1 minute" }
+  }, { prefix }).pipe(Effect.provideService(Redis.Redis, redis), Effect.orDie)
+  return levels.flatMap((level) => casesAt(redis, budget, rated, level)).map(guarded)
 })
