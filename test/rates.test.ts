@@ -241,6 +241,7 @@ describe("bad rates", () => {
     ["rate.requests", { name: "r", rate: { requests: 0, per: "1 minute" } }],
     ["rate.usd", { name: "r", rate: { usd: -1, per: "1 minute" } }],
     ["rate.per", { name: "r", rate: { tokens: 10, per: "0 seconds" } }],
+    ["rate.per", { name: "r", rate: { tokens: 10, per: "1500 micros" } }],
     ["rate.burst", { name: "r", rate: { tokens: 10, per: "1 minute", burst: 0 } }],
     ["rate.burst", { name: "r", rate: { requests: 5, per: "1 minute", burst: 0.1 } }],
     ["maxConcurrent", { name: "r", maxConcurrent: 0 }]

@@ -5,7 +5,7 @@
  * their places in flight and their tokens too.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { Context } from "effect"
 import type { BudgetExceeded, BudgetOptions } from "../src/index.ts"
@@ -17,11 +17,11 @@ const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.map(Effect.flip(effect), (error) => error as unknown as BudgetExceeded)
 
 /** Two processes' budgets of one name on one Redis: two connections, two stores. */
-const twoProcesses = (options: BudgetOptions, leaseTtl: Duration.Input = "30 seconds") =>
+const twoProcesses = (options: BudgetOptions, store: Omit<RedisBudget.StoreOptions, "prefix"> = {}) =>
   Effect.gen(function*() {
     const prefix = testPrefix("rates")
     const open = Effect.flatMap(Layer.build(RedisLive), (redis) =>
-      RedisBudget.make(options, { prefix, leaseTtl }).pipe(Effect.provide(redis), Effect.orDie))
+      RedisBudget.make(options, { ...store, prefix }).pipe(Effect.provide(redis), Effect.orDie))
     const first = yield* open
     const second = yield* open
     const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
@@ -92,6 +92,50 @@ describe.runIf(available)("rates and concurrency on Redis", () => {
       yield* redis.send("ZADD", `${tree}:leases`, "0", id!)
       yield* Effect.scoped(Effect.andThen(second.reserve({ tokens: 1 }), second.reserve({ tokens: 1 })))
       yield* Fiber.interrupt(lapsing)
+    }))
+
+  it.live("a waiter moved up into the line of a level held back by its rate is told when to look again", () =>
+    Effect.gen(function*() {
+      // the root: 100 tokens every 2 seconds; its child c: a cap of 120
+      const { first, second } = yield* twoProcesses({ name: "moved", rate: { tokens: 100, per: "2 seconds" } })
+      const c1 = yield* first.child("c", { tokenCap: 120 })
+      const c2 = yield* second.child("c", { tokenCap: 120 })
+      const firstDone = yield* Deferred.make<void>()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* c1.reserve({ tokens: 60 })
+        const w1 = yield* Effect.forkChild(Effect.scoped(Effect.flatMap(
+          c1.reserve({ tokens: 80 }, { onExceeded: "wait" }),
+          (hold) => Effect.andThen(Deferred.await(firstDone), hold.commit())
+        )))
+        yield* settleRedis
+        const w2 = yield* Effect.forkChild(Effect.scoped(Effect.flatMap(
+          c2.reserve({ tokens: 30 }, { onExceeded: "wait" }),
+          (hold) => hold.commit()
+        )))
+        yield* settleRedis
+        // W1 takes its 80 at c; W2 moves up to the root's line, whose bucket
+        // holds about 20: it gets in once 30 have come back, while W1 still
+        // holds (a lease is 30 seconds: not by a late look).
+        yield* a.release
+        yield* Fiber.join(w2).pipe(Effect.timeout("10 seconds"))
+        yield* Deferred.succeed(firstDone, undefined)
+        yield* Fiber.join(w1)
+      }))
+    }), 30_000)
+
+  it.live("a budget made again after a loss: holds from before give back no place and no tokens", () =>
+    Effect.gen(function*() {
+      const options: BudgetOptions = { name: "life", maxConcurrent: 1, rate: { tokens: 100, per: "1 hour" } }
+      const { first, redis, tree } = yield* twoProcesses(options, { onStateLost: "recreate" })
+      yield* Effect.scoped(Effect.gen(function*() {
+        const before = yield* first.reserve({ tokens: 60 })
+        yield* redis.send("DEL", `${tree}:n:life`)
+        yield* first.reserve({ tokens: 60 })
+        yield* before.release
+        const snap = yield* first.snapshot
+        assert.strictEqual(snap.inFlight, 1)
+        assert.isBelow(snap.rates[0]!.available, 41)
+      }))
     }))
 
   it.live("a waiter held back by a rate is let in once the bucket has refilled, in order", () =>

@@ -64,6 +64,9 @@ export const settingsOf = (options: BudgetOptions, defaultName: string): Setting
 const ratesOf = (rate: RateOptions): ReadonlyArray<RateSetting> | InvalidUsage => {
   const periodMillis = millisOf("rate.per", rate.per)
   if (periodMillis instanceof InvalidUsage) return periodMillis
+  if (!Number.isInteger(periodMillis)) {
+    return new InvalidUsage({ field: "rate.per", value: rate.per, reason: "must be a whole number of milliseconds (\"1 minute\", 1500)" })
+  }
   const burst = rate.burst ?? 1
   if (!(typeof burst === "number" && burst > 0 && Number.isFinite(burst))) {
     return new InvalidUsage({ field: "rate.burst", value: rate.burst, reason: "must be a positive number of periods (1, 0.5)" })

@@ -95,7 +95,10 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
     attempted: rate.capacity - level + amount,
     cap: rate.capacity,
     // Until every rate of it and above will admit it: a retry sooner is refused again.
-    retryAfterMillis: larger >= 0 ? undefined : longestRateWait(node, tokens, nanos, now)
+    // Never, where a bucket of it or above is smaller than the request.
+    retryAfterMillis: tooLarge(node.chain, tokens, nanos) === undefined
+      ? longestRateWait(node, tokens, nanos, now)
+      : undefined
   }
 }
 

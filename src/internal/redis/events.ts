@@ -61,14 +61,16 @@ const toAxis = (axis: LimitAxis, amount: number): number => axis === "usd" ? usd
 // the refusing axis only (summed with `k` in whole units, then converted),
 // so encoding writes the other axis as 0.
 // `l`: the limit that refused, left out for a cap. A request on the
-// `requests` axis travels in `tk`.
+// `requests` axis travels in `tk`. For a rate, `k` (what its bucket lent)
+// and `c` (its capacity) may have a fraction.
+const Level = Schema.Union([Schema.FiniteFromString, Schema.Finite]).check(Schema.isGreaterThanOrEqualTo(0))
 const Exceeded = Schema.Struct({
   t: Schema.tag("Exceeded"),
   b: Schema.String,
   l: Schema.optionalKey(Limit),
   a: LimitAxis,
-  k: Count,
-  c: Count,
+  k: Level,
+  c: Level,
   tk: Count,
   n: Count
 }).pipe(Schema.decodeTo(

@@ -525,6 +525,8 @@ if made then
   -- count to go on from): holds taken before the loss are stale.
   b.gen = S.int(S.now_ms())
   b.lost = false
+  redis.call('HSET', key, 'lf', b.gen)
+  b.life = tonumber(b.gen)
   if key == S.root then
     -- Lines can outlive a root: their tickets are counted again, and the
     -- tickets handed from now on come after theirs.
@@ -542,14 +544,12 @@ for i = 10, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid, 'mc', ARGV[9])
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
--- Another rate (or none) starts with its buckets full; the count in
--- flight starts when a most is first set.
+-- Another rate (or none) starts with its buckets full.
 local limits = (b.rt or '') ~= rt or b.mc ~= mc
 if (b.rt or '') ~= rt then
   if rt == '' then redis.call('HDEL', key, 'rt', 'bk') else redis.call('HSET', key, 'rt', rt) redis.call('HDEL', key, 'bk') end
   b.rt, b.bk, b.rs = rt ~= '' and rt or nil, nil, nil
 end
-if b.mc < 0 and mc >= 0 then b.inf, b.di = 0, true end
 b.mc = mc
 if previous and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })

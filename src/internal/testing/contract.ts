@@ -919,6 +919,28 @@ export const contract = (store: StoreUnderTest) =>
           yield* budget.reserve({ tokens: 1 })
         })))
 
+      it.effect("a hold taken before a most in flight was set counts against it", () =>
+        Effect.scoped(Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          const agent = yield* org.child("agent")
+          yield* agent.reserve({ tokens: 1 })
+          const limited = yield* org.child("agent", { maxConcurrent: 1 })
+          const refused = flipExit(yield* Effect.exit(Effect.scoped(limited.reserve({ tokens: 1 }))))
+          assert.deepStrictEqual(refused._tag === "BudgetExceeded" && refused.limit, "concurrency")
+        })))
+
+      it.effect("a request a bucket of a level above can never hold gets no retryAfter", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org", rate: { tokens: 50, per: "1 hour" } })
+          const agent = yield* org.child("agent", { rate: { tokens: 100, per: "1 hour" } })
+          yield* agent.record({ tokens: 40 })
+          const refused = flipExit(yield* Effect.exit(agent.record({ tokens: 70 })))
+          assert.deepStrictEqual(
+            refused._tag === "BudgetExceeded" && [refused.limit, refused.retryAfter],
+            ["rate", undefined]
+          )
+        }))
+
       it.effect("a request larger than a bucket holds is refused at once, waiting or not, with no retryAfter", () =>
         Effect.gen(function*() {
           const budget = yield* make({ name: "large", rate: { tokens: 100, per: "1 hour" } })

@@ -28,7 +28,7 @@ function S.events()
     if S.listens() then
       E.announce({
         t = 'Exceeded', b = S.path_of(keys[r[4]]), l = r[5] ~= 'cap' and r[5] or nil, a = r[1],
-        k = S.int(math.floor(tonumber(r[2]))), c = S.int(math.floor(tonumber(r[3]))),
+        k = r[2], c = r[3],
         tk = r[1] == 'requests' and '1' or S.int(t), n = S.int(n)
       })
     end

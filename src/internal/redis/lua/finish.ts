@@ -15,17 +15,16 @@ function S.finish(result)
     local b = levels[i]
     if not b.lost then
       if b.du and b.dh then
-        redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr))
+        redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr), 'if', int(b.inf))
       elseif b.du then
         redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
       elseif b.dh then
-        redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr))
+        redis.call('HSET', b.key, 'tr', int(b.tr), 'nr', int(b.nr), 'if', int(b.inf))
       end
       if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
       if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
       if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
       if b.dr then redis.call('HSET', b.key, 'bk', S.rates().levels(b)) end
-      if b.di then redis.call('HSET', b.key, 'if', int(b.inf)) end
     end
   end
   if S.H then S.H.write() end

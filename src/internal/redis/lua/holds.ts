@@ -54,8 +54,7 @@ function S.holds()
     local levels = S.levels
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
-      b.tr, b.nr, b.dh = b.tr + t, b.nr + n, true
-      if b.mc >= 0 then S.rates().in_flight(b, 1) end
+      b.tr, b.nr, b.dh, b.inf = b.tr + t, b.nr + n, true, b.inf + 1
       if b.rt then S.rates().take(b, t, n) end
     end
     local path = keys.path
@@ -85,7 +84,8 @@ function S.holds()
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
       local et, en = ht, hn
-      if each and b.gen ~= each() then et, en = 0, 0 end
+      local gen = each and each()
+      if gen and b.gen ~= gen then et, en = 0, 0 end
       if only and not only[i] then
         -- charged before
       elseif b.lost then
@@ -101,9 +101,12 @@ function S.holds()
           b.tu, b.nu, b.du = b.tu + t, b.nu + n, true
         end
         b.tr, b.nr, b.dh = b.tr - et, b.nr - en, true
-        if live and b.mc >= 0 then S.rates().in_flight(b, -1) end
+        -- Its place in flight and its rate's tokens were taken in this
+        -- life of the budget, unless it was made again since (a loss).
+        local held = live and (not gen or tonumber(gen) >= b.life)
+        if held then b.inf = math.max(0, b.inf - 1) end
         if b.rt then
-          local held_t, held_n = live and ht or 0, live and hn or 0
+          local held_t, held_n = held and ht or 0, held and hn or 0
           S.rates().give(b, held_t - (t or 0), held_n - (n or 0))
         end
       end

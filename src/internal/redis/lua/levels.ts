@@ -16,13 +16,15 @@ S.levels = {}
 function S.level(key)
   local b = S.levels[key]
   if b then return b end
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if')
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if', 'lf')
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
     wend = tonumber(v[9]) or 0, wq = tonumber(v[11]) or 0, lost = not v[5],
     -- its rate and concurrency (rates.ts): rt nil without a rate, mc -1 without a most
-    rt = v[12], mc = tonumber(v[13]) or -1, bk = v[14], inf = tonumber(v[15]) or 0
+    rt = v[12], mc = tonumber(v[13]) or -1, bk = v[14], inf = tonumber(v[15]) or 0,
+    -- the generation it was made in (ensure): holds of an older one come from before a loss
+    life = tonumber(v[16]) or 0
   }
   local levels = S.levels
   levels[key] = b
@@ -96,10 +98,16 @@ function S.refusal(keys, t, n, alone, reap, holding)
       end
       if axis == 'tokens' then return { axis, S.int(b.tu + b.tr), S.int(S.limit(b.tc)), i, 'cap', '-' } end
       if axis then return { axis, S.int(b.nu + b.nr), S.int(S.limit(b.nc)), i, 'cap', '-' } end
-      -- A rate it fits when full: when every rate from here up admits it.
+      -- When every rate from here up admits it; never, where a bucket from
+      -- here up is smaller than it.
       local retry = '-'
-      if beyond[4] == 'rate' and beyond[6] <= S.rates().of(b)[beyond[5]].cap then
-        retry = S.int(S.rates().longest_wait(keys, i, t, n))
+      if beyond[4] == 'rate' then
+        local fits = true
+        for j = i, #keys do
+          local up = levels[keys[j]] or S.level(keys[j])
+          if up.rt and S.rates().refusal(up, t, n, true) then fits = false end
+        end
+        if fits then retry = S.int(S.rates().longest_wait(keys, i, t, n)) end
       end
       return { beyond[1], beyond[2], beyond[3], i, beyond[4], retry }
     end

@@ -3,8 +3,8 @@
  * axis as "<axis>:<amount>:<period ms>:<capacity>" joined by ";" (axis t,
  * n or q: tokens, nano-dollars, requests), `bk` each bucket's level and the
  * time it was last brought to ("<level>:<ms>;..."; full when missing), `mc`
- * its maxConcurrent and `if` its holds in flight (counted only where `mc`
- * is set). The formulas are src/internal/rate.ts's, on Redis's clock; a
+ * its maxConcurrent and `if` its holds in flight (counted always, written
+ * with what it holds). The formulas are src/internal/rate.ts's, on Redis's clock; a
  * level is written with 17 digits, so it reads back as it was.
  */
 export const rates = `
@@ -119,11 +119,6 @@ function S.rates()
   function R.float(x)
     if x == math.floor(x) then return S.int(x) end
     return string.format('%.17g', x)
-  end
-
-  -- A hold taken (by 1), or given back (-1), at a budget that limits holds in flight.
-  function R.in_flight(b, by)
-    b.inf, b.di = math.max(0, b.inf + by), true
   end
 
   return R

@@ -118,7 +118,15 @@ function S.waiting()
           Q.woken[#Q.woken + 1] = head
           return
         end
-        Q.move(head, path, S.path_of(blocker), place)
+        local to = S.path_of(blocker)
+        Q.move(head, path, to, place)
+        -- The head of a line that time frees (a rate, a window): woken to
+        -- look again, and so be told when.
+        local moved = S.level(blocker)
+        if (moved.rt or moved.wlen ~= 0) and Q.head_of(to) == head then
+          Q.told[head] = true
+          Q.woken[#Q.woken + 1] = head
+        end
       end
     end
   end
