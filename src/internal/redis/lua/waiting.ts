@@ -45,14 +45,21 @@ function S.waiting()
     r.wq, r.dq = math.max(0, r.wq + by), true
   end
 
+  -- Whether a budget keeps a waiter of t, n out: its caps, its rate or its
+  -- holds in flight; alone, only what no release, reset or refill could
+  -- ever make room for.
+  function Q.blocks(b, t, n, alone)
+    if S.over(b, t, n, alone) then return true end
+    return (b.rt ~= nil or b.mc >= 0) and S.rates().refusal(b, t, n, alone, true) ~= nil
+  end
+
   -- The first budget of a waiter's chain that holds it back: one it does
   -- not fit, or whose line has an earlier ticket in it; nil if none.
   function Q.holds_back(seq, t, n, path)
     for _, key in ipairs(Q.chain_of(path)) do
       local head, place = Q.head_of(S.path_of(key))
       if head and place < seq then return key end
-      local b = S.level(key)
-      if S.over(b, t, n) or ((b.rt or b.mc >= 0) and S.rates().refusal(b, t, n, false, true)) then return key end
+      if Q.blocks(S.level(key), t, n) then return key end
     end
     return nil
   end
@@ -67,8 +74,7 @@ function S.waiting()
   -- reset could ever make room (a cap was lowered while it waited).
   function Q.never_fits(t, n, path)
     for _, key in ipairs(Q.chain_of(path)) do
-      local b = S.level(key)
-      if S.over(b, t, n, true) or (b.rt and S.rates().refusal(b, t, n, true)) then return true end
+      if Q.blocks(S.level(key), t, n, true) then return true end
     end
     return false
   end
