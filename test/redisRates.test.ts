@@ -138,6 +138,20 @@ describe.runIf(available)("rates and concurrency on Redis", () => {
       }))
     }))
 
+  it.live("an interrupted rate waiter leaves nothing held and nothing in line; the next is let in", () =>
+    Effect.gen(function*() {
+      const { first, redis, second, tree } = yield* twoProcesses({ name: "gone", rate: { tokens: 100, per: "1 second" } })
+      yield* first.record({ tokens: 100 })
+      const gone = yield* Effect.forkChild(Effect.scoped(first.reserve({ tokens: 100 }, { onExceeded: "wait" })))
+      yield* settleRedis
+      const next = yield* Effect.forkChild(Effect.scoped(second.reserve({ tokens: 10 }, { onExceeded: "wait" })))
+      yield* settleRedis
+      yield* Fiber.interrupt(gone).pipe(Effect.timeout("1 second"))
+      yield* Fiber.join(next).pipe(Effect.timeout("5 seconds"))
+      assert.strictEqual(yield* redis.send<number>("ZCARD", `${tree}:tickets`), 0, "nothing in line")
+      assert.strictEqual((yield* first.snapshot).tokensReserved, 0, "nothing held")
+    }))
+
   it.live("a waiter held back by a rate is let in once the bucket has refilled, in order", () =>
     Effect.gen(function*() {
       const { first, second } = yield* twoProcesses({ name: "wait", rate: { tokens: 100, per: "300 millis" } })
