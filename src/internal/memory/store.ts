@@ -94,8 +94,8 @@ const refusalAt = (node: Node, tokens: number, nanos: number, now: number, holdi
     requested: amount,
     attempted: rate.capacity - level + amount,
     cap: rate.capacity,
-    // Until every rate of it and above will admit it: a retry sooner is refused again.
-    // Never, where a bucket of it or above is smaller than the request.
+    // When every rate of it and above will admit it (a retry sooner is
+    // refused again); none where a bucket of them can never hold it.
     retryAfterMillis: tooLarge(node.chain, tokens, nanos) === undefined
       ? longestRateWait(node, tokens, nanos, now)
       : undefined
