@@ -544,11 +544,29 @@ for i = 10, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid, 'mc', ARGV[9])
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
--- Another rate (or none) starts with its buckets full.
+-- Another rate (or none): a bucket of an axis it had keeps its level (no
+-- fresh burst for opening a budget again), at most the new capacity.
 local limits = (b.rt or '') ~= rt or b.mc ~= mc
 if (b.rt or '') ~= rt then
-  if rt == '' then redis.call('HDEL', key, 'rt', 'bk') else redis.call('HSET', key, 'rt', rt) redis.call('HDEL', key, 'bk') end
-  b.rt, b.bk, b.rs = rt ~= '' and rt or nil, nil, nil
+  if rt == '' then
+    redis.call('HDEL', key, 'rt', 'bk')
+    b.rt, b.bk, b.rs = nil, nil, nil
+  else
+    local R, kept = S.rates(), {}
+    if b.rt then
+      for _, r in ipairs(R.of(b)) do
+        R.refill(r)
+        kept[r.axis] = r.level
+      end
+    end
+    b.rt, b.bk, b.rs = rt, nil, nil
+    for _, r in ipairs(R.of(b)) do
+      if kept[r.axis] then r.level = math.min(r.cap, kept[r.axis]) end
+      r.at = S.now_ms()
+    end
+    redis.call('HSET', key, 'rt', rt)
+    b.dr = true
+  end
 end
 b.mc = mc
 if previous and S.listens() then

@@ -919,6 +919,20 @@ export const contract = (store: StoreUnderTest) =>
           yield* budget.reserve({ tokens: 1 })
         })))
 
+      it.effect("a budget opened again with another rate keeps what its buckets of the same axes hold", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org" })
+          const agent = yield* org.child("agent", { rate: { tokens: 100, per: "1 hour" } })
+          yield* agent.record({ tokens: 100 })
+          // no fresh burst for opening it again: the tokens bucket is as empty as it was
+          const again = yield* org.child("agent", { rate: { tokens: 200, requests: 10, per: "1 hour" } })
+          const refused = flipExit(yield* Effect.exit(again.record({ tokens: 1 })))
+          assert.deepStrictEqual(refused._tag === "BudgetExceeded" && [refused.limit, refused.axis], ["rate", "tokens"])
+          const [tokens, requests] = (yield* again.snapshot).rates
+          assert.deepStrictEqual([tokens!.capacity, requests!.available, requests!.capacity], [200, 10, 10])
+          assert.isBelow(tokens!.available, 1)
+        }))
+
       it.effect("a hold taken before a most in flight was set counts against it", () =>
         Effect.scoped(Effect.gen(function*() {
           const org = yield* make({ name: "org" })
