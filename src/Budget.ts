@@ -136,7 +136,7 @@ export const Snapshot = Schema.Struct({
   rates: Schema.Array(Schema.Struct({ axis: LimitAxis, available: Schema.Number, capacity: Schema.Number })),
   /** Its `maxConcurrent`, `Infinity` without one. */
   maxConcurrent: Schema.Number,
-  /** Holds in flight at it and below, where its store counts them (in memory); undefined where it does not. */
+  /** Holds in flight at it and below; undefined where its store does not count them (both built-in stores do). */
   inFlight: Schema.UndefinedOr(Schema.Number)
 })
 

@@ -114,13 +114,14 @@ export class BudgetExceeded extends Schema.TaggedError<BudgetExceeded>()("Budget
   override get message(): string {
     const refused = `Budget "${this.budget}" refused ${describe(this.axis, this.requested)}`
     if (this.limit === "concurrency") {
-      return `${refused}: ${this.cap} holds are in flight already, its maxConcurrent`
+      return `${refused}: ${this.cap} holds are in flight already, its maxConcurrent; ` +
+        `reserve with onExceeded: "wait" to queue for a place`
     }
     if (this.limit === "rate") {
       const left = held(this.axis, this.cap - this.attempted + this.requested)
       const after = this.retryAfter === undefined
-        ? `, and can never: more than it holds when full`
-        : `; retry after ${Duration.format(this.retryAfter)}`
+        ? `, and could not hold it even when full: ask for less, or give its rate a larger burst`
+        : `; retry after ${Duration.format(this.retryAfter)}, or reserve with onExceeded: "wait" to queue`
       return `${refused}: its rate's bucket holds ${left} of ${describe(this.axis, this.cap)} now${after}`
     }
     return `${refused}: used + reserved + requested would be ${describe(this.axis, this.attempted)}, ` +

@@ -6,7 +6,7 @@ import type { Subscribers } from "../subscribers.ts"
 import type { Ids } from "./ids.ts"
 import type { Hold } from "../reservation.ts"
 import { registerMetrics } from "../metrics.ts"
-import { capsDiffer, reconfigured, warnCapsChanged } from "../reconfigured.ts"
+import { capsDiffer, limitsDiffer, reconfigured, warnLimitsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
 import type { Settings } from "../../BudgetStore.ts"
 import { WaitQueue } from "./waitQueue.ts"
@@ -134,9 +134,9 @@ export const makeNode = (
  * other caps than it had are an event, and the warning the caller logs.
  */
 export const reconfigure = (node: Node, settings: Settings, now: number): Effect.Effect<void> => {
-  const previous = { tokenCap: node.tokenCap, nanoCap: node.nanoCap }
-  const changed = capsDiffer(previous, settings)
-  if (changed) emit(node, () => reconfigured(node.path, previous, settings))
+  const previous = { tokenCap: node.tokenCap, nanoCap: node.nanoCap, rates: node.rates, maxConcurrent: node.maxConcurrent }
+  const changed = limitsDiffer(previous, settings)
+  if (capsDiffer(previous, settings)) emit(node, () => reconfigured(node.path, previous, settings))
   node.tokenCap = settings.tokenCap
   node.nanoCap = settings.nanoCap
   node.thresholds = settings.thresholds
@@ -148,7 +148,7 @@ export const reconfigure = (node: Node, settings: Settings, now: number): Effect
     node.window = settings.window
     node.windowEnd = settings.window === undefined ? Infinity : windowEnd(settings.window, now)
   }
-  return changed ? warnCapsChanged(node.path, previous, settings) : Effect.void
+  return changed ? warnLimitsChanged(node.path, previous, settings) : Effect.void
 }
 
 const noop = () => {}

@@ -515,9 +515,12 @@ local key = KEYS[1]
 local b = S.level(key)
 -- One the opener had open already: lost, not new, and not to be made.
 if b.lost and ARGV[7] == '0' then return { 'l', '1' } end
--- Other caps than a budget that exists had: the caps given last apply, and
--- the opener is told the previous ones (never silent).
-local previous = not b.lost and (b.tc ~= tc or b.nc ~= nc) and { S.int(b.tc), S.int(b.nc) }
+-- Other limits than a budget that exists had: those given last apply, and
+-- the opener is told the previous ones (never silent): its caps, rate and
+-- most in flight.
+local capped = b.tc ~= tc or b.nc ~= nc
+local previous = not b.lost and (capped or (b.rt or '') ~= rt or b.mc ~= mc) and
+  { S.int(b.tc), S.int(b.nc), b.rt or '', S.int(b.mc) }
 local made = b.lost
 if made then
   S.windows().afresh(b)
@@ -569,7 +572,7 @@ if (b.rt or '') ~= rt then
   end
 end
 b.mc = mc
-if previous and S.listens() then
+if previous and capped and S.listens() then
   S.events().announce({ t = 'Reconfigured', b = S.path_of(key), tc = ARGV[2], nc = ARGV[3], ptc = previous[1], pnc = previous[2] })
 end
 -- Its waiters and those above it may fit now, or never (limits lowered).
@@ -578,7 +581,7 @@ S.wake_all(KEYS)
 return S.finish(previous or (made and 'm') or 0)
 `
   }
-).withReturnType<0 | "m" | readonly [tokenCap: string, nanoCap: string] | Lost>()
+).withReturnType<0 | "m" | readonly [tokenCap: string, nanoCap: string, rate: string, maxConcurrent: string] | Lost>()
 
 /** Adds coming ends of a budget's cron window; one that ran out of them takes the next. */
 export const extend = Redis.script(

@@ -7,7 +7,7 @@ import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
-import { warnCapsChanged } from "../reconfigured.ts"
+import { warnLimitsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
 import * as HostTime from "./hostTime.ts"
@@ -242,6 +242,20 @@ const axisLetter = { tokens: "t", usd: "n", requests: "q" } as const
 const rateArg = (rates: ReadonlyArray<RateSetting>): string =>
   rates.map((rate) => `${axisLetter[rate.axis]}:${rate.amount}:${rate.periodMillis}:${rate.capacity}`).join(";")
 
+const axisOf = { t: "tokens", n: "usd", q: "requests" } as const
+
+/** A rate as `rateArg` wrote it. */
+const ratesOf = (rate: string): ReadonlyArray<RateSetting> =>
+  rate === "" ? [] : rate.split(";").map((bucket) => {
+    const [axis, amount, periodMillis, capacity] = bucket.split(":")
+    return {
+      axis: axisOf[axis as keyof typeof axisOf],
+      amount: Number(amount),
+      periodMillis: Number(periodMillis),
+      capacity: Number(capacity)
+    }
+  })
+
 /** A cap as the scripts keep it: -1 for none. */
 const capOf = (cap: string) => Number(cap) < 0 ? Infinity : Number(cap)
 
@@ -425,7 +439,13 @@ const ensureLevel = (
     )
     if (answer === 0 || answer === "m") return answer === "m"
     if (Scripts.isLost(answer)) return answer
-    yield* warnCapsChanged(path, { tokenCap: capOf(answer[0]), nanoCap: capOf(answer[1]) }, settings)
+    const [tokenCap, nanoCap, rate, maxConcurrent] = answer
+    yield* warnLimitsChanged(path, {
+      tokenCap: capOf(tokenCap),
+      nanoCap: capOf(nanoCap),
+      rates: ratesOf(rate),
+      maxConcurrent: capOf(maxConcurrent)
+    }, settings)
     return false
   })
 
@@ -630,7 +650,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
           return { axis: axis as LimitAxis, level: Number(level), capacity: Number(capacity) }
         }),
         maxConcurrent: capOf(mc ?? "-1"),
-        inFlight: Number(mc) >= 0 ? Number(inFlight) : undefined
+        inFlight: Number(inFlight ?? 0)
       }
       observed(tree.watching, path, counters)
       return Effect.succeed(counters)

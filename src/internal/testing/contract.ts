@@ -919,8 +919,8 @@ export const contract = (store: StoreUnderTest) =>
           yield* budget.reserve({ tokens: 1 })
         })))
 
-      it.effect("a budget opened again with another rate keeps what its buckets of the same axes hold", () =>
-        Effect.gen(function*() {
+      it.effect("a budget opened again with another rate keeps what its buckets of the same axes hold, and says so", () =>
+        capturingLogs((lines) => Effect.gen(function*() {
           const org = yield* make({ name: "org" })
           const agent = yield* org.child("agent", { rate: { tokens: 100, per: "1 hour" } })
           yield* agent.record({ tokens: 100 })
@@ -931,17 +931,22 @@ export const contract = (store: StoreUnderTest) =>
           const [tokens, requests] = (yield* again.snapshot).rates
           assert.deepStrictEqual([tokens!.capacity, requests!.available, requests!.capacity], [200, 10, 10])
           assert.isBelow(tokens!.available, 1)
-        }))
+          const warnings = warningsOf(lines)
+          assert.strictEqual(warnings.length, 1, "never silent")
+          for (const part of ["rate 200 tokens per 3600000 ms, 10 requests per 3600000 ms", "rate 100 tokens per 3600000 ms"]) {
+            assert.include(warnings[0], part)
+          }
+        })))
 
       it.effect("a hold taken before a most in flight was set counts against it", () =>
-        Effect.scoped(Effect.gen(function*() {
+        capturingLogs(() => Effect.scoped(Effect.gen(function*() {
           const org = yield* make({ name: "org" })
           const agent = yield* org.child("agent")
           yield* agent.reserve({ tokens: 1 })
           const limited = yield* org.child("agent", { maxConcurrent: 1 })
           const refused = flipExit(yield* Effect.exit(Effect.scoped(limited.reserve({ tokens: 1 }))))
           assert.deepStrictEqual(refused._tag === "BudgetExceeded" && refused.limit, "concurrency")
-        })))
+        }))))
 
       it.effect("a request a bucket of a level above can never hold gets no retryAfter", () =>
         Effect.gen(function*() {
