@@ -21,7 +21,7 @@ describe.runIf(available)("Redis going away", () => {
     capturingLogs((lines) => Effect.gen(function*() {
       const server = yield* ownRedis({ appendOnly: true })
       const redis = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
-      const budget = yield* RedisBudget.make({ name: "outage", tokenCap: 1_000_000, usdCap: 100 }, { leaseTtl: "1 second", timeout: "300 millis" }).pipe(Effect.provide(redis))
+      const budget = yield* RedisBudget.make({ name: "outage", tokenCap: 1_000_000, usdCap: 100 }, { leaseTtl: "1 second", timeout: "2 seconds" }).pipe(Effect.provide(redis))
 
       // Calls that reserve, then commit until the commit is acknowledged:
       // a commit whose reply was lost is retried, and charges once.

@@ -11,6 +11,7 @@ import { Context } from "effect"
 import type { BudgetExceeded, BudgetOptions } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { available, RedisLive, settleRedis, testPrefix } from "./support/redis.ts"
+import { capturingLogs } from "./support/logs.ts"
 import { worker } from "./support/worker.ts"
 
 const refusal = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -124,7 +125,7 @@ describe.runIf(available)("rates and concurrency on Redis", () => {
     }), 30_000)
 
   it.live("a budget made again after a loss: holds from before give back no place and no tokens", () =>
-    Effect.gen(function*() {
+    capturingLogs(() => Effect.gen(function*() {
       const options: BudgetOptions = { name: "life", maxConcurrent: 1, rate: { tokens: 100, per: "1 hour" } }
       const { first, redis, tree } = yield* twoProcesses(options, { onStateLost: "recreate" })
       yield* Effect.scoped(Effect.gen(function*() {
@@ -136,7 +137,7 @@ describe.runIf(available)("rates and concurrency on Redis", () => {
         assert.strictEqual(snap.inFlight, 1)
         assert.isBelow(snap.rates[0]!.available, 41)
       }))
-    }))
+    })))
 
   it.live("an interrupted rate waiter leaves nothing held and nothing in line; the next is let in", () =>
     Effect.gen(function*() {
