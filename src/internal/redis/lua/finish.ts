@@ -14,7 +14,16 @@ function S.finish(result)
   for i = 1, #levels do
     local b = levels[i]
     if not b.lost then
-      if b.du and b.dh then
+      if b.dr then
+        -- A rate's buckets in the same call as what the run charged or held.
+        local f = { 'bk', S.rates().levels(b) }
+        if b.du then f[3], f[4], f[5], f[6] = 'tu', int(b.tu), 'nu', int(b.nu) end
+        if b.dh then
+          local at = #f
+          f[at + 1], f[at + 2], f[at + 3], f[at + 4], f[at + 5], f[at + 6] = 'tr', int(b.tr), 'nr', int(b.nr), 'if', int(b.inf)
+        end
+        redis.call('HSET', b.key, unpack(f))
+      elseif b.du and b.dh then
         redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu), 'tr', int(b.tr), 'nr', int(b.nr), 'if', int(b.inf))
       elseif b.du then
         redis.call('HSET', b.key, 'tu', int(b.tu), 'nu', int(b.nu))
@@ -24,7 +33,6 @@ function S.finish(result)
       if b.dg then redis.call('HSET', b.key, 'gen', b.gen) end
       if b.dw then redis.call('HSET', b.key, 'wend', int(b.wend)) end
       if b.dq then redis.call('HSET', b.key, 'wq', int(b.wq)) end
-      if b.dr then redis.call('HSET', b.key, 'bk', S.rates().levels(b)) end
     end
   end
   if S.H then S.H.write() end
