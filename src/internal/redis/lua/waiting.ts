@@ -79,6 +79,12 @@ function S.waiting()
     return false
   end
 
+  -- Calls a ticket: its waiter looks again (finish tells its process).
+  function Q.call(ticket)
+    Q.told[ticket] = true
+    Q.woken[#Q.woken + 1] = ticket
+  end
+
   -- Wakes every ticket of the tree that can now never fit (a cap was
   -- lowered), wherever it waits: behind another, or in a line below.
   function Q.wake_hopeless()
@@ -86,10 +92,7 @@ function S.waiting()
     for _, ticket in ipairs(tickets) do
       if not Q.told[ticket] then
         local w = redis.call('HMGET', Q.ticket_of(ticket), 't', 'n', 'o')
-        if w[1] and Q.never_fits(tonumber(w[1]), tonumber(w[2]), w[3]) then
-          Q.told[ticket] = true
-          Q.woken[#Q.woken + 1] = ticket
-        end
+        if w[1] and Q.never_fits(tonumber(w[1]), tonumber(w[2]), w[3]) then Q.call(ticket) end
       end
     end
   end
@@ -113,26 +116,16 @@ function S.waiting()
         local blocker = not Q.never_fits(t, n, w[3]) and Q.holds_back(place, t, n, w[3]) or nil
         if blocker == at then
           -- Held back by a rate: woken to look again, its wait as it is now.
-          if S.level(at).rt then
-            Q.told[head] = true
-            Q.woken[#Q.woken + 1] = head
-          end
+          if S.level(at).rt then Q.call(head) end
           return
         end
-        if blocker == nil then
-          Q.told[head] = true
-          Q.woken[#Q.woken + 1] = head
-          return
-        end
+        if blocker == nil then return Q.call(head) end
         local to = S.path_of(blocker)
         Q.move(head, path, to, place)
         -- The head of a line that time frees (a rate, a window): woken to
         -- look again, and so be told when.
         local moved = S.level(blocker)
-        if (moved.rt or moved.wlen ~= 0) and Q.head_of(to) == head then
-          Q.told[head] = true
-          Q.woken[#Q.woken + 1] = head
-        end
+        if (moved.rt or moved.wlen ~= 0) and Q.head_of(to) == head then Q.call(head) end
       end
     end
   end
