@@ -34,10 +34,17 @@ const setUp = (store: RedisStoreOptions = {}, options: BudgetOptions = spent, ap
     return { server, redis, budget }
   })
 
+/** The spent budget of `setUp` (capped at 1,000 tokens) and its child `agent` (100), with nothing lost yet. */
+const withChild = (store: RedisStoreOptions) =>
+  Effect.gen(function*() {
+    const { budget, redis } = yield* setUp(store, { name: "lost", tokenCap: 1_000 })
+    const child = yield* budget.child("agent", { tokenCap: 100 })
+    return { budget, child, redis }
+  })
+
 /** The spent budget of `setUp` (capped at 1,000 tokens), and its child `agent`, spent and then lost alone. */
 const withLostChild = Effect.gen(function*() {
-  const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
-  const child = yield* budget.child("agent", { tokenCap: 100 })
+  const { budget, child, redis } = yield* withChild({})
   yield* child.record({ tokens: 100 })
   yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
   return { budget, child, redis }
@@ -174,8 +181,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("a commit on a chain with a lost level charges the levels kept at once, the lost one once it is made again", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
-        const child = yield* budget.child("agent", { tokenCap: 100 })
+        const { budget, child, redis } = yield* withChild({})
         yield* Effect.scoped(Effect.gen(function*() {
           const hold = yield* child.reserve({ tokens: 40 })
           const given = yield* child.reserve({ tokens: 20 })
@@ -211,8 +217,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("a commit on a chain whose every level is lost charges none of them, and each once they are made again", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget, redis } = yield* setUp({}, { name: "lost", tokenCap: 1_000 })
-        const child = yield* budget.child("agent", { tokenCap: 100 })
+        const { budget, child, redis } = yield* withChild({})
         yield* Effect.scoped(Effect.gen(function*() {
           const hold = yield* child.reserve({ tokens: 40 })
           yield* redis.send("DEL", "budget:{lost}:n:lost/agent", "budget:{lost}:n:lost")
@@ -227,8 +232,7 @@ describe.runIf(available)("a Redis budget whose state was lost", () => {
   it.live("with onStateLost: \"recreate\", such a commit charges every level at once", () =>
     capturingLogs(() =>
       Effect.gen(function*() {
-        const { budget, redis } = yield* setUp({ onStateLost: "recreate" }, { name: "lost", tokenCap: 1_000 })
-        const child = yield* budget.child("agent", { tokenCap: 100 })
+        const { budget, child, redis } = yield* withChild({ onStateLost: "recreate" })
         yield* Effect.scoped(Effect.gen(function*() {
           const hold = yield* child.reserve({ tokens: 40 })
           yield* redis.send("DEL", "budget:{lost}:n:lost/agent")
