@@ -75,23 +75,16 @@ export const registerMetrics = (
       update: noop,
       modify: noop
     }))
+  for (const [name, value] of gauges) {
+    if (name === "budget_tokens_remaining" && caps.tokenCap === Infinity) continue
+    if (name === "budget_usd_remaining" && caps.nanoCap === Infinity) continue
+    gauge(name, {}, value)
+  }
   // What each axis of its rate holds now, and its holds in flight if it limits them.
   for (const { axis } of caps.rates) {
     gauge("budget_rate_available", { axis }, (s) => s.rates.find((rate) => rate.axis === axis)?.available ?? 0)
   }
   if (caps.maxConcurrent !== Infinity) gauge("budget_in_flight", {}, (s) => s.inFlight ?? 0)
-  for (const [name, value] of gauges) {
-    if (name === "budget_tokens_remaining" && caps.tokenCap === Infinity) continue
-    if (name === "budget_usd_remaining" && caps.nanoCap === Infinity) continue
-    registrations.push(Metric.registerUnsafe(Metric.gauge(name, { attributes }), context, {
-      get: () => {
-        const snapshot = source.snapshot()
-        return { value: snapshot === undefined ? 0 : value(snapshot) }
-      },
-      update: noop,
-      modify: noop
-    }))
-  }
   for (const [name, kind] of counters) {
     if (source.counts[kind] === undefined) continue
     registrations.push(Metric.registerUnsafe(Metric.counter(name, { attributes, incremental: true }), context, {
