@@ -6,6 +6,7 @@ import type { BudgetStore, Charge, Refusal, Settings, StoreBudget } from "../../
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
+import { limitsDiffer } from "../reconfigured.ts"
 import { Subscribers } from "../subscribers.ts"
 import { amountOf, refill } from "../rate.ts"
 import { Ids } from "./ids.ts"
@@ -277,9 +278,8 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
  * lines and those above it are looked at.
  */
 const reopen = (node: Node, settings: Settings, now: number): Effect.Effect<void> => {
-  const limits = [node.tokenCap, node.nanoCap, node.rates, node.maxConcurrent]
+  const changed = limitsDiffer(node, settings)
   const warning = reconfigure(node, settings, now)
-  const changed = [node.tokenCap, node.nanoCap, node.rates, node.maxConcurrent].some((limit, i) => limit !== limits[i])
   if (changed) failHopeless(node.chain[node.chain.length - 1]!)
   wakeChain(node.chain)
   return warning
