@@ -79,11 +79,17 @@ export interface PropertyOptions {
   /** Defaults to 150 for `properties` (a third of it for its many-fibers test) and 100 for `treeProperties`. */
   readonly numRuns?: number | undefined
   /**
-   * Whether the store keeps rates and `maxConcurrent`: `properties` then
-   * also runs programs on a budget with a rate of tokens and requests and a
-   * most of holds in flight, with time moved by `TestClock`.
+   * Whether the store keeps rates and `maxConcurrent`, and on which clock:
+   * `properties` then also runs programs on a budget with a rate of tokens
+   * and requests and a most of holds in flight.
+   *
+   * - `"TestClock"`: the store's time is `Clock`; `TestClock` moves it, so
+   *   the programs also let time pass and refill the buckets.
+   * - `"store clock"`: the store keeps its own time (Redis's `TIME`), which
+   *   no test can move: the rate is so slow that less than a token comes
+   *   back during a run, so the buckets fill only by what holds give back.
    */
-  readonly limits?: boolean | undefined
+  readonly limits?: "TestClock" | "store clock" | undefined
 }
 
 /**

@@ -9,9 +9,9 @@ const memory = { name: "the memory store", make: Budget.make }
 const child = BudgetStoreContract.grandchild(memory)
 
 BudgetStoreContract.contract(memory)
-BudgetStoreContract.properties(memory, { limits: true })
+BudgetStoreContract.properties(memory, { limits: "TestClock" })
 BudgetStoreContract.contract(child)
-BudgetStoreContract.properties(child, { limits: true })
+BudgetStoreContract.properties(child, { limits: "TestClock" })
 BudgetStoreContract.treeProperties(memory)
 
 describe("the memory store", () => {

@@ -144,6 +144,6 @@ describe.runIf(available)("Redis", () => {
 
   BudgetStoreContract.contract(redis)
   BudgetStoreContract.contract(child)
-  BudgetStoreContract.properties(redis, { numRuns: 30 })
+  BudgetStoreContract.properties(redis, { numRuns: 30, limits: "store clock" })
   BudgetStoreContract.treeProperties(redis, { numRuns: 20 })
 })
