@@ -10,6 +10,8 @@ export type { BudgetOptions, BudgetService, ChargeOptions, Reservation, ReserveO
 export * as BudgetStore from "./BudgetStore.ts"
 export * from "./BudgetEvent.ts"
 export { Axis, BudgetExceeded, BudgetUnavailable, BudgetStateLost, InvalidUsage } from "./BudgetError.ts"
+export * as Ledger from "./Ledger.ts"
+export { LedgerUnavailable } from "./Ledger.ts"
 export * as Pricing from "./Pricing.ts"
 export * as TokenEstimate from "./TokenEstimate.ts"
 export { maxUsd, nanosPerUsd, usdFromNanos, usdToNanos } from "./Usage.ts"
