@@ -9,6 +9,7 @@ import type { Cron, Duration, Scope, Stream } from "effect"
 import type { BudgetExceeded, BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage, LimitAxis } from "./BudgetError.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
+import type { Labels } from "./Ledger.ts"
 import { BudgetStore } from "./BudgetStore.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
 import { optionsFromConfig, settingsOf } from "./internal/options.ts"
@@ -97,6 +98,8 @@ export interface Reservation {
   readonly tokens: number
   /** Dollars held. */
   readonly usd: number
+  /** The labels it was reserved with (none: an empty object). */
+  readonly labels: Labels
   /**
    * Releases the hold and charges the actual usage; an axis left out charges
    * the amount held. Never refused: an actual beyond the hold is charged
@@ -177,7 +180,12 @@ export interface ReserveOptions extends ChargeOptions {
 }
 
 /**
- * An idempotency key: a `record` or `reserve` retried with the same `id`
+ * Options of one charge. `labels` attribute it (model, provider, user,
+ * feature, request id...): they are carried on its hold, its events and its
+ * ledger entry (see `Ledger`); at most 64, names of 1 to 128 characters,
+ * values strings of at most 1,024.
+ *
+ * `id` is an idempotency key: a `record` or `reserve` retried with the same `id`
  * (after a `BudgetUnavailable` whose reply was lost, or a message
  * delivered twice) charges once, on every store. A `record` whose id was
  * seen succeeds without charging again. A `reserve` whose id names a hold
@@ -207,6 +215,7 @@ export interface ReserveOptions extends ChargeOptions {
  */
 export interface ChargeOptions {
   readonly id?: string | undefined
+  readonly labels?: Labels | undefined
 }
 
 /**

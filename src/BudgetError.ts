@@ -213,7 +213,7 @@ export class BudgetUnavailable extends Schema.TaggedError<BudgetUnavailable>()("
 }) {
   override get message(): string {
     const text = `Budget "${this.budget}" is unavailable: ${causeText(this.cause)}`
-    if (this.cause instanceof BudgetStateLost) return text
+    if (this.cause instanceof BudgetStateLost || this.cause instanceof LedgerBacklogFull) return text
     return `${text}. Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
   }
 }
@@ -239,5 +239,24 @@ export class BudgetStateLost extends Schema.TaggedError<BudgetStateLost>()("Budg
       `a flush or a failover lost it), so nothing is charged or held on it: call reset on it to make it again ` +
       `with nothing used, or open the store with onStateLost: "recreate"; to keep budgets across restarts, run ` +
       `Redis with appendonly yes and maxmemory-policy noeviction (docs/distributed.md#lost-state)`
+  }
+}
+
+/**
+ * Why a store refuses new charges: its outbox holds `maxBacklog` entries
+ * its sink has not taken. The cause of a `BudgetUnavailable`; commits are
+ * still charged and written.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class LedgerBacklogFull extends Schema.TaggedError<LedgerBacklogFull>()("LedgerBacklogFull", {
+  sink: Schema.String,
+  backlog: Schema.Number
+}) {
+  override get message(): string {
+    return `its ledger outbox holds ${this.backlog} entries that sink "${this.sink}" has not taken (its maxBacklog), ` +
+      `so new charges are refused until the sink takes them; commits are still charged and written. Check the ` +
+      `sink (the budget_ledger_backlog gauge shows the outbox), or give it a larger maxBacklog`
   }
 }

@@ -8,6 +8,7 @@
  */
 import { Schema } from "effect"
 import { Axis, Limit, LimitAxis } from "./BudgetError.ts"
+import { Labels } from "./Ledger.ts"
 
 /**
  * Usage charged by `record`.
@@ -25,7 +26,8 @@ import { Axis, Limit, LimitAxis } from "./BudgetError.ts"
 export class Recorded extends Schema.Opaque<Recorded>()(Schema.TaggedStruct("Recorded", {
   budget: Schema.String,
   tokens: Schema.Number,
-  usd: Schema.Number
+  usd: Schema.Number,
+  labels: Schema.optional(Labels)
 })) {}
 
 /**
@@ -37,7 +39,8 @@ export class Recorded extends Schema.Opaque<Recorded>()(Schema.TaggedStruct("Rec
 export class Reserved extends Schema.Opaque<Reserved>()(Schema.TaggedStruct("Reserved", {
   budget: Schema.String,
   tokens: Schema.Number,
-  usd: Schema.Number
+  usd: Schema.Number,
+  labels: Schema.optional(Labels)
 })) {}
 
 /**
@@ -54,7 +57,8 @@ export class Committed extends Schema.Opaque<Committed>()(Schema.TaggedStruct("C
   usd: Schema.Number,
   tokensOverage: Schema.Number,
   usdOverage: Schema.Number,
-  estimated: Schema.Boolean
+  estimated: Schema.Boolean,
+  labels: Schema.optional(Labels)
 })) {}
 
 /**
@@ -66,7 +70,8 @@ export class Committed extends Schema.Opaque<Committed>()(Schema.TaggedStruct("C
 export class Released extends Schema.Opaque<Released>()(Schema.TaggedStruct("Released", {
   budget: Schema.String,
   tokens: Schema.Number,
-  usd: Schema.Number
+  usd: Schema.Number,
+  labels: Schema.optional(Labels)
 })) {}
 
 /**

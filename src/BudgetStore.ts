@@ -15,6 +15,7 @@ import type { Settlement } from "./Budget.ts"
 import type { BudgetExceeded, BudgetUnavailable, InvalidUsage, Limit, LimitAxis } from "./BudgetError.ts"
 import type { RateSetting } from "./internal/rate.ts"
 import type { BudgetEvent } from "./BudgetEvent.ts"
+import type { Labels } from "./Ledger.ts"
 import * as MemoryStore from "./internal/memory/store.ts"
 import { exceeded as exceededOf } from "./internal/refusal.ts"
 import { committed as committedOf, Hold as HoldClass, released as releasedSettlement } from "./internal/reservation.ts"
@@ -148,13 +149,15 @@ export interface StoreBudget {
   readonly record: (
     tokens: number,
     nanos: number,
-    id: string | undefined
+    id: string | undefined,
+    labels: Labels | undefined
   ) => Effect.Effect<void, BudgetExceeded | BudgetUnavailable>
   readonly reserve: (
     tokens: number,
     nanos: number,
     wait: boolean,
-    id: string | undefined
+    id: string | undefined,
+    labels: Labels | undefined
   ) => Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable>
   readonly snapshot: Effect.Effect<Counters, BudgetUnavailable>
   readonly reset: Effect.Effect<void, BudgetUnavailable>

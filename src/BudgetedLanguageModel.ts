@@ -14,7 +14,9 @@ import { Budget } from "./Budget.ts"
 import type { BudgetService, RateOptions, Reservation, Settlement } from "./Budget.ts"
 import { BudgetExceeded, InvalidUsage } from "./BudgetError.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
+import { labelsOf } from "./internal/labels.ts"
 import { type LimitSetting, type Limits, limitsOf, refield } from "./internal/modelLimits.ts"
+import type { Labels } from "./Ledger.ts"
 import { priceUsage, usdError } from "./internal/pricing.ts"
 import { reportFailure } from "./internal/report.ts"
 import { reportedInput, reportedOutput, usageOf } from "./internal/responseUsage.ts"
@@ -118,6 +120,13 @@ export interface CallOptions {
   readonly onExceeded?: "fail" | "wait" | undefined
   /** Charge the estimate, or nothing, if the call ends before its usage is reported (see `Options`). */
   readonly onFailure?: "chargeEstimate" | "release" | undefined
+  /**
+   * Labels of the call's charge (user, feature, request id...), beside the
+   * `model` and `provider` labels every call gets (a `model` or `provider`
+   * given here wins);
+   * nested `withCallOptions` add to the labels around them.
+   */
+  readonly labels?: Labels | undefined
 }
 
 /**
@@ -213,6 +222,7 @@ export const make = Effect.fnUntraced(function*(
     modelBudgets,
     tokenizer: Option.getOrUndefined(yield* Effect.serviceOption(Tokenizer.Tokenizer)),
     model: Option.getOrUndefined(yield* Effect.serviceOption(Model.ModelName)) ?? settings.model,
+    provider: Option.getOrUndefined(yield* Effect.serviceOption(Model.ProviderName)),
     spanTransformer: Option.getOrUndefined(yield* Effect.serviceOption(Telemetry.CurrentSpanTransformer))
   }
   const wrap = wrapper(settings, context)
@@ -270,7 +280,10 @@ export const withCallOptions: {
     const invalid = callOptionsError(options)
     if (invalid !== undefined) return Effect.fail(invalid)
     const set = definedOnly(options)
-    return Effect.updateService(self, CurrentCallOptions, (current) => ({ ...current, ...set }))
+    return Effect.updateService(self, CurrentCallOptions, (current) =>
+      current.labels === undefined || set.labels === undefined
+        ? { ...current, ...set }
+        : { ...current, ...set, labels: { ...current.labels, ...set.labels } })
   }))
 
 /**
@@ -400,7 +413,12 @@ const callOptionsError = (options: CallOptions): InvalidUsage | undefined =>
     })
     : tokensError("inputTokens", options.inputTokens) ?? tokensError("maxOutputTokens", options.maxOutputTokens) ??
       usdError("usd", options.usd) ?? onExceededError("onExceeded", options.onExceeded) ??
-      onFailureError("onFailure", options.onFailure)
+      onFailureError("onFailure", options.onFailure) ?? labelsError(options.labels)
+
+const labelsError = (labels: unknown): InvalidUsage | undefined => {
+  const checked = labelsOf(labels)
+  return checked instanceof InvalidUsage ? checked : undefined
+}
 
 const definedOnly = (options: CallOptions): CallOptions =>
   Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined))
@@ -475,6 +493,7 @@ interface LayerContext {
   readonly modelBudgets: ReadonlyMap<string, BudgetService>
   readonly tokenizer: Tokenizer.Service | undefined
   readonly model: string | undefined
+  readonly provider: string | undefined
   readonly spanTransformer: Telemetry.SpanTransformer | undefined
 }
 
@@ -493,6 +512,8 @@ interface PreparedCall {
   readonly tokens: number
   readonly usd: number
   readonly model: string | undefined
+  /** Its charge's labels: its model and provider, and the caller's. */
+  readonly labels: Labels
   readonly onExceeded: "fail" | "wait"
   readonly onFailure: "chargeEstimate" | "release"
   /** The span of the call, when traced: settlement is written on it. */
@@ -575,6 +596,10 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
     // A price function that fails on the estimate is a bug in it: a defect.
     const usd = callOptions.usd ??
       (yield* Effect.orDie(priceUsage(settings.price, usageOf(inputTokens, outputTokens), model)))
+    const provider = Option.getOrUndefined(yield* Effect.serviceOption(Model.ProviderName)) ?? layerContext.provider
+    const labels: Record<string, string> = {}
+    if (model !== undefined) labels["model"] = model
+    if (provider !== undefined) labels["provider"] = provider
     const limit = settings.limits.lookup(model)
     const path = limit === undefined ? budget.path : `${budget.path}/${limit.name}`
     const span = yield* Effect.withFiber((fiber) => {
@@ -595,6 +620,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
       tokens: inputTokens + outputTokens,
       usd,
       model,
+      labels: { ...labels, ...callOptions.labels },
       onExceeded: callOptions.onExceeded ?? settings.onExceeded,
       onFailure: callOptions.onFailure ?? settings.onFailure,
       span
@@ -616,7 +642,7 @@ const wrapper = (settings: Settings, layerContext: LayerContext) => {
 
   const hold = (call: PreparedCall) =>
     Effect.flatMap(heldOn(call), (budget) =>
-      budget.reserve({ tokens: call.tokens, usd: call.usd }, { onExceeded: call.onExceeded })).pipe(
+      budget.reserve({ tokens: call.tokens, usd: call.usd }, { onExceeded: call.onExceeded, labels: call.labels })).pipe(
         Effect.catch(holdFailure(call.method))
       )
 

@@ -7,7 +7,7 @@
  *
  * @since 0.2.0
  */
-import { Config, Effect, Layer } from "effect"
+import { Config, Effect, Layer, Option } from "effect"
 import type { Duration, Scope } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Budget } from "./Budget.ts"
@@ -15,6 +15,7 @@ import type { BudgetOptions, BudgetService } from "./Budget.ts"
 import type { BudgetUnavailable } from "./BudgetError.ts"
 import { InvalidUsage } from "./BudgetError.ts"
 import { BudgetStore } from "./BudgetStore.ts"
+import * as Ledger from "./Ledger.ts"
 import { parseDuration, read } from "./internal/config.ts"
 import type { Key } from "./internal/config.ts"
 import { millisOf, optionsFromConfig } from "./internal/options.ts"
@@ -89,7 +90,17 @@ export const makeStore = (
     if (onStateLost !== "fail" && onStateLost !== "recreate") {
       return Effect.fail(new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\" or \"recreate\"" }))
     }
-    return RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis })
+    // Fail closed: a sink given to a store that would not write to it would lose every entry.
+    return Effect.flatMap(Effect.serviceOption(Ledger.Sink), (sink) =>
+      Option.isSome(sink)
+        ? Effect.fail(
+          new InvalidUsage({
+            field: "Ledger.Sink",
+            value: sink.value.name,
+            reason: "is not written by the Redis store yet (docs/ledger.md): give the sink to a memory budget, or leave it out"
+          })
+        )
+        : RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis }))
   })
 
 /**

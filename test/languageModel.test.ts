@@ -789,6 +789,35 @@ describe("BudgetedLanguageModel", () => {
       }))
   })
 
+  describe("labels", () => {
+    it.effect("each call is labelled with its model and provider, and the caller's labels, nested ones added", () =>
+      Effect.gen(function*() {
+        const { budget, model } = yield* setup(() => () => ({ text: "hi", usage: reported })).pipe(
+          Effect.provideService(Model.ModelName, "test-model"),
+          Effect.provideService(Model.ProviderName, "scripted")
+        )
+        const stop = yield* listen(budget)
+        yield* model.generateText({ prompt }).pipe(
+          BudgetedLanguageModel.withCallOptions({ labels: { feature: "search" } }),
+          BudgetedLanguageModel.withCallOptions({ labels: { user: "ada", feature: "outer" } })
+        )
+        const seen = yield* stop
+        const labelled = seen.filter((e) => e._tag === "Reserved" || e._tag === "Committed")
+        assert.deepStrictEqual(labelled.map((e) => [e._tag, "labels" in e ? e.labels : undefined]), [
+          ["Reserved", { model: "test-model", provider: "scripted", user: "ada", feature: "search" }],
+          ["Committed", { model: "test-model", provider: "scripted", user: "ada", feature: "search" }]
+        ])
+      }))
+
+    it.effect("bad labels in call options fail with InvalidUsage naming the label", () =>
+      Effect.gen(function*() {
+        const error = yield* Effect.flip(
+          Effect.void.pipe(BudgetedLanguageModel.withCallOptions({ labels: { user: 7 as unknown as string } }))
+        )
+        assert.strictEqual(error.message, "Invalid labels.user: must be a string of at most 1024 characters, got 7")
+      }))
+  })
+
   describe("bad options", () => {
     it.effect("fail with InvalidUsage saying which option and why", () =>
       Effect.gen(function*() {

@@ -2,6 +2,8 @@ import { Effect } from "effect"
 import type { Reservation, Settlement } from "../Budget.ts"
 import type { BudgetUnavailable, InvalidUsage } from "../BudgetError.ts"
 import type { Charge } from "../BudgetStore.ts"
+import type { Labels } from "../Ledger.ts"
+import { noLabels } from "./labels.ts"
 import { usageError, usdFromNanos, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
 
@@ -40,7 +42,7 @@ export const warnLateCommit = (budget: string, charge: Charge): Effect.Effect<vo
 export abstract class Hold implements Reservation {
   readonly usd: number
 
-  constructor(readonly tokens: number, readonly nanos: number) {
+  constructor(readonly tokens: number, readonly nanos: number, readonly labels: Labels = noLabels) {
     this.usd = usdFromNanos(nanos)
   }
 

@@ -6,6 +6,7 @@ import { InvalidUsage } from "../BudgetError.ts"
 import type { StoreBudget } from "../BudgetStore.ts"
 import { usageError, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
+import { labelsOf } from "./labels.ts"
 import { settingsOf } from "./options.ts"
 import type { Hold } from "./reservation.ts"
 import { snapshotOf } from "./snapshot.ts"
@@ -45,10 +46,12 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
     if (invalid !== undefined) return Effect.fail(invalid)
     const id = idOf(store.path, options)
     if (id instanceof InvalidUsage) return Effect.fail(id)
+    const labels = labelsOf(options?.labels)
+    if (labels instanceof InvalidUsage) return Effect.fail(labels)
     const wait = options?.onExceeded === "wait"
     const tokens = usage.tokens ?? 0
     const nanos = usdToNanos(usage.usd ?? 0)
-    const held = store.reserve(tokens, nanos, wait, id)
+    const held = store.reserve(tokens, nanos, wait, id, labels)
     // A span only inside a traced operation: untraced code pays one check.
     return Effect.withFiber((fiber) =>
       Context.getOrUndefined(fiber.context, Tracer.ParentSpan) !== undefined && fiber.getRef(References.TracerEnabled)
@@ -72,7 +75,9 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
       if (invalid !== undefined) return Effect.fail(invalid)
       const id = idOf(path, options)
       if (id instanceof InvalidUsage) return Effect.fail(id)
-      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), id)
+      const labels = labelsOf(options?.labels)
+      if (labels instanceof InvalidUsage) return Effect.fail(labels)
+      return store.record(usage.tokens ?? 0, usdToNanos(usage.usd ?? 0), id, labels)
     },
     // `Effect.acquireRelease`, less its `provideContext` around the release
     // (which a release that needs no service only pays for: +17% on the

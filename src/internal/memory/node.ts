@@ -5,6 +5,7 @@ import { usdFromNanos } from "../../Usage.ts"
 import type { Subscribers } from "../subscribers.ts"
 import type { Ids } from "./ids.ts"
 import type { Hold } from "../reservation.ts"
+import type { Outbox } from "../outbox.ts"
 import { registerMetrics } from "../metrics.ts"
 import { capsDiffer, limitsDiffer, reconfigured, warnLimitsChanged } from "../reconfigured.ts"
 import { snapshotOf } from "../snapshot.ts"
@@ -24,6 +25,8 @@ export interface Tree {
   readonly recorded: Ids<true>
   /** Idempotency keys of reserves, with the hold each took. */
   readonly held: Ids<Hold & { readonly givenBack: boolean }>
+  /** The store's ledger outbox, if a `Ledger.Sink` was in its context. */
+  readonly ledger: Outbox | undefined
 }
 
 /**

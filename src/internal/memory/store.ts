@@ -1,6 +1,9 @@
-import { Clock, Effect, Exit } from "effect"
+import { Clock, Effect, Exit, Option } from "effect"
 import type { Fiber, Scope } from "effect"
-import type { BudgetExceeded, InvalidUsage } from "../../BudgetError.ts"
+import { type BudgetExceeded, BudgetUnavailable, type InvalidUsage, LedgerBacklogFull } from "../../BudgetError.ts"
+import { type Labels, Sink } from "../../Ledger.ts"
+import { noLabels } from "../labels.ts"
+import { Outbox } from "../outbox.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Refusal, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
@@ -246,6 +249,13 @@ const leave = (waiter: Waiter, node: Node | undefined): void => {
  */
 export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = Effect.gen(function*() {
   const roots = new Map<string, Node>()
+  const sink = yield* Effect.serviceOption(Sink)
+  const ledger = Option.isSome(sink) ? new Outbox(sink.value) : undefined
+  if (ledger !== undefined) {
+    // Added first, so it runs last: after the drain below is interrupted.
+    yield* Effect.addFinalizer(() => ledger.flush)
+    yield* Effect.forkScoped(ledger.drain)
+  }
   yield* Effect.addFinalizer(() =>
     Effect.sync(() =>
       roots.forEach((root) => {
@@ -262,7 +272,14 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
         yield* reopen(met, settings, now)
         return storeOf(met)
       }
-      const tree: Tree = { hub: new Subscribers(), seq: 0, idle: new Set(), recorded: new Ids(), held: new Ids() }
+      const tree: Tree = {
+        hub: new Subscribers(),
+        seq: 0,
+        idle: new Set(),
+        recorded: new Ids(),
+        held: new Ids(),
+        ledger
+      }
       const context = yield* Effect.context<never>()
       const root = makeNode(settings, undefined, tree, now, settings.metrics ? context : undefined)
       roots.set(settings.name, root)
@@ -324,15 +341,17 @@ class MemoryHold extends Hold {
     tokens: number,
     nanos: number,
     /** The generation of each budget of the chain when the hold was taken. */
-    readonly generations: ReadonlyArray<number>
+    readonly generations: ReadonlyArray<number>,
+    labels: Labels | undefined
   ) {
-    super(tokens, nanos)
+    super(tokens, nanos, labels)
   }
 
-  // Only a chain with a window or a rate needs the time, and reading it
-  // costs a step; a dropped budget's chain is the one of its path now.
+  // Only a chain with a window or a rate, or a charge for the ledger, needs
+  // the time, and reading it costs a step; a dropped budget's chain is the
+  // one of its path now.
   settle(charge: Charge | undefined): Effect.Effect<Settlement, InvalidUsage> {
-    const settled = this.timed
+    const settled = this.timed || (charge !== undefined && this.origin.tree.ledger !== undefined)
       ? Effect.withFiber((fiber) => this.settleAt(charge, timeOf(fiber)))
       : Effect.suspend(() => this.settleAt(charge, 0))
     return charge !== undefined && this.givenBack ? Effect.tap(settled, () => warnLateCommit(this.origin.path, charge)) : settled
@@ -401,7 +420,9 @@ class MemoryHold extends Hold {
       }
       if (node.line.head !== undefined) wake(node)
     }
-    if (hub.listening) hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd })
+    if (hub.listening) {
+      hub.publish({ _tag: "Released", budget: this.origin.path, tokens: this.tokens, usd: this.usd, ...labelled(this) })
+    }
     return released
   }
 
@@ -449,14 +470,30 @@ class MemoryHold extends Hold {
     }
     const settlement = committed(tokens, nanos, tokensOverage, nanosOverage)
     this.settlement = settlement
+    const ledger = this.origin.tree.ledger
+    if (ledger !== undefined) {
+      ledger.push({
+        id: ledger.nextId(),
+        budget: this.origin.path,
+        kind: "commit",
+        tokens,
+        nanos,
+        tokensOverage,
+        nanosOverage,
+        estimated,
+        labels: this.labels,
+        at: now,
+        windowEndsAt: windowEndsAt(this.origin)
+      })
+    }
     wakeChain(chain)
-    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated })
+    if (hub.listening) hub.publish({ ...settlement, budget: this.origin.path, estimated, ...labelled(this) })
     crossAll(chain)
     return Exit.succeed(settlement)
   }
 }
 
-const hold = (origin: Node, tokens: number, nanos: number): MemoryHold => {
+const hold = (origin: Node, tokens: number, nanos: number, labels: Labels | undefined): MemoryHold => {
   const chain = origin.chain
   const generations = new Array<number>(chain.length)
   for (let i = 0; i < chain.length; i++) {
@@ -468,18 +505,38 @@ const hold = (origin: Node, tokens: number, nanos: number): MemoryHold => {
     generations[i] = node.generation
   }
   const hub = origin.tree.hub
-  if (hub.listening) hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
-  return new MemoryHold(origin, tokens, nanos, generations)
+  const taken = new MemoryHold(origin, tokens, nanos, generations, labels)
+  if (hub.listening) {
+    hub.publish({ _tag: "Reserved", budget: origin.path, tokens, usd: usdFromNanos(nanos), ...labelled(taken) })
+  }
+  return taken
 }
+
+// --- the ledger ---------------------------------------------------------------
+
+/** An event's labels: none when the charge had none, so events without labels stay as they were. */
+const labelled = (charge: { readonly labels: Labels }): { readonly labels?: Labels } =>
+  charge.labels === noLabels ? {} : { labels: charge.labels }
+
+const windowEndsAt = (origin: Node): number | undefined => origin.windowEnd === Infinity ? undefined : origin.windowEnd
+
+/** New charges are refused while the outbox is at its bound; commits are still written. */
+const backlogFull = (origin: Node, ledger: Outbox): BudgetUnavailable =>
+  new BudgetUnavailable({
+    budget: origin.path,
+    cause: new LedgerBacklogFull({ sink: ledger.sink.name, backlog: ledger.backlog })
+  })
 
 // --- operations ---------------------------------------------------------------
 
 // An id is read and written only when given: the time costs a step.
-const record = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
-  Effect.withFiber((fiber) => {
+const record = (origin: Node, tokens: number, nanos: number, id: string | undefined, labels: Labels | undefined) =>
+  Effect.withFiber((fiber): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> => {
     const chain = origin.chain
-    const now = origin.timed || id !== undefined ? timeOf(fiber) : 0
+    const ledger = origin.tree.ledger
+    const now = origin.timed || id !== undefined || ledger !== undefined ? timeOf(fiber) : 0
     if (id !== undefined && origin.tree.recorded.get(id, now)) return Effect.void
+    if (ledger?.full) return Effect.fail(backlogFull(origin, ledger))
     if (origin.timed) roll(chain, now)
     const refusing = refuser(chain, tokens, nanos, now, false)
     if (refusing !== undefined) return Effect.fail(exceeded(refusing, tokens, nanos, now, false))
@@ -490,8 +547,25 @@ const record = (origin: Node, tokens: number, nanos: number, id: string | undefi
       if (node.rates.length > 0) takeRate(node, tokens, nanos)
     }
     if (id !== undefined) origin.tree.recorded.set(id, true, now)
+    if (ledger !== undefined) {
+      ledger.push({
+        id: id ?? ledger.nextId(),
+        budget: origin.path,
+        kind: "record",
+        tokens,
+        nanos,
+        tokensOverage: 0,
+        nanosOverage: 0,
+        estimated: false,
+        labels: labels ?? noLabels,
+        at: now,
+        windowEndsAt: windowEndsAt(origin)
+      })
+    }
     const hub = origin.tree.hub
-    if (hub.listening) hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos) })
+    if (hub.listening) {
+      hub.publish({ _tag: "Recorded", budget: origin.path, tokens, usd: usdFromNanos(nanos), ...labelled({ labels: labels ?? noLabels }) })
+    }
     crossAll(chain)
     return Effect.void
   })
@@ -504,38 +578,55 @@ const heldBy = (origin: Node, id: string | undefined, now: number): Hold | undef
 }
 
 /** A new hold, kept under its id if it has one. */
-const holdFor = (origin: Node, tokens: number, nanos: number, id: string | undefined, now: number): MemoryHold => {
-  const taken = hold(origin, tokens, nanos)
+const holdFor = (
+  origin: Node,
+  tokens: number,
+  nanos: number,
+  id: string | undefined,
+  labels: Labels | undefined,
+  now: number
+): MemoryHold => {
+  const taken = hold(origin, tokens, nanos, labels)
   if (id !== undefined) origin.tree.held.set(id, taken, now)
   return taken
 }
 
-const reserveNow = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
-  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
+const reserveNow = (origin: Node, tokens: number, nanos: number, id: string | undefined, labels: Labels | undefined) =>
+  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable> => {
     const now = origin.timed || id !== undefined ? timeOf(fiber) : 0
     const known = heldBy(origin, id, now)
     if (known !== undefined) return Effect.succeed(known)
+    const ledger = origin.tree.ledger
+    if (ledger?.full) return Effect.fail(backlogFull(origin, ledger))
     if (origin.timed) roll(origin.chain, now)
     const refusing = refuser(origin.chain, tokens, nanos, now, true)
     return refusing === undefined
-      ? Effect.succeed(holdFor(origin, tokens, nanos, id, now))
+      ? Effect.succeed(holdFor(origin, tokens, nanos, id, labels, now))
       : Effect.fail(exceeded(refusing, tokens, nanos, now, true))
   })
 
 // Joins a line unless nothing holds the request back; only the wait itself
 // is interruptible, so a hold taken here always reaches the caller.
-const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string | undefined) =>
-  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded> => {
+const reserveWaiting = (
+  origin: Node,
+  tokens: number,
+  nanos: number,
+  id: string | undefined,
+  labels: Labels | undefined
+) =>
+  Effect.withFiber((fiber): Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable> => {
     const chain = origin.chain
     const now = () => timeOf(fiber)
     const known = heldBy(origin, id, now())
     if (known !== undefined) return Effect.succeed(known)
+    const ledger = origin.tree.ledger
+    if (ledger?.full) return Effect.fail(backlogFull(origin, ledger))
     if (origin.timed) roll(chain, now())
     const larger = tooLarge(chain, tokens, nanos)
     if (larger !== undefined) return Effect.fail(exceeded(larger, tokens, nanos, now(), true))
     const waiter: MemoryWaiter = Object.assign(makeWaiter(origin.tree.seq++, tokens, nanos), { origin, now })
     const first = holdsBack(waiter)
-    if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, now()))
+    if (first === undefined) return Effect.succeed(holdFor(origin, tokens, nanos, id, labels, now()))
     lineOf(first, waiter)
     const dispatcher = fiber.currentDispatcher
     const signal = Effect.interruptible(Effect.callback<void>((resume) => {
@@ -572,7 +663,7 @@ const reserveWaiting = (origin: Node, tokens: number, nanos: number, id: string 
       const taken = heldBy(origin, id, now())
       if (blocker === undefined || taken !== undefined) {
         waiter.line?.leave(waiter)
-        const reservation = taken ?? holdFor(origin, tokens, nanos, id, now())
+        const reservation = taken ?? holdFor(origin, tokens, nanos, id, labels, now())
         if (from !== undefined) wake(from)
         return Effect.succeed(reservation)
       }
@@ -615,9 +706,9 @@ const child = (parent: Node, settings: Settings) =>
 /** One budget of a tree, as the service sees it. */
 const storeOf = (origin: Node): StoreBudget => ({
   path: origin.path,
-  record: (tokens, nanos, id) => record(origin, tokens, nanos, id),
-  reserve: (tokens, nanos, wait, id) =>
-    wait ? reserveWaiting(origin, tokens, nanos, id) : reserveNow(origin, tokens, nanos, id),
+  record: (tokens, nanos, id, labels) => record(origin, tokens, nanos, id, labels),
+  reserve: (tokens, nanos, wait, id, labels) =>
+    wait ? reserveWaiting(origin, tokens, nanos, id, labels) : reserveNow(origin, tokens, nanos, id, labels),
   snapshot: Effect.withFiber((fiber) => {
     const now = origin.timed ? timeOf(fiber) : 0
     if (origin.timed) roll(origin.chain, now)

@@ -5,6 +5,7 @@ import { BudgetUnavailable } from "../../BudgetError.ts"
 import type { BudgetExceeded, InvalidUsage, LimitAxis } from "../../BudgetError.ts"
 import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
+import type { Labels } from "../../Ledger.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { warnLimitsChanged } from "../reconfigured.ts"
@@ -140,10 +141,11 @@ class RedisHold extends Hold {
     readonly id: string,
     tokens: number,
     nanos: number,
+    labels: Labels | undefined,
     /** Known already: a reserve with an idempotency key met a hold committed under it. */
     settlement?: Settlement
   ) {
-    super(tokens, nanos)
+    super(tokens, nanos, labels)
     this.settlement = settlement
     this.renewing = settlement === undefined
   }
@@ -535,27 +537,34 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
    * The hold a reserve got: a new one (`ok`), or, for an idempotency key,
    * the one already under it, held or committed.
    */
-  const holdOf = (id: string, tokens: number, nanos: number, result: readonly ["ok"] | Scripts.Kept): RedisHold => {
-    if (result[0] === "ok") return new RedisHold(tree, chain, keys, paths, id, tokens, nanos)
-    if (result[0] === "h") return new RedisHold(tree, chain, keys, paths, id, Number(result[1]), Number(result[2]))
+  const holdOf = (
+    id: string,
+    tokens: number,
+    nanos: number,
+    labels: Labels | undefined,
+    result: readonly ["ok"] | Scripts.Kept
+  ): RedisHold => {
+    if (result[0] === "ok") return new RedisHold(tree, chain, keys, paths, id, tokens, nanos, labels)
+    if (result[0] === "h") return new RedisHold(tree, chain, keys, paths, id, Number(result[1]), Number(result[2]), labels)
     tree.live.remove(id)
-    return new RedisHold(tree, chain, keys, paths, id, tokens, nanos, settlementOf(result))
+    return new RedisHold(tree, chain, keys, paths, id, tokens, nanos, labels, settlementOf(result))
   }
 
   const reserveNow = (
     tokens: number,
     nanos: number,
     key: string | undefined,
+    labels: Labels | undefined,
     firstTry = true
   ): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
     Effect.suspend(() => {
       const id = key === undefined ? tree.nextId() : holdIdOf(key)
       const operation = { _tag: "Reserve", chain: keys, id, tokens, nanos, once: key !== undefined } as const
       return Effect.flatMap(holding(id, send(tree, chain[0]!, operation)), (result) => {
-        if (result[0] === "ok" || result[0] === "h" || result[0] === "c") return Effect.succeed(holdOf(id, tokens, nanos, result))
+        if (result[0] === "ok" || result[0] === "h" || result[0] === "c") return Effect.succeed(holdOf(id, tokens, nanos, labels, result))
         tree.live.remove(id)
-        if (result[0] === "a") return reserveNow(tokens, nanos, key, firstTry)
-        if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, key, false) : undefined)
+        if (result[0] === "a") return reserveNow(tokens, nanos, key, labels, firstTry)
+        if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, key, labels, false) : undefined)
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
@@ -570,7 +579,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   // here, so `leave` finds it even if the attempt that lined it up had no
   // reply), and a hold it may have taken is released (one under an
   // idempotency key, which another call may share, lapses with its lease).
-  const reserveWaiting = (tokens: number, nanos: number, key: string | undefined) =>
+  const reserveWaiting = (tokens: number, nanos: number, key: string | undefined, labels: Labels | undefined) =>
     Effect.suspend(() => {
       const id = key === undefined ? tree.nextId() : holdIdOf(key)
       const ticket = tree.nextId()
@@ -592,7 +601,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
             unanswered = false
             if (result[0] === "ok" || result[0] === "h" || result[0] === "c") {
               settled()
-              return Effect.succeed(holdOf(id, tokens, nanos, result))
+              return Effect.succeed(holdOf(id, tokens, nanos, labels, result))
             }
             tree.live.remove(id)
             if (result[0] === "l") {
@@ -670,7 +679,8 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   return {
     path,
     record: (tokens, nanos, id) => record(tokens, nanos, id),
-    reserve: (tokens, nanos, wait, id) => wait ? reserveWaiting(tokens, nanos, id) : reserveNow(tokens, nanos, id),
+    reserve: (tokens, nanos, wait, id, labels) =>
+      wait ? reserveWaiting(tokens, nanos, id, labels) : reserveNow(tokens, nanos, id, labels),
     snapshot,
     reset,
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),

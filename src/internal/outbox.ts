@@ -1,0 +1,120 @@
+import { Effect, Metric } from "effect"
+import type { Entry, Sink } from "../Ledger.ts"
+
+/*
+ * A store's ledger outbox in memory: each entry is pushed in the same
+ * synchronous step as its charge, and one fiber hands the oldest to the
+ * sink, a batch at a time, removing a batch only once the sink took it. A
+ * batch the sink refused is handed over again after a backoff; the sink
+ * keeps ids unique, so a batch written twice (a reply lost) counts once.
+ */
+
+const backlogGauge = Metric.gauge("budget_ledger_backlog", {
+  description: "Ledger entries charged but not yet taken by the sink"
+})
+
+/** Backoff between attempts at a batch the sink refused: 100 ms, doubling, at most 10 s. */
+const backoffMillis = (attempt: number): number => Math.min(10_000, 100 * 2 ** Math.min(attempt, 7))
+
+export class Outbox {
+  private entries: Array<Entry> = []
+  /** Entries before it were taken by the sink. */
+  private head = 0
+  private wakeUp: (() => void) | undefined = undefined
+  /** Ids of entries with no idempotency key: unique across processes and restarts, as a sink keeps them. */
+  private readonly prefix = globalThis.crypto.randomUUID()
+  private sequence = 0
+
+  constructor(readonly sink: Sink["Service"]) {}
+
+  nextId(): string {
+    return `${this.prefix}.${this.sequence++}`
+  }
+
+  get backlog(): number {
+    return this.entries.length - this.head
+  }
+
+  /** At its bound: new charges are refused (commits are still pushed). */
+  get full(): boolean {
+    return this.backlog >= this.sink.maxBacklog
+  }
+
+  push(entry: Entry): void {
+    this.entries.push(entry)
+    const wakeUp = this.wakeUp
+    if (wakeUp !== undefined) {
+      this.wakeUp = undefined
+      wakeUp()
+    }
+  }
+
+  private get batch(): ReadonlyArray<Entry> {
+    return this.entries.slice(this.head, this.head + this.sink.batchSize)
+  }
+
+  private taken(count: number): void {
+    this.head += count
+    // Compacted once the taken part is most of the array.
+    if (this.head >= 1_024 && this.head * 2 >= this.entries.length) {
+      this.entries = this.entries.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  private readonly nonEmpty: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.backlog > 0) return resume(Effect.void)
+    this.wakeUp = () => resume(Effect.void)
+    return Effect.sync(() => {
+      this.wakeUp = undefined
+    })
+  })
+
+  /** Hands the backlog to the sink for ever, logging an outage once and its end. */
+  readonly drain: Effect.Effect<never> = Effect.suspend(() => {
+    let failures = 0
+    const attempt: Effect.Effect<void> = Effect.suspend(() => {
+      const batch = this.batch
+      return Effect.matchEffect(this.sink.write(batch), {
+        onFailure: (error) => {
+          failures++
+          const log = failures === 1
+            ? Effect.logWarning(`${error.message} (${this.backlog} entries waiting)`)
+            : Effect.void
+          return Effect.andThen(log, Effect.andThen(Effect.sleep(backoffMillis(failures - 1)), attempt))
+        },
+        onSuccess: () => {
+          this.taken(batch.length)
+          const recovered = failures > 0
+            ? Effect.logInfo(`Ledger sink "${this.sink.name}" takes entries again, after ${failures} refused attempts`)
+            : Effect.void
+          failures = 0
+          return recovered
+        }
+      })
+    })
+    const report = Effect.suspend(() => Metric.update(backlogGauge, this.backlog))
+    return Effect.forever(Effect.andThen(this.nonEmpty, Effect.andThen(attempt, report)))
+  })
+
+  /**
+   * At the store's close: what is left, handed over once (no waiting on a
+   * sink that is down); entries it did not take are logged as an error,
+   * in full, so an operator can write them by hand.
+   */
+  readonly flush: Effect.Effect<void> = Effect.suspend(() => {
+    const next: Effect.Effect<void> = Effect.suspend(() => {
+      if (this.backlog === 0) return Effect.void
+      const batch = this.batch
+      return Effect.matchEffect(this.sink.write(batch), {
+        onFailure: (error) =>
+          Effect.logError(
+            `${this.backlog} ledger entries were not written as the store closed: ${error.message}. ` +
+              `They are charged; write them to the ledger by hand: ${JSON.stringify(this.entries.slice(this.head))}`
+          ),
+        onSuccess: () => Effect.andThen(Effect.sync(() => this.taken(batch.length)), next)
+      })
+    })
+    return next
+  })
+}
