@@ -165,10 +165,9 @@ const clientOf: Effect.Effect<SqlClient, InvalidUsage, SqlClient> = Effect.flatM
 })
 
 // `at` and `window_ends_at` are timestamptz: see docs/ledger.md#the-table.
-const createTable = (table: Table): Effect.Effect<void, SqlError, SqlClient> =>
-  Effect.gen(function*() {
-    const sql = yield* SqlClient
-    yield* sql`CREATE TABLE ${sql(table.name)} (
+const createTable = Effect.fnUntraced(function*(table: Table): Effect.fn.Return<void, SqlError, SqlClient> {
+  const sql = yield* SqlClient
+  yield* sql`CREATE TABLE ${sql(table.name)} (
   id text PRIMARY KEY,
   budget text NOT NULL,
   kind text NOT NULL,
@@ -181,12 +180,12 @@ const createTable = (table: Table): Effect.Effect<void, SqlError, SqlClient> =>
   at timestamptz NOT NULL,
   window_ends_at timestamptz
 )`
-    // A path and its descendants are a byte-wise range: text_pattern_ops.
-    yield* sql`CREATE INDEX ${sql(`${table.base}_budget_at_idx`)} ON ${sql(table.name)} (budget text_pattern_ops, at)`
-    yield* sql`CREATE INDEX ${sql(`${table.base}_at_idx`)} ON ${sql(table.name)} (at)`
-    // jsonb_path_ops: smaller and faster than jsonb_ops, for @> (containment) only.
-    yield* sql`CREATE INDEX ${sql(`${table.base}_labels_idx`)} ON ${sql(table.name)} USING gin (labels jsonb_path_ops)`
-  })
+  // A path and its descendants are a byte-wise range: text_pattern_ops.
+  yield* sql`CREATE INDEX ${sql(`${table.base}_budget_at_idx`)} ON ${sql(table.name)} (budget text_pattern_ops, at)`
+  yield* sql`CREATE INDEX ${sql(`${table.base}_at_idx`)} ON ${sql(table.name)} (at)`
+  // jsonb_path_ops: smaller and faster than jsonb_ops, for @> (containment) only.
+  yield* sql`CREATE INDEX ${sql(`${table.base}_labels_idx`)} ON ${sql(table.name)} USING gin (labels jsonb_path_ops)`
+})
 
 const runMigrations = Migrator.make({})
 
@@ -212,22 +211,27 @@ const runMigrations = Migrator.make({})
  * @since 0.3.0
  * @category constructors
  */
-export const migrate = (
-  options: Pick<Options, "table"> = {}
-): Effect.Effect<
+export const migrate: (
+  options?: Pick<Options, "table">
+) => Effect.Effect<
   ReadonlyArray<readonly [id: number, name: string]>,
   InvalidUsage | Migrator.MigrationError | SqlError,
   SqlClient
-> =>
-  Effect.gen(function*() {
-    const table = tableOf(options.table)
-    if (table instanceof InvalidUsage) return yield* table
-    const sql = yield* clientOf
-    return yield* runMigrations({
-      loader: Migrator.fromRecord({ "1_create_ledger": createTable(table) }),
-      table: `${table.name}_migrations`
-    }).pipe(Effect.provideService(SqlClient, sql))
-  })
+> = Effect.fn("PgLedger.migrate")(function*(
+  options: Pick<Options, "table"> = {}
+): Effect.fn.Return<
+  ReadonlyArray<readonly [id: number, name: string]>,
+  InvalidUsage | Migrator.MigrationError | SqlError,
+  SqlClient
+> {
+  const table = tableOf(options.table)
+  if (table instanceof InvalidUsage) return yield* table
+  const sql = yield* clientOf
+  return yield* runMigrations({
+    loader: Migrator.fromRecord({ "1_create_ledger": createTable(table) }),
+    table: `${table.name}_migrations`
+  }).pipe(Effect.provideService(SqlClient, sql))
+})
 
 // --- the sink ----------------------------------------------------------------------
 
@@ -272,15 +276,18 @@ const rowOf = (entry: Ledger.Entry) => ({
  * @since 0.3.0
  * @category constructors
  */
-export const makeSink = (options: Options = {}): Effect.Effect<Ledger.Sink["Service"], InvalidUsage, SqlClient> =>
-  Effect.gen(function*() {
-    const table = tableOf(options.table)
-    if (table instanceof InvalidUsage) return yield* table
-    const sql = yield* clientOf
-    const name = `postgresql:${table.name}`
-    const unavailable = (cause: unknown) => new Ledger.LedgerUnavailable({ sink: name, cause })
-    const insert = (rows: string) =>
-      sql`INSERT INTO ${sql(table.name)}
+export const makeSink: (
+  options?: Options
+) => Effect.Effect<Ledger.Sink["Service"], InvalidUsage, SqlClient> = Effect.fnUntraced(function*(
+  options: Options = {}
+): Effect.fn.Return<Ledger.Sink["Service"], InvalidUsage, SqlClient> {
+  const table = tableOf(options.table)
+  if (table instanceof InvalidUsage) return yield* table
+  const sql = yield* clientOf
+  const name = `postgresql:${table.name}`
+  const unavailable = (cause: unknown) => new Ledger.LedgerUnavailable({ sink: name, cause })
+  const insert = (rows: string) =>
+    sql`INSERT INTO ${sql(table.name)}
   (id, budget, kind, tokens, nanos, tokens_overage, nanos_overage, estimated, labels, at, window_ends_at)
 SELECT id, budget, kind, tokens, nanos, tokens_overage, nanos_overage, estimated, labels, at, window_ends_at
 FROM jsonb_to_recordset(${rows}::jsonb) AS entry(
@@ -288,14 +295,14 @@ FROM jsonb_to_recordset(${rows}::jsonb) AS entry(
   estimated boolean, labels jsonb, at timestamptz, window_ends_at timestamptz
 )
 ON CONFLICT (id) DO NOTHING`
-    const write = Effect.fn("PgLedger.write")(function*(entries: ReadonlyArray<Ledger.Entry>) {
-      if (entries.length === 0) return
-      // A time outside Date's range cannot be written: it fails like the table would.
-      const rows = yield* Effect.try({ try: () => JSON.stringify(entries.map(rowOf)), catch: unavailable })
-      yield* Effect.mapError(insert(rows), unavailable)
-    })
-    return yield* Ledger.makeSink(name, write, options)
+  const write = Effect.fn("PgLedger.write")(function*(entries: ReadonlyArray<Ledger.Entry>) {
+    if (entries.length === 0) return
+    // A time outside Date's range cannot be written: it fails like the table would.
+    const rows = yield* Effect.try({ try: () => JSON.stringify(entries.map(rowOf)), catch: unavailable })
+    yield* Effect.mapError(insert(rows), unavailable)
   })
+  return yield* Ledger.makeSink(name, write, options)
+})
 
 // --- the queries -------------------------------------------------------------------
 
@@ -434,13 +441,16 @@ ${grouping}`
  * @since 0.3.0
  * @category constructors
  */
-export const make = (options: Pick<Options, "table"> = {}): Effect.Effect<PgLedger["Service"], InvalidUsage, SqlClient> =>
-  Effect.gen(function*() {
-    const table = tableOf(options.table)
-    if (table instanceof InvalidUsage) return yield* table
-    const sql = yield* clientOf
-    return PgLedger.of({ table: table.name, spend: makeSpend(sql, table) })
-  })
+export const make: (
+  options?: Pick<Options, "table">
+) => Effect.Effect<PgLedger["Service"], InvalidUsage, SqlClient> = Effect.fnUntraced(function*(
+  options: Pick<Options, "table"> = {}
+): Effect.fn.Return<PgLedger["Service"], InvalidUsage, SqlClient> {
+  const table = tableOf(options.table)
+  if (table instanceof InvalidUsage) return yield* table
+  const sql = yield* clientOf
+  return PgLedger.of({ table: table.name, spend: makeSpend(sql, table) })
+})
 
 /**
  * The ledger in PostgreSQL: the `Ledger.Sink` a budget's store writes its
