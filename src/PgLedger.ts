@@ -145,8 +145,9 @@ const tableOf = (table: unknown): Table | InvalidUsage => {
   })
 }
 
-// The statements name the table's columns as they are (`at`, not a
-// transformed `at`): the client's name transforms, if it has any, are off.
+// The client, checked to be PostgreSQL's, without its name transforms (if
+// it has any): the statements and their rows name the columns as the table
+// does (`tokens_overage`, not `tokensOverage`).
 const clientOf: Effect.Effect<SqlClient, InvalidUsage, SqlClient> = Effect.flatMap(SqlClient, (sql) => {
   const dialect = sql.onDialect({
     pg: () => "pg",
