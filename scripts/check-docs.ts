@@ -10,7 +10,7 @@
  * compiler options (strict and the rest), except that unused locals and
  * parameters are allowed: a doc may define a layer or a program only to
  * show it. The import "effect-token-budget" resolves to ./src/index.ts (and
- * "/redis", "/testing" to theirs), so the docs are checked against the code
+ * "/redis", "/sql-pg", "/testing" to theirs), so the docs are checked against the code
  * in this tree, not a build.
  *
  * The convention for writers:
@@ -107,6 +107,7 @@ writeFileSync(
         paths: {
           "effect-token-budget": [join(root, "src/index.ts")],
           "effect-token-budget/redis": [join(root, "src/redis.ts")],
+          "effect-token-budget/sql-pg": [join(root, "src/sql-pg.ts")],
           "effect-token-budget/testing": [join(root, "src/testing.ts")]
         }
       },

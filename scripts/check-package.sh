@@ -3,13 +3,15 @@
 # holds, install it into a fresh project outside the repository (with
 # `effect` as its peer, at the repository's version), type-check a consumer
 # program against the installed types (strict, NodeNext), and run it with
-# Node 22 on the in-memory store and on Redis.
+# Node 22 on the in-memory store, on Redis, and with the ledger in
+# PostgreSQL.
 #
 #   npm run check:package               # or: bash scripts/check-package.sh
 #   KEEP=1 npm run check:package        # keep the scratch project and print where
 #
-# Redis: REDIS_URL, or 127.0.0.1:6379. Without one the Redis run is skipped
-# with a notice, except in CI (CI=true), where it fails.
+# Redis: REDIS_URL, or 127.0.0.1:6379. PostgreSQL: DATABASE_URL, or
+# postgres://postgres@127.0.0.1:5432/test. Without one the run on it is
+# skipped with a notice, except in CI (CI=true), where it fails.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -38,7 +40,8 @@ echo "check-package: packed $(basename "$tarball") ($(du -k "$tarball" | cut -f1
 contents="$(tar -tzf "$tarball")"
 missing=0
 for file in package.json README.md LICENSE CHANGELOG.md \
-  dist/index.js dist/index.d.ts dist/index.js.map dist/index.d.ts.map dist/Budget.js src/index.ts; do
+  dist/index.js dist/index.d.ts dist/index.js.map dist/index.d.ts.map dist/Budget.js src/index.ts \
+  dist/sql-pg.js dist/sql-pg.d.ts dist/PgLedger.js; do
   if ! grep -qx "package/$file" <<<"$contents"; then echo "check-package: the tarball lacks $file" >&2; missing=1; fi
 done
 if grep -E '^package/(test|scripts|bench|examples|docs|\.ci|node_modules)/' <<<"$contents" >&2; then
@@ -53,6 +56,7 @@ version_of() { node -p "require('./package.json').devDependencies['$1']"; }
 effect_version="$(version_of effect)"
 platform_node_version="$(version_of @effect/platform-node)"
 redis_version="$(version_of redis)"
+sql_pg_version="$(version_of @effect/sql-pg)"
 typescript_version="$(version_of typescript)"
 types_node_version="$(version_of @types/node)"
 
@@ -89,6 +93,7 @@ npm install --no-audit --no-fund --prefer-offline --loglevel=error \
   "effect@$effect_version" \
   "@effect/platform-node@$platform_node_version" \
   "redis@$redis_version" \
+  "@effect/sql-pg@$sql_pg_version" \
   "typescript@$typescript_version" \
   "@types/node@$types_node_version"
 
@@ -126,6 +131,22 @@ elif [ -n "${CI:-}" ]; then
   exit 1
 else
   echo "check-package: Redis does not answer at $redis_url: skipping the Redis run (start one to run it)"
+fi
+
+database_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+pg_hostport="${database_url#*://}"
+pg_hostport="${pg_hostport##*@}"
+pg_hostport="${pg_hostport%%/*}"
+pg_host="${pg_hostport%%:*}"
+pg_port="${pg_hostport##*:}"
+[ "$pg_port" != "$pg_hostport" ] || pg_port=5432
+if (exec 3<>"/dev/tcp/$pg_host/$pg_port") 2>/dev/null; then
+  DATABASE_URL="$database_url" node out/main.js postgres
+elif [ -n "${CI:-}" ]; then
+  echo "check-package: PostgreSQL does not answer at $pg_host:$pg_port: the PostgreSQL run cannot run" >&2
+  exit 1
+else
+  echo "check-package: PostgreSQL does not answer at $pg_host:$pg_port: skipping the PostgreSQL run (start one to run it)"
 fi
 
 echo "check-package: ok ($((SECONDS - started))s)"

@@ -1,8 +1,8 @@
 /**
- * The main entry loads no Redis code and no test framework: built as it is
- * published, imported in a process of its own, every module it loads is
- * recorded. The Redis and testing entries, imported the same way, do load
- * theirs, so the checks can fail.
+ * The main entry loads no Redis code, no SQL code and no test framework:
+ * built as it is published, imported in a process of its own, every module
+ * it loads is recorded. The Redis, PostgreSQL and testing entries, imported
+ * the same way, do load theirs, so the checks can fail.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
@@ -33,6 +33,12 @@ const modulesOf = (entry: string): ReadonlyArray<string> =>
 // `RequestResolver`, for every effect program: it is not ours to avoid.)
 const redisModule = /\/dist\/(redis|RedisBudget)\.js$|\/internal\/redis\/|\/node_modules\/(redis|@redis|@effect\/platform-node)\//
 
+// Our PostgreSQL ledger, the migrator it runs, and the driver. (effect's
+// `sql/SqlClient`, `SqlError` and `Statement` are loaded by effect itself,
+// through its persistence modules, for every effect program: not ours to
+// avoid.)
+const sqlModule = /\/dist\/(sql-pg|PgLedger)\.js$|\/node_modules\/effect\/dist\/sql\/Migrator\.js$|\/node_modules\/@effect\/sql-pg\//
+
 // The conformance suite and what it runs on: optional peers of the testing
 // entry only.
 const testingModule = /\/dist\/(testing|BudgetStoreContract)\.js$|\/internal\/testing\/|\/node_modules\/(vitest|@vitest|@effect\/vitest|fast-check)\//
@@ -61,6 +67,27 @@ describe("entry points", () => {
     const loaded = modulesOf("index.js")
     assert.isTrue(loaded.some((url) => url.endsWith("/Budget.js")), "the main entry was loaded")
     assert.deepStrictEqual(loaded.filter((url) => redisModule.test(url)), [])
+  })
+
+  it("effect-token-budget loads no SQL module: not the ledger, not the migrator, not @effect/sql-pg", () => {
+    assert.deepStrictEqual(modulesOf("index.js").filter((url) => sqlModule.test(url)), [])
+  })
+
+  it("effect-token-budget/redis loads no SQL module", () => {
+    assert.deepStrictEqual(modulesOf("redis.js").filter((url) => sqlModule.test(url)), [])
+  })
+
+  it("effect-token-budget/sql-pg loads the PostgreSQL ledger and effect's migrator, and no Redis module", () => {
+    const loaded = modulesOf("sql-pg.js")
+    assert.isTrue(loaded.some((url) => url.endsWith("/PgLedger.js")))
+    assert.isTrue(loaded.some((url) => url.endsWith("/node_modules/effect/dist/sql/Migrator.js")))
+    assert.isTrue(loaded.some((url) => url.endsWith("/node_modules/effect/dist/sql/SqlClient.js")))
+    assert.deepStrictEqual(loaded.filter((url) => redisModule.test(url)), [])
+  })
+
+  it("effect-token-budget/sql-pg loads no driver: @effect/sql-pg is the user's to provide", () => {
+    // It runs on effect's `SqlClient`; `PgClient.layer` is one that provides it.
+    assert.deepStrictEqual(modulesOf("sql-pg.js").filter((url) => /\/node_modules\/@effect\/sql-pg\//.test(url)), [])
   })
 
   it("effect-token-budget loads no vitest and no fast-check", () => {

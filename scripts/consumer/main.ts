@@ -4,6 +4,7 @@
  *
  *   node out/main.js memory    # Budget.layer, and Pricing and TokenEstimate
  *   node out/main.js redis     # RedisBudget.layer over NodeRedis (REDIS_URL or 127.0.0.1:6379)
+ *   node out/main.js postgres  # PgLedger.layer over PgClient (DATABASE_URL or postgres://postgres@127.0.0.1:5432/test)
  *
  * It imports only "effect-token-budget" and its peers, as a user would, and
  * exits non-zero when any result differs from what the contract says. It
@@ -11,19 +12,22 @@
  * entry resolves and type-checks; the suite itself runs only under vitest.
  */
 import { NodeRedis } from "@effect/platform-node"
-import { Effect, Exit, Layer } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Exit, Layer, Redacted } from "effect"
 import { Prompt, Response } from "effect/ai"
 import * as Redis from "effect/persistence/Redis"
 import {
   Budget,
   BudgetExceeded,
   InvalidUsage,
+  Ledger,
   Pricing,
   type Settlement,
   type Snapshot,
   TokenEstimate
 } from "effect-token-budget"
 import { RedisBudget } from "effect-token-budget/redis"
+import { PgLedger } from "effect-token-budget/sql-pg"
 import type { BudgetStoreContract } from "effect-token-budget/testing"
 
 // --- a tiny assertion kit -----------------------------------------------------
@@ -244,15 +248,69 @@ const redis: Effect.Effect<void, unknown> = Effect.gen(function*() {
   if (keys.length > 0) yield* redis.send("DEL", ...keys)
 }).pipe(Effect.provide(Layer.orDie(NodeRedis.layer({ url: redisUrl }))))
 
+// --- the ledger in PostgreSQL ---------------------------------------------------
+
+const databaseUrl = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test"
+// A table of this run's own, dropped at the end.
+const ledgerTable = `consumer_check_${process.pid}_${Date.now()}`
+
+const postgres: Effect.Effect<void, unknown> = Effect.gen(function*() {
+  const sink = yield* Ledger.Sink
+  const ledger = yield* PgLedger.PgLedger
+  const entry = (id: string, budget: string, nanos: number, model: string): Ledger.Entry =>
+    Ledger.Entry.make({
+      id,
+      budget,
+      kind: "commit",
+      tokens: 1000,
+      nanos,
+      tokensOverage: 0,
+      nanosOverage: 0,
+      estimated: false,
+      labels: { model },
+      at: Date.UTC(2026, 2, 15)
+    })
+  const batch = [
+    entry("a", "consumer/tenant-a", 2 ** 40, "small"),
+    entry("b", "consumer/tenant-a/agent", 3, "large"),
+    entry("c", "consumer/tenant-ab", 5, "small")
+  ]
+  yield* sink.write(batch)
+  yield* sink.write(batch) // idempotent by id
+  const [march] = yield* ledger.spend({
+    budget: "consumer/tenant-a",
+    from: Date.UTC(2026, 2, 1),
+    to: Date.UTC(2026, 3, 1),
+    groupBy: "month"
+  })
+  yield* checkFields("tenant-a in March", march ?? {}, { group: "2026-03", tokens: 2000, nanos: 2 ** 40 + 3, entries: 2 })
+  const perModel = yield* ledger.spend({ budget: "consumer", groupBy: { label: "model" } })
+  yield* check("per model", JSON.stringify(perModel.map((row) => [row.group, row.nanos])), JSON.stringify([["large", 3], ["small", 2 ** 40 + 5]]))
+  const invalid = yield* ledger.spend({ budget: "consumer//a" }).pipe(
+    Effect.as(undefined),
+    Effect.catchTag("InvalidUsage", (e) => Effect.succeed(e.field))
+  )
+  yield* check("PgLedger InvalidUsage.field", invalid, "query.budget")
+}).pipe(
+  Effect.provide(PgLedger.layer({ table: ledgerTable })),
+  Effect.ensuring(
+    Effect.gen(function*() {
+      const sql = yield* PgClient.PgClient
+      yield* sql`DROP TABLE IF EXISTS ${sql(ledgerTable)}, ${sql(`${ledgerTable}_migrations`)}`
+    }).pipe(Effect.orDie)
+  ),
+  Effect.provide(PgClient.layer({ url: Redacted.make(databaseUrl) }))
+)
+
 // --- main -----------------------------------------------------------------------
 
 const store = process.argv[2]
-if (store !== "memory" && store !== "redis") {
-  console.error("usage: node main.js memory|redis")
+if (store !== "memory" && store !== "redis" && store !== "postgres") {
+  console.error("usage: node main.js memory|redis|postgres")
   process.exit(2)
 }
 
-const exit = await Effect.runPromiseExit(store === "memory" ? memory : redis)
+const exit = await Effect.runPromiseExit(store === "memory" ? memory : store === "redis" ? redis : postgres)
 if (Exit.isFailure(exit)) {
   console.error(`consumer (${store}): the program failed:`, exit.cause)
   process.exitCode = 1
