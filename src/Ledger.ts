@@ -10,6 +10,7 @@
  */
 import { Context, Effect, Schema } from "effect"
 import { InvalidUsage } from "./BudgetError.ts"
+import { causeText } from "./internal/causeText.ts"
 
 /**
  * Labels of a charge: strings by name (model, provider, user, feature,
@@ -80,8 +81,7 @@ export class LedgerUnavailable extends Schema.TaggedError<LedgerUnavailable>()("
   cause: Schema.Defect()
 }) {
   override get message(): string {
-    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
-    return `Ledger sink "${this.sink}" did not take a batch: ${cause}. Its entries wait in the outbox and are ` +
+    return `Ledger sink "${this.sink}" did not take a batch: ${causeText(this.cause)}. Its entries wait in the outbox and are ` +
       `written when it answers`
   }
 }

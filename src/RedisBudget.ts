@@ -90,17 +90,8 @@ export const makeStore = (
     if (onStateLost !== "fail" && onStateLost !== "recreate") {
       return Effect.fail(new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\" or \"recreate\"" }))
     }
-    // Fail closed: a sink given to a store that would not write to it would lose every entry.
     return Effect.flatMap(Effect.serviceOption(Ledger.Sink), (sink) =>
-      Option.isSome(sink)
-        ? Effect.fail(
-          new InvalidUsage({
-            field: "Ledger.Sink",
-            value: sink.value.name,
-            reason: "is not written by the Redis store yet (docs/ledger.md): give the sink to a memory budget, or leave it out"
-          })
-        )
-        : RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis }))
+      RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis, sink: Option.getOrUndefined(sink) }))
   })
 
 /**

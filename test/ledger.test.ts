@@ -10,9 +10,7 @@ import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetOptions, Ledger, usdToNanos } from "../src/index.ts"
 import { yields as settle } from "../src/BudgetStoreContract.ts"
 import { capturingLogs } from "../src/internal/testing/logs.ts"
-import { RedisBudget } from "../src/redis.ts"
 import { collectingSink } from "./support/ledgerSink.ts"
-import { available, RedisLive } from "./support/redis.ts"
 import { Stream } from "effect"
 
 const withLedger = (options: BudgetOptions, sinkOptions: Ledger.SinkOptions = {}) =>
@@ -250,14 +248,3 @@ describe("ledger (memory store)", () => {
     }))
 })
 
-describe.runIf(available)("ledger (Redis store, for now)", () => {
-  it.effect("a sink given to a Redis store fails its layer with InvalidUsage, not entries lost in silence", () =>
-    Effect.gen(function*() {
-      const { sink } = yield* collectingSink()
-      const error = yield* Effect.flip(
-        RedisBudget.makeStore().pipe(Effect.provideService(Ledger.Sink, sink), Effect.provide(RedisLive))
-      )
-      assert.strictEqual(error._tag, "InvalidUsage")
-      assert.include(error.message, "Invalid Ledger.Sink: is not written by the Redis store yet")
-    }))
-})

@@ -13,8 +13,34 @@ const backlogGauge = Metric.gauge("budget_ledger_backlog", {
   description: "Ledger entries charged but not yet taken by the sink"
 })
 
+/** Sets the `budget_ledger_backlog` gauge. */
+export const reportBacklog = (backlog: number): Effect.Effect<void> => Metric.update(backlogGauge, backlog)
+
 /** Backoff between attempts at a batch the sink refused: 100 ms, doubling, at most 10 s. */
 const backoffMillis = (attempt: number): number => Math.min(10_000, 100 * 2 ** Math.min(attempt, 7))
+
+/**
+ * Hands `batch` to the sink until it takes it, waiting with `sleep` (the
+ * store's clock) between attempts; an outage is logged once as it starts,
+ * and once as it ends.
+ */
+export const handOver = (
+  sink: Sink["Service"],
+  batch: ReadonlyArray<Entry>,
+  sleep: (millis: number) => Effect.Effect<void>
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    let failures = 0
+    const attempt: Effect.Effect<void> = Effect.catch(sink.write(batch), (error) => {
+      failures++
+      const log = failures === 1 ? Effect.logWarning(`${error.message} (${batch.length} entries in this batch)`) : Effect.void
+      return Effect.andThen(log, Effect.andThen(sleep(backoffMillis(failures - 1)), attempt))
+    })
+    return Effect.andThen(attempt, () =>
+      failures > 0
+        ? Effect.logInfo(`Ledger sink "${sink.name}" takes entries again, after ${failures} refused attempts`)
+        : Effect.void)
+  })
 
 export class Outbox {
   private entries: Array<Entry> = []
@@ -70,31 +96,16 @@ export class Outbox {
     })
   })
 
-  /** Hands the backlog to the sink for ever, logging an outage once and its end. */
+  /** Hands the backlog to the sink for ever, a batch at a time. */
   readonly drain: Effect.Effect<never> = Effect.suspend(() => {
-    let failures = 0
-    const attempt: Effect.Effect<void> = Effect.suspend(() => {
+    const next = Effect.suspend(() => {
       const batch = this.batch
-      return Effect.matchEffect(this.sink.write(batch), {
-        onFailure: (error) => {
-          failures++
-          const log = failures === 1
-            ? Effect.logWarning(`${error.message} (${this.backlog} entries waiting)`)
-            : Effect.void
-          return Effect.andThen(log, Effect.andThen(Effect.sleep(backoffMillis(failures - 1)), attempt))
-        },
-        onSuccess: () => {
-          this.taken(batch.length)
-          const recovered = failures > 0
-            ? Effect.logInfo(`Ledger sink "${this.sink.name}" takes entries again, after ${failures} refused attempts`)
-            : Effect.void
-          failures = 0
-          return recovered
-        }
+      return Effect.andThen(handOver(this.sink, batch, Effect.sleep), () => {
+        this.taken(batch.length)
+        return reportBacklog(this.backlog)
       })
     })
-    const report = Effect.suspend(() => Metric.update(backlogGauge, this.backlog))
-    return Effect.forever(Effect.andThen(this.nonEmpty, Effect.andThen(attempt, report)))
+    return Effect.forever(Effect.andThen(this.nonEmpty, next))
   })
 
   /**

@@ -549,7 +549,8 @@ const record = (origin: Node, tokens: number, nanos: number, id: string | undefi
     if (id !== undefined) origin.tree.recorded.set(id, true, now)
     if (ledger !== undefined) {
       ledger.push({
-        id: id ?? ledger.nextId(),
+        // a key can charge again once forgotten (a day): the entry's id is its own
+        id: id === undefined ? ledger.nextId() : `${id}@${ledger.nextId()}`,
         budget: origin.path,
         kind: "record",
         tokens,

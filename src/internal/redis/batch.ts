@@ -27,6 +27,7 @@ type Chain = ReadonlyArray<string>
 /**
  * `id` of a record is its idempotency key, if it has one; a reserve
  * `once` for its `id` gets the hold already under it (scripts.ts).
+ * `labels` are a charge's, as JSON text ("" for none), for the ledger.
  */
 export type Operation =
   | {
@@ -34,6 +35,7 @@ export type Operation =
     readonly chain: Chain
     readonly tokens: number
     readonly nanos: number
+    readonly labels?: string | undefined
     readonly id?: string | undefined
   }
   | {
@@ -42,6 +44,7 @@ export type Operation =
     readonly id: string
     readonly tokens: number
     readonly nanos: number
+    readonly labels?: string | undefined
     readonly once?: boolean | undefined
   }
   | {
@@ -176,11 +179,11 @@ export const batchArguments = (
 const pushOperation = (args: Array<string | number>, op: Operation, chain: number): void => {
   switch (op._tag) {
     case "Record":
-      if (op.id === undefined) args.push("r", chain, op.tokens, op.nanos)
-      else args.push("R", chain, op.tokens, op.nanos, op.id)
+      if (op.id === undefined) args.push("r", chain, op.tokens, op.nanos, op.labels ?? "")
+      else args.push("R", chain, op.tokens, op.nanos, op.labels ?? "", op.id)
       break
     case "Reserve":
-      args.push(op.once ? "H" : "h", chain, op.tokens, op.nanos, op.id)
+      args.push(op.once ? "H" : "h", chain, op.tokens, op.nanos, op.labels ?? "", op.id)
       break
     case "Commit":
       args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)

@@ -9,6 +9,7 @@ import { Cause, Effect, Option, Queue, Result, Schema, SchemaTransformation, Str
 import type * as Redis from "effect/persistence/Redis"
 import { Axis, Limit, LimitAxis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
+import { Labels } from "../../Ledger.ts"
 import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { reportFailure } from "../report.ts"
@@ -31,12 +32,16 @@ const Nanos = Count.pipe(
 )
 
 /** Keys the messages share: `t` the tag, `b` the budget's path, `tk` tokens, `n` nano-dollars. */
-const short = { _tag: "t", budget: "b", tokens: "tk", usd: "n" } as const
+const short = { _tag: "t", budget: "b", tokens: "tk", usd: "n", labels: "lb" } as const
 
 const charge = <Tag extends "Recorded" | "Reserved" | "Released">(tag: Tag) =>
-  Schema.Struct({ _tag: Schema.tag(tag), budget: Schema.String, tokens: Count, usd: Nanos }).pipe(
-    Schema.encodeKeys(short)
-  )
+  Schema.Struct({
+    _tag: Schema.tag(tag),
+    budget: Schema.String,
+    tokens: Count,
+    usd: Nanos,
+    labels: Schema.optional(Labels)
+  }).pipe(Schema.encodeKeys(short))
 
 // `to` and `no`: the overage in tokens and nano-dollars; `e`: "1" when estimated.
 const Committed = Schema.Struct({
@@ -49,7 +54,8 @@ const Committed = Schema.Struct({
   estimated: Schema.Literals(["1", "0", 1, 0]).pipe(Schema.decodeTo(
     Schema.Boolean,
     SchemaTransformation.transform({ decode: (e) => e === "1" || e === 1, encode: (b) => b ? "1" : "0" })
-  ))
+  )),
+  labels: Schema.optional(Labels)
 }).pipe(Schema.encodeKeys({ ...short, tokensOverage: "to", usdOverage: "no", estimated: "e" }))
 
 /** An amount on `axis` in the library's terms: tokens, or dollars from nano-dollars. */

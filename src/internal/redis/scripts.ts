@@ -6,6 +6,7 @@ import { finish } from "./lua/finish.ts"
 import { holds } from "./lua/holds.ts"
 import { ids } from "./lua/ids.ts"
 import { leases } from "./lua/leases.ts"
+import { ledger } from "./lua/ledger.ts"
 import { levels } from "./lua/levels.ts"
 import { rates } from "./lua/rates.ts"
 import { waiting } from "./lua/waiting.ts"
@@ -34,6 +35,7 @@ import { windows } from "./lua/windows.ts"
  *   lq       until when some process listens for events (epoch ms)
  *   wq       how many requests wait in the tree's lines
  *   seq      the last ticket handed to a waiting request
+ *   lg       the bound of the ledger's outbox, if the tree keeps a ledger
  *
  * A budget whose hash has no caps was lost by Redis (lua/levels.ts): the
  * scripts answer `["l", level]` for the highest lost level of a chain, and
@@ -45,14 +47,14 @@ import { windows } from "./lua/windows.ts"
  * a run's state), levels (budgets and caps), rates (rates and holds in
  * flight), events, windows, waiting
  * (lines and tickets), holds (taking, settling), leases (reaping), ids
- * (idempotency keys) and charges (record, reserve); finish writes what a
+ * (idempotency keys), ledger (entries) and charges (record, reserve); finish writes what a
  * run changed. All keys of
  * one tree share the hash tag of `<tree>`, so a script stays within one
  * Redis Cluster slot.
  */
 
 /** What the scripts over a budget tree start with: every function, most made on first use. */
-const prelude = `${state}${levels}${rates}${events}${windows}${waiting}${holds}${leases}${ids}${finish}`
+const prelude = `${state}${levels}${rates}${events}${windows}${waiting}${holds}${leases}${ids}${ledger}${finish}`
 
 type Refusal = readonly [
   axis: "tokens" | "usd" | "requests",
@@ -87,7 +89,10 @@ export const isAgain = (answer: ReadonlyArray<unknown>): answer is Again => answ
  * that refuses, `["a"]` where it would refuse but expired holds are left
  * to give back, or `["l", level]` for the highest level that is lost.
  */
-export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again | Lost
+export type ChargeResult = readonly ["ok"] | readonly ["x", ...Refusal] | Again | Lost | Backlogged
+
+/** The ledger's outbox holds its bound of entries (`backlog` of them): new charges are refused. */
+export type Backlogged = readonly ["b", backlog: string]
 
 /**
  * A waiting request's answer: its hold, a refusal if it can never fit, or
@@ -123,12 +128,15 @@ export type SettlementResult =
  * KEYS of its keys but the last, the root), then the operations, each a
  * letter, its chain's place, and its arguments:
  *
- *   r <chain> <tokens> <nanos>                   record
- *   R <chain> <tokens> <nanos> <id>              record, once for its id
- *   h <chain> <tokens> <nanos> <id>              reserve, a new hold id
- *   H <chain> <tokens> <nanos> <id>              reserve, once for its id
+ *   r <chain> <tokens> <nanos> <labels>          record
+ *   R <chain> <tokens> <nanos> <labels> <id>     record, once for its id
+ *   h <chain> <tokens> <nanos> <labels> <id>     reserve, a new hold id
+ *   H <chain> <tokens> <nanos> <labels> <id>     reserve, once for its id
  *   c <chain> <id> <tokens> <nanos> <estimated>  commit
  *   x <chain> <id>                               release
+ *
+ * `labels` are the charge's, as JSON text ('' for none), for its ledger
+ * entry (lua/ledger.ts).
  *
  * A reserve once for its id answers `ok` for a new hold, `h <tokens>
  * <nanos>` for the hold already held under it, or its settlement if it was
@@ -169,13 +177,14 @@ end
 local plan, p, settled, ids = {}, 0, nil, nil
 while at <= nargs do
   local op, size, t, n = ARGV[at], 0, false, false
-  if op == 'r' then size = 4 elseif op == 'h' or op == 'H' or op == 'R' then size = 5 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
+  local charge = op == 'r' or op == 'h' or op == 'H' or op == 'R'
+  if op == 'r' then size = 5 elseif charge then size = 6 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
   if size == 0 or at + size - 1 > nargs then bad(at) end
   local keys = chains[ARGV[at + 1]]
   if not keys then bad(at + 1) end
-  if size ~= 6 and size ~= 3 then
+  if charge then
     t, n = count(at + 2), count(at + 3)
-    if size == 5 and ARGV[at + 4] == '' then bad(at + 4) end
+    if size == 6 and ARGV[at + 5] == '' then bad(at + 5) end
   else
     local id = ARGV[at + 2]
     if id == '' then bad(at + 2) end
@@ -204,13 +213,13 @@ for q = 1, p, 4 do
   if lost then
     result = 'l ' .. lost
   elseif op == 'r' then
-    result = record(keys, t, n)
+    result = record(keys, t, n, '', ARGV[a + 4])
   elseif op == 'h' then
-    result = reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+    result = reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 5], ARGV[a + 4])
   elseif op == 'R' then
-    result = S.ids().record(keys, t, n, ARGV[a + 4])
+    result = S.ids().record(keys, t, n, ARGV[a + 5], ARGV[a + 4])
   elseif op == 'H' then
-    result = S.ids().reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+    result = S.ids().reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 5], ARGV[a + 4])
   elseif op == 'c' then
     result = H.settle(keys, ARGV[a + 2], t, n, ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   else
@@ -240,17 +249,19 @@ export const reserveWaiting = Redis.script(
     nanos: number,
     id: string,
     leaseMillis: number,
-    ticket: string
-  ) => [...chain, tree, tokens, nanos, id, leaseMillis, ticket],
+    ticket: string,
+    labels: string
+  ) => [...chain, tree, tokens, nanos, id, leaseMillis, ticket, labels],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
 local t, ts = count(2)
 local n, ns = count(3)
-local id, ticket = ARGV[4], ARGV[6]
+local id, ticket, labels = ARGV[4], ARGV[6], ARGV[7]
 if id == '' then bad(4) end
 S.lease = count(5)
 if ticket == '' then bad(6) end
+if not labels then bad(7) end
 local tree, root, level, path_of = S.tree, S.root, S.level, S.path_of
 -- Its request gave up already (leave ran first): nothing to do.
 if redis.call('EXISTS', tree .. ':g:' .. ticket) == 1 then return { 'g' } end
@@ -266,6 +277,12 @@ if kept then
   Q.leave(ticket)
   return S.finish(kept)
 end
+-- The ledger's outbox at its bound: refused, not lined up.
+local full = S.backlogged()
+if full then
+  Q.leave(ticket)
+  return S.finish({ 'b', string.sub(full, 3) })
+end
 -- Larger than a cap: no release or reset could ever make room.
 local r = S.refusal(KEYS, t, n, true)
 if r then
@@ -274,7 +291,7 @@ if r then
 end
 -- No one waits in the tree (so neither does this ticket) and it fits.
 if level(root).wq == 0 and S.refusal(KEYS, t, n, false, false, true) == nil then
-  S.holds().take(KEYS, t, n, ts, ns, id)
+  S.holds().take(KEYS, t, n, ts, ns, id, labels)
   return S.finish({ 'ok' })
 end
 local L = S.leases().reap_all()
@@ -285,7 +302,7 @@ local from, seq = w[1], tonumber(w[2])
 if not from then seq = (tonumber(redis.call('HGET', root, 'seq')) or 0) + 1 end
 local blocker = Q.holds_back(seq, t, n, path_of(KEYS[1]))
 if blocker == nil then
-  S.holds().take(KEYS, t, n, ts, ns, id)
+  S.holds().take(KEYS, t, n, ts, ns, id, labels)
   if from then Q.leave(ticket) end
   return S.finish({ 'ok' })
 end
@@ -491,8 +508,22 @@ export const ensure = Redis.script(
     make: boolean,
     rate: string,
     maxConcurrent: number,
+    ledgerBound: number,
     ends: ReadonlyArray<number>
-  ) => [...chain, tree, tokenCap, nanoCap, thresholds, window, windowId, make ? 1 : 0, rate, maxConcurrent, ...ends],
+  ) => [
+    ...chain,
+    tree,
+    tokenCap,
+    nanoCap,
+    thresholds,
+    window,
+    windowId,
+    make ? 1 : 0,
+    rate,
+    maxConcurrent,
+    ledgerBound,
+    ...ends
+  ],
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
@@ -507,7 +538,8 @@ for bucket in string.gmatch(rt, '[^;]+') do
   local capacity = string.match(bucket, '^[tnq]:%d+:%d+:([%d%.e%+]+)$')
   if not (capacity and tonumber(capacity)) then bad(8) end
 end
-for i = 10, #ARGV do count(i) end
+local lg = count(10, -1)
+for i = 11, #ARGV do count(i) end
 for i = #KEYS, 2, -1 do
   if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
 end
@@ -543,7 +575,13 @@ if redis.call('HGET', key, 'wid') ~= wid then
   redis.call('DEL', ends)
   b.wlen, b.wend = wlen, 0
 end
-for i = 10, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+for i = 11, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+-- A store with a sink makes the tree keep a ledger (ledger.ts), for every
+-- process that charges it; the bound given last applies.
+if lg >= 1 and S.level(S.root).lg ~= lg then
+  redis.call('HSET', S.root, 'lg', ARGV[10])
+  S.level(S.root).lg = lg
+end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid, 'mc', ARGV[9])
 b.tc, b.nc, b.dg, b.dw = tc, nc, true, true
@@ -596,6 +634,52 @@ local ends = S.tree .. ':b:' .. S.path_of(KEYS[1])
 for i = 2, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 if b.wend == 0 then b.wend, b.dw = S.windows().end_of(b), true end
 return S.finish(0)
+`
+  }
+).withReturnType<number>()
+
+/**
+ * A drainer's next batch of a tree's ledger outbox (lua/ledger.ts), read
+ * through the consumer group `drain` (made on first use): entries another
+ * drainer took and has not finished for `idleMillis` (it died, or its sink
+ * hangs) first, else new ones. Answers the outbox's length, then each
+ * entry's stream id and its eleven values in the order written: kind, id
+ * base, budget, tokens, nanos, overage of each, estimated, labels, time,
+ * window end.
+ */
+export const ledgerTake = Redis.script(
+  (outbox: string, consumer: string, count: number, idleMillis: number) => [outbox, consumer, count, idleMillis],
+  {
+    numberOfKeys: () => 1,
+    lua: `
+local key, consumer, n, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local length = redis.call('XLEN', key)
+if length == 0 then return { '0' } end
+redis.pcall('XGROUP', 'CREATE', key, 'drain', '0')
+local entries = redis.call('XAUTOCLAIM', key, 'drain', consumer, idle, '0-0', 'COUNT', n)[2]
+if #entries == 0 then
+  local read = redis.call('XREADGROUP', 'GROUP', 'drain', consumer, 'COUNT', n, 'STREAMS', key, '>')
+  entries = read and read[1][2] or {}
+end
+local out = { tostring(length) }
+for _, e in ipairs(entries) do
+  out[#out + 1] = e[1]
+  local f = e[2]
+  for i = 2, #f, 2 do out[#out + 1] = f[i] end
+end
+return out
+`
+  }
+).withReturnType<ReadonlyArray<string>>()
+
+/** Entries of a ledger outbox that the sink took: acknowledged and deleted, in one step. */
+export const ledgerDone = Redis.script(
+  (outbox: string, ids: ReadonlyArray<string>) => [outbox, ...ids],
+  {
+    numberOfKeys: () => 1,
+    lua: `
+redis.call('XACK', KEYS[1], 'drain', unpack(ARGV))
+return redis.call('XDEL', KEYS[1], unpack(ARGV))
 `
   }
 ).withReturnType<number>()

@@ -5,7 +5,9 @@ import { BudgetUnavailable } from "../../BudgetError.ts"
 import type { BudgetExceeded, InvalidUsage, LimitAxis } from "../../BudgetError.ts"
 import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
-import type { Labels } from "../../Ledger.ts"
+import type { Labels, Sink } from "../../Ledger.ts"
+import { LedgerBacklogFull } from "../../BudgetError.ts"
+import { type Drainer, makeDrainer } from "./drain.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
 import { warnLimitsChanged } from "../reconfigured.ts"
@@ -42,6 +44,8 @@ export interface RedisOptions {
   readonly onStateLost: "fail" | "recreate"
   /** How long an idempotency key is kept. */
   readonly idTtlMillis: number
+  /** Where the ledger goes: a tree opened with one keeps an outbox in Redis, drained to it (drain.ts). */
+  readonly sink: Sink["Service"] | undefined
 }
 
 /** What the budgets of one tree share in this process. */
@@ -76,6 +80,8 @@ interface Tree {
   readonly open: Map<string, number>
   /** This process's event streams of the tree: ended when the tree's scope closes. */
   readonly subscribers: Subscribers
+  /** Drains the tree's ledger outbox to the store's sink, if it has one. */
+  readonly drainer: Drainer | undefined
 }
 
 interface Level {
@@ -98,6 +104,16 @@ const settlementOf = (
 
 /** An idempotency key's hold id: never one of a process's own (hex digits and a dot). */
 const holdIdOf = (id: string) => `k:${id}`
+
+/** A charge's labels as the scripts keep them: JSON text, "" for none. */
+const labelsText = (labels: Labels | undefined): string => labels === undefined ? "" : JSON.stringify(labels)
+
+/** New charges are refused while the tree's ledger outbox is at its bound. */
+const backlogged = (tree: Tree, path: string, result: Scripts.Backlogged): BudgetUnavailable =>
+  new BudgetUnavailable({
+    budget: path,
+    cause: new LedgerBacklogFull({ sink: tree.options.sink?.name ?? "(none in this process)", backlog: Number(result[1]) })
+  })
 
 const unavailable = (path: string) => (error: Redis.RedisError) => new BudgetUnavailable({ budget: path, cause: error.cause })
 
@@ -193,6 +209,7 @@ class RedisHold extends Hold {
           const amount = axis === "tokens" ? charge?.tokens : charge?.nanos
           return Effect.fail(inexact(this.paths[Number(level) - 1]!, axis, amount ?? 0))
         }
+        if (charge !== undefined) this.tree.drainer?.wake()
         if (this.settlement === undefined || late) {
           this.settlement = settlementOf(result)
           count(this.tree.watching, this.paths, this.settlement._tag === "Committed" ? "committed" : "released")
@@ -319,6 +336,7 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
   Effect.gen(function*() {
     const key = `${options.prefix}{${encodeURIComponent(settings.name)}}`
     const fork: Batch.Fork = yield* FiberSet.makeRuntime<never>()
+    const process = crypto.randomUUID()
     const tree: Tree = {
       key,
       redis,
@@ -335,15 +353,17 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       nextId: idsOfProcess(),
       tickets: new Map(),
       called: new Set(),
-      process: crypto.randomUUID(),
+      process,
       watching: new Map(),
       lost: new Map(),
       outage,
       open: new Map(),
-      subscribers: new Subscribers()
+      subscribers: new Subscribers(),
+      drainer: options.sink === undefined ? undefined : makeDrainer(redis, key, process, options.sink, options.leaseMillis)
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => tree.subscribers.end()))
     const root = yield* ensure(tree, [], settings)
+    if (tree.drainer !== undefined) yield* Effect.forkScoped(tree.drainer.run)
 
     // One round trip renews every lease of this process, three times a lease.
     yield* Effect.forkScoped(HostTime.every(
@@ -436,6 +456,7 @@ const ensureLevel = (
         make,
         rateArg(settings.rates),
         settings.maxConcurrent === Infinity ? -1 : settings.maxConcurrent,
+        tree.options.sink?.maxBacklog ?? -1,
         Cron.isCron(window) ? cronEnds(window) : []
       )
     )
@@ -524,12 +545,17 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     tokens: number,
     nanos: number,
     id: string | undefined,
+    labels: string,
     firstTry = true
   ): Effect.Effect<void, BudgetExceeded | BudgetUnavailable> =>
-    Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos, id }), (result) => {
-      if (result[0] === "ok") return Effect.void
-      if (result[0] === "a") return record(tokens, nanos, id, firstTry)
-      if (result[0] === "l") return whenLost(result[1], firstTry ? record(tokens, nanos, id, false) : undefined)
+    Effect.flatMap(send(tree, chain[0]!, { _tag: "Record", chain: keys, tokens, nanos, labels, id }), (result) => {
+      if (result[0] === "ok") {
+        tree.drainer?.wake()
+        return Effect.void
+      }
+      if (result[0] === "a") return record(tokens, nanos, id, labels, firstTry)
+      if (result[0] === "l") return whenLost(result[1], firstTry ? record(tokens, nanos, id, labels, false) : undefined)
+      if (result[0] === "b") return Effect.fail(backlogged(tree, path, result))
       return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
     })
 
@@ -559,12 +585,13 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
   ): Effect.Effect<RedisHold, BudgetExceeded | BudgetUnavailable> =>
     Effect.suspend(() => {
       const id = key === undefined ? tree.nextId() : holdIdOf(key)
-      const operation = { _tag: "Reserve", chain: keys, id, tokens, nanos, once: key !== undefined } as const
+      const operation = { _tag: "Reserve", chain: keys, id, tokens, nanos, labels: labelsText(labels), once: key !== undefined } as const
       return Effect.flatMap(holding(id, send(tree, chain[0]!, operation)), (result) => {
         if (result[0] === "ok" || result[0] === "h" || result[0] === "c") return Effect.succeed(holdOf(id, tokens, nanos, labels, result))
         tree.live.remove(id)
         if (result[0] === "a") return reserveNow(tokens, nanos, key, labels, firstTry)
         if (result[0] === "l") return whenLost(result[1], firstTry ? reserveNow(tokens, nanos, key, labels, false) : undefined)
+        if (result[0] === "b") return Effect.fail(backlogged(tree, path, result))
         return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
       })
     })
@@ -596,7 +623,12 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
         lined = true
         unanswered = true
         return Effect.flatMap(
-          holding(id, Effect.interruptible(call(redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket)))),
+          holding(
+            id,
+            Effect.interruptible(call(
+              redis.eval(Scripts.reserveWaiting)(keys, tree.key, tokens, nanos, id, lease, ticket, labelsText(labels))
+            ))
+          ),
           (result) => {
             unanswered = false
             if (result[0] === "ok" || result[0] === "h" || result[0] === "c") {
@@ -614,6 +646,10 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
             if (result[0] === "x") {
               settled()
               return Effect.fail(exceeded(tree, chain, result, tokens, nanos))
+            }
+            if (result[0] === "b") {
+              settled()
+              return Effect.fail(backlogged(tree, path, result))
             }
             // Gave up before this ran: no one waits for this answer.
             if (result[0] === "g") return Effect.interrupt
@@ -678,7 +714,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
 
   return {
     path,
-    record: (tokens, nanos, id) => record(tokens, nanos, id),
+    record: (tokens, nanos, id, labels) => record(tokens, nanos, id, labelsText(labels)),
     reserve: (tokens, nanos, wait, id, labels) =>
       wait ? reserveWaiting(tokens, nanos, id, labels) : reserveNow(tokens, nanos, id, labels),
     snapshot,

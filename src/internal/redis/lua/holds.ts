@@ -49,8 +49,10 @@ function S.holds()
   end
 
   -- Takes a hold of t, n (ts, ns as they came) on every level of the chain,
-  -- leased for S.lease milliseconds from now.
-  function H.take(keys, t, n, ts, ns, id)
+  -- leased for S.lease milliseconds from now; with a ledger, its labels
+  -- (JSON text, '' for none) are kept for its settlement's entry.
+  function H.take(keys, t, n, ts, ns, id, labels)
+    S.keep_labels(id, labels)
     local levels = S.levels
     for i = 1, #keys do
       local b = levels[keys[i]] or S.level(keys[i])
@@ -64,7 +66,7 @@ function S.holds()
     end
     H.values[id] = 'h ' .. ts .. ' ' .. ns .. ' ' .. (keys.gens or H.gens_of(keys)) .. ' ' .. path
     H.changed[#H.changed + 1] = id
-    if S.listens() then S.events().announce({ t = 'Reserved', b = path, tk = ts, n = ns }) end
+    if S.listens() then S.events().announce({ t = 'Reserved', b = path, tk = ts, n = ns, lb = S.labels_of(labels) }) end
   end
 
   -- Gives back a hold of ht, hn taken in the generations gens: all of it at
@@ -114,10 +116,10 @@ function S.holds()
     return tover, nover, skipped
   end
 
-  -- Gives back the hold id, which no one will settle (its lease ran out, or
-  -- the waiting request that took it gave up unanswered): deleted, with no
-  -- settlement kept. False if there is no such hold.
-  function H.drop(id)
+  -- Gives back the hold id, which no one will settle (its lease ran out:
+  -- expired; or the waiting request that took it gave up unanswered):
+  -- deleted, with no settlement kept. False if there is no such hold.
+  function H.drop(id, expired)
     local v = H.held(id)
     local ht, hn, gens, path = nil, nil, nil, nil
     if v then ht, hn, gens, path = H.hold_of(v) end
@@ -126,8 +128,14 @@ function S.holds()
     H.changed[#H.changed + 1] = id
     local keys = S.waiting().chain_of(path)
     H.give_back(keys, tonumber(ht), tonumber(hn), gens, nil, nil, nil, nil, true)
+    local labels = (S.ledger() or S.listens()) and S.hold_labels(id)
+    if labels then
+      -- Its process died: a zero charge that says so, the call's usage unknown.
+      if expired and S.ledger() then S.entry('expired', id, keys[1], '0', '0', '0', '0', '0', labels) end
+      redis.call('DEL', S.tree .. ':hl:' .. id)
+    end
     S.wake_all(keys)
-    if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn }) end
+    if S.listens() then S.events().announce({ t = 'Released', b = path, tk = ht, n = hn, lb = S.labels_of(labels) }) end
     return true
   end
 
@@ -192,17 +200,24 @@ function S.holds()
     end
     H.values[id] = s
     H.changed[#H.changed + 1] = id
+    local labels = (S.ledger() or listens) and S.hold_labels(id)
+    if labels then
+      -- Its entry, in this run; its labels kept as long as its settlement,
+      -- for a commit that comes after a release.
+      if t and not only and S.ledger() then S.entry('commit', id, keys[1], ts, ns, to, no, e or '0', labels) end
+      if labels ~= '' then redis.call('PEXPIRE', S.tree .. ':hl:' .. id, S.keep_of(id)) end
+    end
     if listens then
       local E = S.events()
       if t then
         if not only then
-          E.announce({ t = 'Committed', b = S.path_of(keys[1]), tk = ts, n = ns, to = to, no = no, e = e })
+          E.announce({ t = 'Committed', b = S.path_of(keys[1]), tk = ts, n = ns, to = to, no = no, e = e, lb = S.labels_of(labels) })
         end
         for i = 1, #keys do
           if before[i] then E.cross(S.level(keys[i]), before[i][1], before[i][2]) end
         end
       elseif ht then
-        E.announce({ t = 'Released', b = path, tk = S.int(ht), n = S.int(hn) })
+        E.announce({ t = 'Released', b = path, tk = S.int(ht), n = S.int(hn), lb = S.labels_of(labels) })
       end
     end
     S.wake_all(keys)

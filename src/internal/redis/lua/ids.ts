@@ -21,14 +21,14 @@ function S.ids()
   I = { seen = {}, charged = {} }
   S.I = I
 
-  function I.record(keys, t, n, id)
+  function I.record(keys, t, n, id, labels)
     local seen = I.seen[id]
     if seen == nil then
       seen = redis.call('EXISTS', S.tree .. ':r:' .. id) == 1
       I.seen[id] = seen
     end
     if seen then return 'ok' end
-    local result = S.record(keys, t, n)
+    local result = S.record(keys, t, n, id, labels)
     if result == 'ok' then
       I.seen[id] = true
       I.charged[#I.charged + 1] = id
@@ -54,10 +54,10 @@ function S.ids()
 
   -- The hold under id if held or committed (I.kept), else a new one, as a
   -- reserve takes it.
-  function I.reserve(keys, t, n, ts, ns, id)
+  function I.reserve(keys, t, n, ts, ns, id, labels)
     local kept = I.kept(id)
     if kept then return table.concat(kept, ' ') end
-    return S.reserve(keys, t, n, ts, ns, id)
+    return S.reserve(keys, t, n, ts, ns, id, labels)
   end
 
   function I.write()

@@ -30,7 +30,7 @@ function S.leases()
     local expired = redis.call('ZRANGEBYSCORE', tree .. ':leases', '-inf', now, 'LIMIT', L.reaped, room)
     L.reaped = L.reaped + #expired
     for _, id in ipairs(expired) do
-      if not H.drop(id) then H.unleased[#H.unleased + 1] = id end
+      if not H.drop(id, true) then H.unleased[#H.unleased + 1] = id end
     end
     if S.level(S.root).wq > 0 then
       for _, ticket in ipairs(redis.call('ZRANGEBYSCORE', tree .. ':tickets', '-inf', now, 'LIMIT', 0, 64)) do

@@ -16,7 +16,7 @@ S.levels = {}
 function S.level(key)
   local b = S.levels[key]
   if b then return b end
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if', 'lf')
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if', 'lf', 'lg')
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
@@ -24,7 +24,9 @@ function S.level(key)
     -- its rate and concurrency (rates.ts): rt nil without a rate, mc -1 without a most
     rt = v[12], mc = tonumber(v[13]) or -1, bk = v[14], inf = tonumber(v[15]) or 0,
     -- the generation it was made in (ensure): holds of an older one come from before a loss
-    life = tonumber(v[16]) or 0
+    life = tonumber(v[16]) or 0,
+    -- on the root: the ledger's outbox bound, false without a ledger (ledger.ts)
+    lg = tonumber(v[17]) or false
   }
   local levels = S.levels
   levels[key] = b
