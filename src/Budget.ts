@@ -328,6 +328,13 @@ export interface BudgetService {
     options?: ReserveOptions
   ) => Effect.Effect<A, E | BudgetExceeded | InvalidUsage | BudgetUnavailable, R>
   readonly snapshot: Effect.Effect<Snapshot, BudgetUnavailable>
+  /**
+   * A snapshot of each child of this budget (the tenants view), by name. A
+   * child is listed while the store keeps it: in memory while a scope uses
+   * it or it holds usage (see `idleTtl`); on Redis once opened, whatever
+   * process opened it, unless Redis lost its state.
+   */
+  readonly children: Effect.Effect<ReadonlyArray<Snapshot>, BudgetUnavailable>
   /** Zeroes used and reserved; holds taken before are stale. Its ancestors keep what they counted. */
   readonly reset: Effect.Effect<void, BudgetUnavailable>
   /**

@@ -160,6 +160,8 @@ export interface StoreBudget {
     labels: Labels | undefined
   ) => Effect.Effect<Hold, BudgetExceeded | BudgetUnavailable>
   readonly snapshot: Effect.Effect<Counters, BudgetUnavailable>
+  /** The counters of each child the store keeps, with its name. */
+  readonly children: Effect.Effect<ReadonlyArray<readonly [name: string, counters: Counters]>, BudgetUnavailable>
   readonly reset: Effect.Effect<void, BudgetUnavailable>
   /** The child of that name, made or met again with these settings, kept while the scope lasts. */
   readonly child: (settings: Settings) => Effect.Effect<StoreBudget, InvalidUsage | BudgetUnavailable, Scope.Scope>

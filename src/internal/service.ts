@@ -89,6 +89,10 @@ export const serviceOf = (store: StoreBudget): BudgetService => {
         Effect.tap(acquire(usage, options), (hold) => Scope.addFinalizerExit(scope, () => hold.close)))),
     withReservation: (usage, use, options) => Effect.acquireUseRelease(acquire(usage, options), use, close),
     snapshot: Effect.map(store.snapshot, (counters) => snapshotOf(path, counters)),
+    children: Effect.map(store.children, (children) =>
+      children
+        .map(([name, counters]) => snapshotOf(`${path}/${name}`, counters))
+        .sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
     reset: store.reset,
     child: (name, options = {}) =>
       Effect.suspend(() => {

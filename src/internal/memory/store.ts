@@ -5,7 +5,7 @@ import { type Labels, Sink } from "../../Ledger.ts"
 import { noLabels } from "../labels.ts"
 import { Outbox } from "../outbox.ts"
 import type { Settlement } from "../../Budget.ts"
-import type { BudgetStore, Charge, Refusal, Settings, StoreBudget } from "../../BudgetStore.ts"
+import type { BudgetStore, Charge, Counters, Refusal, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
@@ -714,6 +714,16 @@ const storeOf = (origin: Node): StoreBudget => ({
     const now = origin.timed ? timeOf(fiber) : 0
     if (origin.timed) roll(origin.chain, now)
     return Effect.succeed(countersOf(origin, now))
+  }),
+  children: Effect.withFiber((fiber) => {
+    const now = timeOf(fiber)
+    roll(origin.chain, now)
+    const listed: Array<readonly [string, Counters]> = []
+    for (const child of origin.children.values()) {
+      roll([child], now)
+      listed.push([child.name, countersOf(child, now)])
+    }
+    return Effect.succeed(listed)
   }),
   reset: Effect.withFiber((fiber) => {
     restart(origin, timeOf(fiber))

@@ -446,20 +446,35 @@ export const snapshot = Redis.script(
 local lost = S.lost(KEYS)
 if lost then return { 'l', tostring(lost) } end
 if S.leases().reap_all().more then return S.finish(S.again) end
-local b, int = S.level(KEYS[1]), S.int
--- Its rate's buckets as of now, "<axis>:<level>:<capacity>" joined by ";".
-local buckets = {}
-if b.rt then
-  local R = S.rates()
-  for i, r in ipairs(R.of(b)) do
-    R.refill(r)
-    buckets[i] = r.name .. ':' .. S.rates().float(r.level) .. ':' .. S.rates().float(r.cap)
+return S.finish(S.counters(S.level(KEYS[1]), {}))
+`
+  }
+).withReturnType<ReadonlyArray<string> | Lost | Again>()
+
+/**
+ * The counters of each child of the budget at the head of KEYS that the
+ * tree's registry names (`<tree>:k:<path>`, written by ensure), as
+ * `snapshot` answers them, each after its name: the tenants view. A child
+ * whose state Redis lost is left out.
+ */
+export const children = Redis.script(
+  (chain: ReadonlyArray<string>, tree: string) => [...chain, tree],
+  {
+    numberOfKeys: (chain) => chain.length,
+    lua: `${prelude}
+local lost = S.lost(KEYS)
+if lost then return { 'l', tostring(lost) } end
+if S.leases().reap_all().more then return S.finish(S.again) end
+local path = S.path_of(KEYS[1])
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', S.tree .. ':k:' .. path)) do
+  local b = S.level(S.tree .. ':n:' .. path .. '/' .. name)
+  if not b.lost then
+    out[#out + 1] = name
+    S.counters(b, out)
   end
 end
-return S.finish({
-  int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc), int(b.wlen), int(b.wend), int(b.mc), int(b.inf),
-  table.concat(buckets, ';')
-})
+return S.finish(out)
 `
   }
 ).withReturnType<ReadonlyArray<string> | Lost | Again>()
@@ -576,6 +591,11 @@ if redis.call('HGET', key, 'wid') ~= wid then
   b.wlen, b.wend = wlen, 0
 end
 for i = 11, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+-- A child is listed under its parent (the tenants view: children).
+if #KEYS > 1 then
+  local path = S.path_of(key)
+  redis.call('SADD', S.tree .. ':k:' .. S.path_of(KEYS[2]), string.sub(path, #S.path_of(KEYS[2]) + 2))
+end
 -- A store with a sink makes the tree keep a ledger (ledger.ts), for every
 -- process that charges it; the bound given last applies.
 if lg >= 1 and S.level(S.root).lg ~= lg then

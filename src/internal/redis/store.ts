@@ -105,6 +105,29 @@ const settlementOf = (
 /** An idempotency key's hold id: never one of a process's own (hex digits and a dot). */
 const holdIdOf = (id: string) => `k:${id}`
 
+/** How many words a budget's counters take in a script's answer (S.counters). */
+const countersLength = 11
+
+/** A budget's counters from the words of a script's answer, from `at`. */
+const countersOf = (answer: ReadonlyArray<string>, at: number): Counters => {
+  const [tu, nu, tr, nr, tc, nc, wlen, wend, mc, inFlight, buckets] = answer.slice(at, at + countersLength)
+  return {
+    tokensUsed: Number(tu),
+    nanosUsed: Number(nu),
+    tokensReserved: Number(tr),
+    nanosReserved: Number(nr),
+    tokenCap: capOf(tc!),
+    nanoCap: capOf(nc!),
+    windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined,
+    rates: buckets === undefined || buckets === "" ? [] : buckets.split(";").map((bucket) => {
+      const [axis, level, capacity] = bucket.split(":")
+      return { axis: axis as LimitAxis, level: Number(level), capacity: Number(capacity) }
+    }),
+    maxConcurrent: capOf(mc ?? "-1"),
+    inFlight: Number(inFlight ?? 0)
+  }
+}
+
 /** A charge's labels as the scripts keep them: JSON text, "" for none. */
 const labelsText = (labels: Labels | undefined): string => labels === undefined ? "" : JSON.stringify(labels)
 
@@ -681,24 +704,23 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     Effect.flatMap(call(redis.eval(Scripts.snapshot)(keys, tree.key)), (answer) => {
       if (Scripts.isAgain(answer)) return snapshotOnce(firstTry)
       if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? snapshotOnce(false) : undefined)
-      const [tu, nu, tr, nr, tc, nc, wlen, wend, mc, inFlight, buckets] = answer
-      const counters: Counters = {
-        tokensUsed: Number(tu),
-        nanosUsed: Number(nu),
-        tokensReserved: Number(tr),
-        nanosReserved: Number(nr),
-        tokenCap: capOf(tc),
-        nanoCap: capOf(nc),
-        windowEndsAt: Number(wlen) !== 0 ? Number(wend) : undefined,
-        rates: buckets === undefined || buckets === "" ? [] : buckets.split(";").map((bucket) => {
-          const [axis, level, capacity] = bucket.split(":")
-          return { axis: axis as LimitAxis, level: Number(level), capacity: Number(capacity) }
-        }),
-        maxConcurrent: capOf(mc ?? "-1"),
-        inFlight: Number(inFlight ?? 0)
-      }
+      const counters = countersOf(answer, 0)
       observed(tree.watching, path, counters)
       return Effect.succeed(counters)
+    })
+
+  const children: Effect.Effect<ReadonlyArray<readonly [string, Counters]>, BudgetUnavailable> = Effect.suspend(() =>
+    childrenOnce(true)
+  )
+  const childrenOnce = (firstTry: boolean): Effect.Effect<ReadonlyArray<readonly [string, Counters]>, BudgetUnavailable> =>
+    Effect.flatMap(call(redis.eval(Scripts.children)(keys, tree.key)), (answer) => {
+      if (Scripts.isAgain(answer)) return childrenOnce(firstTry)
+      if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? childrenOnce(false) : undefined)
+      const listed: Array<readonly [string, Counters]> = []
+      for (let at = 0; at < answer.length; at += 1 + countersLength) {
+        listed.push([answer[at]!, countersOf(answer, at + 1)])
+      }
+      return Effect.succeed(listed)
     })
 
   // Reset is how a lost budget is made again on purpose: its lost levels
@@ -718,6 +740,7 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
     reserve: (tokens, nanos, wait, id, labels) =>
       wait ? reserveWaiting(tokens, nanos, id, labels) : reserveNow(tokens, nanos, id, labels),
     snapshot,
+    children,
     reset,
     child: (settings) => Effect.flatMap(ensure(tree, chain, settings), (childChain) => opened(tree, childChain, settings)),
     get events() {

@@ -1017,6 +1017,30 @@ export const contract = (store: StoreUnderTest) =>
         }))
     })
 
+    describe("children: the tenants view", () => {
+      it.effect("lists each child's snapshot by name, with what it used and holds; grandchildren count in their parent", () =>
+        Effect.gen(function*() {
+          const org = yield* make({ name: "org", tokenCap: 1_000 })
+          assert.deepStrictEqual(yield* org.children, [])
+          const b = yield* org.child("tenant-b", { tokenCap: 300 })
+          const a = yield* org.child("tenant-a")
+          const agent = yield* a.child("agent")
+          yield* a.record({ tokens: 10, usd: 0.5 })
+          yield* agent.record({ tokens: 5 })
+          yield* b.reserve({ tokens: 7 })
+          const listed = yield* org.children
+          assert.deepStrictEqual(
+            listed.map((s) => [s.name, s.path, s.tokensUsed, s.usdUsed, s.tokensReserved, s.tokenCap]),
+            [
+              ["tenant-a", `${org.path}/tenant-a`, 15, 0.5, 0, Infinity],
+              ["tenant-b", `${org.path}/tenant-b`, 0, 0, 7, 300]
+            ]
+          )
+          assert.deepStrictEqual((yield* a.children).map((s) => [s.path, s.tokensUsed]), [[`${org.path}/tenant-a/agent`, 5]])
+          assert.deepStrictEqual(yield* agent.children, [])
+        }))
+    })
+
     describe("metrics", () => {
       it.effect("gauges and counters per budget; a budget opened twice reports once, until both close", () =>
         Effect.gen(function*() {

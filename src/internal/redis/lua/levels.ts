@@ -39,6 +39,26 @@ function S.level(key)
   return b
 end
 
+-- A budget's counters as snapshots read them, appended to out: used,
+-- held, caps, window, most in flight, in flight, and its rate's buckets as
+-- of now, "<axis>:<level>:<capacity>" joined by ";".
+function S.counters(b, out)
+  local int, buckets = S.int, {}
+  if b.rt then
+    local R = S.rates()
+    for i, r in ipairs(R.of(b)) do
+      R.refill(r)
+      buckets[i] = r.name .. ':' .. R.float(r.level) .. ':' .. R.float(r.cap)
+    end
+  end
+  local at = #out
+  out[at + 1], out[at + 2], out[at + 3], out[at + 4], out[at + 5], out[at + 6] =
+    int(b.tu), int(b.nu), int(b.tr), int(b.nr), int(b.tc), int(b.nc)
+  out[at + 7], out[at + 8], out[at + 9], out[at + 10], out[at + 11] =
+    int(b.wlen), int(b.wend), int(b.mc), int(b.inf), table.concat(buckets, ';')
+  return out
+end
+
 -- The place in the chain of its highest lost level (making it again makes
 -- those below it too), or false; kept on the chain, as no level is lost or
 -- made within a run (but by ensure).
