@@ -10,6 +10,8 @@ import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { NodeRedisCluster, RedisBudget } from "../src/redis.ts"
 import { BudgetStoreContract } from "../src/testing.ts"
+import { Ledger } from "../src/index.ts"
+import { collectingSink } from "./support/ledgerSink.ts"
 import {
   available,
   ClusterLive,
@@ -185,5 +187,23 @@ describe.runIf(available)("Redis Cluster", () => {
       const keys = yield* Effect.promise(() => keysByMaster(`${processPrefix}*`))
       const holding = [...keys].filter(([, list]) => list.length > 0).map(([address]) => address)
       assert.isAtLeast(holding.length, 2, `masters holding this run's keys: ${holding.join(", ")}`)
+    }))
+
+  it.live("the ledger on a cluster: each charge's entry is written in its tree's slot and drained once", () =>
+    Effect.gen(function*() {
+      const { sink, state } = yield* collectingSink()
+      const trees = yield* rootsOnEveryMaster
+      for (const { root } of trees) {
+        const budget = yield* BudgetStoreContract.makeFromStore(
+          Effect.provideService(makeClusterStore(), Ledger.Sink, sink)
+        )({ name: root })
+        yield* budget.record({ tokens: 3 }, { labels: { root } })
+        yield* Effect.scoped(Effect.flatMap(budget.reserve({ tokens: 9 }, { labels: { root } }), (r) => r.commit({ tokens: 4 })))
+      }
+      yield* eventually("every tree's entries reached the sink", Effect.sync(() => state.written.size === 2 * trees.length))
+      assert.deepStrictEqual(
+        [...state.written.values()].map((e) => [e.kind, e.tokens, e.labels["root"] === e.budget]).sort(),
+        trees.flatMap(() => [["commit", 4, true], ["record", 3, true]]).sort()
+      )
     }))
 })
