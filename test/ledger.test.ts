@@ -5,7 +5,7 @@
  * charges, never a commit.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import { Budget, type BudgetEvent, type BudgetOptions, Ledger, usdToNanos } from "../src/index.ts"
 import { yields as settle } from "../src/BudgetStoreContract.ts"
@@ -142,9 +142,36 @@ describe("ledger (memory store)", () => {
       const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`l${i}`, "x"]))
       const tooMany = yield* Effect.flip(budget.record({ tokens: 1 }, { labels: many }))
       assert.include(tooMany.message, "must have at most 64 labels")
+      // What no sink could store: refused here, not retried by the outbox for ever.
+      const nul = yield* Effect.flip(budget.record({ tokens: 1 }, { labels: { user: "evil\u0000" } }))
+      assert.include(nul.message, "Invalid labels.user: must be Unicode text without NUL characters")
+      const surrogate = yield* Effect.flip(budget.record({ tokens: 1 }, { labels: { ["\ud800"]: "x" } }))
+      assert.include(surrogate.message, "without NUL characters or lone surrogates")
+      const badId = yield* Effect.flip(budget.record({ tokens: 1 }, { id: "req\u0000" }))
+      assert.include(badId.message, "Invalid id: must be Unicode text without NUL")
+      const badName = yield* Effect.flip(Effect.scoped(budget.child("a\udc00")))
+      assert.include(badName.message, "Invalid name: must be Unicode text without NUL")
+      const map = yield* Effect.flip(budget.record({ tokens: 1 }, { labels: new Map([["user", "ada"]]) as never }))
+      assert.include(map.message, "Invalid labels: must be an object of strings by name")
+      const symbol = yield* Effect.flip(budget.record({ tokens: 1 }, { labels: { [Symbol("s")]: "x" } as never }))
+      assert.include(symbol.message, "Invalid labels: must be an object of strings by name")
       yield* settle
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 0)
       assert.strictEqual(state.written.size, 0)
+    }))
+
+  it.effect("a label named __proto__ is a label like any other", () =>
+    Effect.gen(function*() {
+      const { budget, state } = yield* withLedger({ name: "org" })
+      const labels = JSON.parse("{\"__proto__\":\"tenant-a\",\"model\":\"m\"}")
+      const hold = yield* Effect.scoped(budget.reserve({ tokens: 1 }, { labels }))
+      assert.deepStrictEqual(Object.keys(hold.labels).sort(), ["__proto__", "model"])
+      yield* budget.record({ tokens: 1 }, { labels })
+      yield* until(() => state.written.size === 1)
+      assert.deepStrictEqual(JSON.parse(JSON.stringify([...state.written.values()][0]!.labels)), {
+        ["__proto__"]: "tenant-a",
+        model: "m"
+      })
     }))
 
   it.effect("a sink that is down: entries wait in the outbox, then drain once, when it answers", () =>
@@ -166,6 +193,38 @@ describe("ledger (memory store)", () => {
         assert.strictEqual(state.again, 0)
         assert.deepStrictEqual(sums(), { tokens: 45, nanos: 0 })
         assert.isTrue(lines.some((l) => l.level === "Info" && l.text.includes("takes entries again")))
+      })
+    ))
+
+  it.effect("the backlog gauge counts the entries waiting, during an outage too", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const { budget, state } = yield* withLedger({ name: "org" })
+        const backlog = Effect.map(Metric.snapshot, (all) => {
+          const gauge = all.find((s) => s.id === "budget_ledger_backlog" && s.attributes?.["sink"] === "test")
+          return gauge !== undefined && "value" in gauge.state ? gauge.state.value : undefined
+        })
+        yield* budget.record({ tokens: 1 })
+        yield* until(() => state.written.size === 1)
+        assert.strictEqual(yield* backlog, 0)
+        state.down = true
+        for (let i = 0; i < 50; i++) yield* budget.record({ tokens: 1 })
+        yield* TestClock.adjust("1 minute")
+        assert.strictEqual(yield* backlog, 50)
+      })
+    ))
+
+  it.live("a sink that never answers does not hold the store's close for ever: its entries are logged", () =>
+    capturingLogs((lines) =>
+      Effect.gen(function*() {
+        const hanging = yield* Ledger.makeSink("hangs", () => Effect.never)
+        yield* Effect.scoped(Effect.gen(function*() {
+          const budget = yield* Budget.make({ name: "org" }).pipe(Effect.provideService(Ledger.Sink, hanging))
+          yield* budget.record({ tokens: 1 })
+        }))
+        const error = lines.find((l) => l.level === "Error")
+        assert.include(error?.text, "1 ledger entries were not written as the store closed")
+        assert.include(error?.text, "no answer within 5000 ms")
       })
     ))
 

@@ -215,4 +215,72 @@ describe.runIf(available)("ledger on Redis", () => {
         ["Recorded", undefined]
       ])
     }))
+
+  it.live("a commit after its hold's lease ran out carries the hold's labels (the client sends them)", () =>
+    Effect.gen(function*() {
+      const prefix = testPrefix("ledger")
+      const { sink, state } = yield* collectingSink()
+      const org = yield* openOn(RedisLive, prefix, { name: "org", tokenCap: 100 }, sink)
+      const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
+      const tree = `${prefix}{org}`
+      const options = { tree, leaseMillis: 100, keepMillis: 60_000, idKeepMillis: 86_400_000 }
+      const chain = [`${tree}:n:org`]
+      yield* redis.eval(Scripts.batch)(...Batch.batchArguments(options, [
+        { _tag: "Reserve", chain, id: "paused-hold", tokens: 60, nanos: 0, labels: "{\"user\":\"ada\"}" }
+      ]))
+      yield* eventually("the lease ran out", Effect.map(org.snapshot, (s) => s.tokensReserved === 0))
+      yield* redis.eval(Scripts.batch)(...Batch.batchArguments(options, [
+        { _tag: "Commit", chain, id: "paused-hold", tokens: 40, nanos: 0, estimated: false, labels: "{\"user\":\"ada\"}" }
+      ]))
+      yield* eventually("two entries", Effect.sync(() => state.written.size === 2))
+      assert.deepStrictEqual(
+        [...state.written.values()].map((e) => [e.kind, e.tokens, e.labels]).sort(),
+        [["commit", 40, { user: "ada" }], ["expired", 0, { user: "ada" }]]
+      )
+    }))
+
+  it.live("a root lost and made again by a process without a sink keeps the tree's ledger; a commit on it writes its entry", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        const server = yield* ownRedis()
+        const client = Layer.orDie(NodeRedis.layer({ url: server.url }))
+        const raw = Context.get(yield* Layer.build(client), Redis.Redis)
+        const { sink, state } = yield* collectingSink()
+        const withSink = yield* openOn(client, "budget:", { name: "org" }, sink, { onStateLost: "recreate" })
+        const team = yield* withSink.child("team")
+        const noSink = yield* openOn(client, "budget:", { name: "org" }, undefined, { onStateLost: "recreate" })
+        // a commit whose root was lost: charged where kept, and written
+        yield* Effect.scoped(Effect.gen(function*() {
+          const hold = yield* team.reserve({ tokens: 40 }, { labels: { user: "ada" } })
+          yield* raw.send("DEL", "budget:{org}:n:org")
+          yield* hold.commit({ tokens: 30 })
+        }))
+        // the root made again by a process without a sink: entries still written
+        yield* raw.send("DEL", "budget:{org}:n:org")
+        for (let i = 0; i < 5; i++) yield* noSink.record({ tokens: 10 })
+        yield* eventually("six entries", Effect.sync(() => state.written.size === 6))
+        assert.deepStrictEqual(sumsOf(state.written.values()), { tokens: 80, nanos: 0 })
+        assert.strictEqual((yield* team.snapshot).tokensUsed, 30)
+      })
+    ))
+
+  it.live("a drainer that closes with nothing pending leaves the outbox's group: it stays as small as the fleet", () =>
+    Effect.gen(function*() {
+      const prefix = testPrefix("ledger")
+      const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
+      for (let i = 0; i < 5; i++) {
+        const { sink, state } = yield* collectingSink()
+        yield* Effect.scoped(Effect.gen(function*() {
+          const org = yield* openOn(RedisLive, prefix, { name: "org" }, sink)
+          yield* org.record({ tokens: 1 })
+          yield* eventually("drained", Effect.sync(() => state.written.size === 1))
+          yield* eventually(
+            "acknowledged",
+            Effect.map(redis.send<number>("XLEN", `${prefix}{org}:ledger`), (n) => n === 0)
+          )
+        }))
+      }
+      const consumers = yield* redis.send<Array<unknown>>("XINFO", "CONSUMERS", `${prefix}{org}:ledger`, "drain")
+      assert.strictEqual(consumers.length, 0)
+    }))
 })

@@ -7,13 +7,16 @@ import { Cron, Duration, Effect, Option } from "effect"
 import type { Config } from "effect"
 import { parseNumber, read } from "./config.ts"
 import type { Key } from "./config.ts"
+import { storable, unstorableReason } from "./text.ts"
 
 const defaultThresholds: ReadonlyArray<number> = [0.5, 0.8, 0.95]
 
 const nameError = (name: unknown): InvalidUsage | undefined =>
-  typeof name === "string" && name.length > 0 && !name.includes("/")
+  typeof name !== "string" || name.length === 0 || name.includes("/")
+    ? new InvalidUsage({ field: "name", value: name, reason: "must be a non-empty string without \"/\"" })
+    : storable(name)
     ? undefined
-    : new InvalidUsage({ field: "name", value: name, reason: "must be a non-empty string without \"/\"" })
+    : new InvalidUsage({ field: "name", value: name, reason: unstorableReason })
 
 const thresholdsError = (thresholds: ReadonlyArray<number>): InvalidUsage | undefined =>
   Array.isArray(thresholds) && thresholds.every((t) => typeof t === "number" && t > 0 && t <= 1)

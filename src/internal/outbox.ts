@@ -1,5 +1,7 @@
 import { Effect, Metric } from "effect"
-import type { Entry, Sink } from "../Ledger.ts"
+import type { Context } from "effect"
+import { type Entry, LedgerUnavailable, type Sink } from "../Ledger.ts"
+import * as HostTime from "./hostTime.ts"
 
 /*
  * A store's ledger outbox in memory: each entry is pushed in the same
@@ -9,12 +11,30 @@ import type { Entry, Sink } from "../Ledger.ts"
  * keeps ids unique, so a batch written twice (a reply lost) counts once.
  */
 
-const backlogGauge = Metric.gauge("budget_ledger_backlog", {
-  description: "Ledger entries charged but not yet taken by the sink"
-})
+const noop = () => {}
 
-/** Sets the `budget_ledger_backlog` gauge. */
-export const reportBacklog = (backlog: number): Effect.Effect<void> => Metric.update(backlogGauge, backlog)
+/**
+ * Registers the gauge `budget_ledger_backlog` of an outbox (attributes say
+ * which) in the `MetricRegistry` of `context`, read from `backlog` when
+ * exported; returns how to remove it.
+ */
+export const registerBacklog = (
+  context: Context.Context<never>,
+  attributes: Record<string, string>,
+  backlog: () => number
+): () => void =>
+  Metric.registerUnsafe(
+    Metric.gauge("budget_ledger_backlog", {
+      description: "Ledger entries charged but not yet taken by the sink",
+      attributes
+    }),
+    context,
+    { get: () => ({ value: backlog() }), update: noop, modify: noop }
+  ).remove
+
+/** How long a store's close waits for the sink to take a batch, and in how many attempts. */
+const closeMillis = 5_000
+const closeAttempts = 4
 
 /** Backoff between attempts at a batch the sink refused: 100 ms, doubling, at most 10 s. */
 const backoffMillis = (attempt: number): number => Math.min(10_000, 100 * 2 ** Math.min(attempt, 7))
@@ -88,6 +108,25 @@ export class Outbox {
     }
   }
 
+  /** Fails after `closeMillis` of the host's time. */
+  private get noAnswer(): Effect.Effect<never, LedgerUnavailable> {
+    return Effect.andThen(
+      HostTime.sleep(closeMillis),
+      Effect.fail(new LedgerUnavailable({ sink: this.sink.name, cause: new Error(`no answer within ${closeMillis} ms`) }))
+    )
+  }
+
+  /**
+   * `batch` handed over at a close: a few attempts (a pool may hand the
+   * first a connection opened before an outage ended), within `closeMillis`.
+   */
+  private lastWrite(batch: ReadonlyArray<Entry>): Effect.Effect<void, LedgerUnavailable> {
+    const attempt = (n: number): Effect.Effect<void, LedgerUnavailable> =>
+      Effect.catch(this.sink.write(batch), (error) =>
+        n >= closeAttempts - 1 ? Effect.fail(error) : Effect.andThen(HostTime.sleep(100 * 2 ** n), attempt(n + 1)))
+    return Effect.raceFirst(attempt(0), this.noAnswer)
+  }
+
   private readonly nonEmpty: Effect.Effect<void> = Effect.callback<void>((resume) => {
     if (this.backlog > 0) return resume(Effect.void)
     this.wakeUp = () => resume(Effect.void)
@@ -100,24 +139,22 @@ export class Outbox {
   readonly drain: Effect.Effect<never> = Effect.suspend(() => {
     const next = Effect.suspend(() => {
       const batch = this.batch
-      return Effect.andThen(handOver(this.sink, batch, Effect.sleep), () => {
-        this.taken(batch.length)
-        return reportBacklog(this.backlog)
-      })
+      return Effect.map(handOver(this.sink, batch, Effect.sleep), () => this.taken(batch.length))
     })
     return Effect.forever(Effect.andThen(this.nonEmpty, next))
   })
 
   /**
-   * At the store's close: what is left, handed over once (no waiting on a
-   * sink that is down); entries it did not take are logged as an error,
-   * in full, so an operator can write them by hand.
+   * At the store's close: what is left, handed over in a few attempts
+   * within `closeMillis` of the host's time a batch (whatever the `Clock`);
+   * entries the sink did not take are logged as an error, in full, so an
+   * operator can write them by hand.
    */
   readonly flush: Effect.Effect<void> = Effect.suspend(() => {
     const next: Effect.Effect<void> = Effect.suspend(() => {
       if (this.backlog === 0) return Effect.void
       const batch = this.batch
-      return Effect.matchEffect(this.sink.write(batch), {
+      return Effect.matchEffect(this.lastWrite(batch), {
         onFailure: (error) =>
           Effect.logError(
             `${this.backlog} ledger entries were not written as the store closed: ${error.message}. ` +

@@ -7,6 +7,7 @@ import type { StoreBudget } from "../BudgetStore.ts"
 import { usageError, usdToNanos } from "../Usage.ts"
 import type { Usage } from "../Usage.ts"
 import { labelsOf } from "./labels.ts"
+import { storable, unstorableReason } from "./text.ts"
 import { settingsOf } from "./options.ts"
 import type { Hold } from "./reservation.ts"
 import { snapshotOf } from "./snapshot.ts"
@@ -33,8 +34,11 @@ const maxIdLength = 256
 const idOf = (path: string, options: ChargeOptions | undefined): string | undefined | InvalidUsage => {
   const id = options?.id
   if (id === undefined) return undefined
-  if (typeof id === "string" && id.length > 0 && id.length <= maxIdLength) return `${path.length}:${path}:${id}`
-  return new InvalidUsage({ field: "id", value: id, reason: `must be a string of 1 to ${maxIdLength} characters` })
+  if (typeof id !== "string" || id.length === 0 || id.length > maxIdLength) {
+    return new InvalidUsage({ field: "id", value: id, reason: `must be a string of 1 to ${maxIdLength} characters` })
+  }
+  if (!storable(id)) return new InvalidUsage({ field: "id", value: id, reason: unstorableReason })
+  return `${path.length}:${path}:${id}`
 }
 
 export const serviceOf = (store: StoreBudget): BudgetService => {

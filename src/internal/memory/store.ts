@@ -3,7 +3,7 @@ import type { Fiber, Scope } from "effect"
 import { type BudgetExceeded, BudgetUnavailable, type InvalidUsage, LedgerBacklogFull } from "../../BudgetError.ts"
 import { type Labels, Sink } from "../../Ledger.ts"
 import { noLabels } from "../labels.ts"
-import { Outbox } from "../outbox.ts"
+import { Outbox, registerBacklog } from "../outbox.ts"
 import type { Settlement } from "../../Budget.ts"
 import type { BudgetStore, Charge, Counters, Refusal, Settings, StoreBudget } from "../../BudgetStore.ts"
 import { usdFromNanos } from "../../Usage.ts"
@@ -252,8 +252,9 @@ export const make: Effect.Effect<BudgetStore["Service"], never, Scope.Scope> = E
   const sink = yield* Effect.serviceOption(Sink)
   const ledger = Option.isSome(sink) ? new Outbox(sink.value) : undefined
   if (ledger !== undefined) {
+    const unregister = registerBacklog(yield* Effect.context<never>(), { sink: ledger.sink.name }, () => ledger.backlog)
     // Added first, so it runs last: after the drain below is interrupted.
-    yield* Effect.addFinalizer(() => ledger.flush)
+    yield* Effect.addFinalizer(() => Effect.andThen(ledger.flush, Effect.sync(unregister)))
     yield* Effect.forkScoped(ledger.drain)
   }
   yield* Effect.addFinalizer(() =>

@@ -54,6 +54,7 @@ export type Operation =
     readonly tokens: number
     readonly nanos: number
     readonly estimated: boolean
+    readonly labels?: string | undefined
   }
   | { readonly _tag: "Release"; readonly chain: Chain; readonly id: string }
 
@@ -186,7 +187,7 @@ const pushOperation = (args: Array<string | number>, op: Operation, chain: numbe
       args.push(op.once ? "H" : "h", chain, op.tokens, op.nanos, op.labels ?? "", op.id)
       break
     case "Commit":
-      args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0)
+      args.push("c", chain, op.id, op.tokens, op.nanos, op.estimated ? 1 : 0, op.labels ?? "")
       break
     case "Release":
       args.push("x", chain, op.id)

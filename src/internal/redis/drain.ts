@@ -1,8 +1,11 @@
 import { Effect } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import type { Entry, EntryKind, Sink } from "../../Ledger.ts"
-import { handOver, reportBacklog } from "../outbox.ts"
-import * as HostTime from "./hostTime.ts"
+import { handOver } from "../outbox.ts"
+import { reportFailure } from "../report.ts"
+import * as Batch from "./batch.ts"
+import { deadline } from "./deadline.ts"
+import * as HostTime from "../hostTime.ts"
 import * as Scripts from "./scripts.ts"
 
 /*
@@ -17,10 +20,12 @@ import * as Scripts from "./scripts.ts"
  */
 
 const idleMillis = 1_000
+/** A consumer idle this long with nothing pending was a drainer of an ended process. */
+const tidyIdleMillis = 3_600_000
 /** Values an entry has in the outbox, after its stream id. */
 const valuesPerEntry = 11
 
-const entriesOf = (tree: string, answer: ReadonlyArray<string>): ReadonlyArray<readonly [string, Entry]> => {
+const entriesOf = (answer: ReadonlyArray<string>): ReadonlyArray<readonly [string, Entry]> => {
   const entries: Array<readonly [string, Entry]> = []
   for (let at = 1; at + valuesPerEntry < answer.length + 1; at += valuesPerEntry + 1) {
     const streamId = answer[at]!
@@ -28,8 +33,9 @@ const entriesOf = (tree: string, answer: ReadonlyArray<string>): ReadonlyArray<r
       .slice(at + 1, at + 1 + valuesPerEntry)
     entries.push([streamId, {
       // Unique to the entry: its stream id in its tree's outbox, after the
-      // charge's hold id or idempotency key (the tree's key for neither).
-      id: `${base === "" ? tree : base}@${streamId}`,
+      // charge's hold id or idempotency key (for neither, the tree's key
+      // and its root's life: lua/charges.ts).
+      id: `${base}@${streamId}`,
       budget: budget!,
       kind: kind as typeof EntryKind.Type,
       tokens: Number(tokens),
@@ -48,8 +54,16 @@ const entriesOf = (tree: string, answer: ReadonlyArray<string>): ReadonlyArray<r
 export interface Drainer {
   /** Runs for ever; fork it in the tree's scope. */
   readonly run: Effect.Effect<never>
+  /**
+   * Deletes this drainer's consumer from the outbox's group if it holds
+   * nothing, and those of ended processes (idle an hour, holding nothing);
+   * `closing`: this one's too. The group stays as small as the fleet.
+   */
+  readonly tidy: (closing: boolean) => Effect.Effect<void>
   /** Tells the drainer this process wrote entries. */
   readonly wake: () => void
+  /** The outbox's length as last read: at every look for entries, and at every retry of a batch the sink refused. */
+  readonly backlog: () => number
 }
 
 export const makeDrainer = (
@@ -58,9 +72,13 @@ export const makeDrainer = (
   consumer: string,
   sink: Sink["Service"],
   /** How long a batch taken by a drainer waits before another takes it over. */
-  claimIdleMillis: number
+  claimIdleMillis: number,
+  /** How long one round trip may take (the store's timeout). */
+  timeoutMillis: number
 ): Drainer => {
   const outbox = `${tree}:ledger`
+  const bounded = <A>(script: Effect.Effect<A, Redis.RedisError>) =>
+    deadline(script, timeoutMillis, Batch.noReply(timeoutMillis))
   let woken = false
   let resume: (() => void) | undefined
   const wake = () => {
@@ -80,16 +98,26 @@ export const makeDrainer = (
     })
   })
   let failing = false
+  let backlog = 0
+  // Between attempts at a batch the sink refused, the backlog is read again.
+  const backoff = (millis: number) =>
+    Effect.andThen(
+      HostTime.sleep(millis),
+      // Only for the gauge: a read that fails leaves the last value.
+      bounded(redis.send<number>("XLEN", outbox)).pipe(
+        Effect.tap((length) => Effect.sync(() => (backlog = length))),
+        Effect.ignore
+      )
+    )
   const step: Effect.Effect<void> = Effect.suspend(() => {
     woken = false
-    return Effect.flatMap(redis.eval(Scripts.ledgerTake)(outbox, consumer, sink.batchSize, claimIdleMillis), (answer) => {
+    return Effect.flatMap(bounded(redis.eval(Scripts.ledgerTake)(outbox, consumer, sink.batchSize, claimIdleMillis)), (answer) => {
       failing = false
-      const taken = entriesOf(tree, answer)
-      const backlog = reportBacklog(Number(answer[0]))
-      if (taken.length === 0) return Effect.andThen(backlog, rest)
-      return handOver(sink, taken.map(([, entry]) => entry), HostTime.sleep).pipe(
-        Effect.andThen(redis.eval(Scripts.ledgerDone)(outbox, taken.map(([streamId]) => streamId))),
-        Effect.andThen(backlog),
+      backlog = Number(answer[0])
+      const taken = entriesOf(answer)
+      if (taken.length === 0) return rest
+      return handOver(sink, taken.map(([, entry]) => entry), backoff).pipe(
+        Effect.andThen(bounded(redis.eval(Scripts.ledgerDone)(outbox, taken.map(([streamId]) => streamId)))),
         // A full batch: more may wait.
         Effect.andThen(taken.length < sink.batchSize ? rest : Effect.void)
       )
@@ -105,5 +133,10 @@ export const makeDrainer = (
       return Effect.andThen(log, HostTime.sleep(idleMillis))
     })
   )
-  return { run: Effect.forever(step), wake }
+  const tidy = (closing: boolean) =>
+    bounded(redis.eval(Scripts.ledgerTidy)(outbox, consumer, closing ? -1 : tidyIdleMillis)).pipe(
+      Effect.asVoid,
+      reportFailure(`Ledger outbox of "${tree}": could not delete the consumers of ended drainers; tried again later`)
+    )
+  return { run: Effect.forever(step), tidy, wake, backlog: () => backlog }
 }

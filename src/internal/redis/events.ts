@@ -14,7 +14,7 @@ import { Exceeded as ExceededEvent } from "../../BudgetEvent.ts"
 import { usdFromNanos, usdToNanos } from "../../Usage.ts"
 import { reportFailure } from "../report.ts"
 import type { Subscribers } from "../subscribers.ts"
-import * as HostTime from "./hostTime.ts"
+import * as HostTime from "../hostTime.ts"
 import * as Scripts from "./scripts.ts"
 
 // Numbers leave Lua as strings (`S.int`, a threshold as it was stored, a

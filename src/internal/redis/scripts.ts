@@ -132,11 +132,12 @@ export type SettlementResult =
  *   R <chain> <tokens> <nanos> <labels> <id>     record, once for its id
  *   h <chain> <tokens> <nanos> <labels> <id>     reserve, a new hold id
  *   H <chain> <tokens> <nanos> <labels> <id>     reserve, once for its id
- *   c <chain> <id> <tokens> <nanos> <estimated>  commit
+ *   c <chain> <id> <tokens> <nanos> <estimated> <labels>  commit
  *   x <chain> <id>                               release
  *
  * `labels` are the charge's, as JSON text ('' for none), for its ledger
- * entry (lua/ledger.ts).
+ * entry and events (lua/ledger.ts); a commit carries its hold's, so a late
+ * one has them however long after its hold it comes.
  *
  * A reserve once for its id answers `ok` for a new hold, `h <tokens>
  * <nanos>` for the hold already held under it, or its settlement if it was
@@ -178,7 +179,7 @@ local plan, p, settled, ids = {}, 0, nil, nil
 while at <= nargs do
   local op, size, t, n = ARGV[at], 0, false, false
   local charge = op == 'r' or op == 'h' or op == 'H' or op == 'R'
-  if op == 'r' then size = 5 elseif charge then size = 6 elseif op == 'c' then size = 6 elseif op == 'x' then size = 3 end
+  if op == 'r' then size = 5 elseif charge then size = 6 elseif op == 'c' then size = 7 elseif op == 'x' then size = 3 end
   if size == 0 or at + size - 1 > nargs then bad(at) end
   local keys = chains[ARGV[at + 1]]
   if not keys then bad(at + 1) end
@@ -221,7 +222,7 @@ for q = 1, p, 4 do
   elseif op == 'H' then
     result = S.ids().reserve(keys, t, n, ARGV[a + 2], ARGV[a + 3], ARGV[a + 5], ARGV[a + 4])
   elseif op == 'c' then
-    result = H.settle(keys, ARGV[a + 2], t, n, ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+    result = H.settle(keys, ARGV[a + 2], t, n, ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   else
     result = H.settle(keys, ARGV[a + 2])
   end
@@ -597,10 +598,21 @@ if #KEYS > 1 then
   redis.call('SADD', S.tree .. ':k:' .. S.path_of(KEYS[2]), string.sub(path, #S.path_of(KEYS[2]) + 2))
 end
 -- A store with a sink makes the tree keep a ledger (ledger.ts), for every
--- process that charges it; the bound given last applies.
-if lg >= 1 and S.level(S.root).lg ~= lg then
-  redis.call('HSET', S.root, 'lg', ARGV[10])
-  S.level(S.root).lg = lg
+-- process that charges it; the bound given last applies. A root made again
+-- by a process without one keeps it.
+local root = S.level(S.root)
+if lg >= 1 then
+  if redis.call('GET', S.tree .. ':lg') ~= ARGV[10] then redis.call('SET', S.tree .. ':lg', ARGV[10]) end
+  if root.lg ~= lg then
+    redis.call('HSET', S.root, 'lg', ARGV[10])
+    root.lg, S.lg = lg, lg
+  end
+elseif made and key == S.root then
+  local kept = redis.call('GET', S.tree .. ':lg')
+  if kept then
+    redis.call('HSET', S.root, 'lg', kept)
+    root.lg, S.lg = tonumber(kept), tonumber(kept)
+  end
 end
 if b.wend == 0 then b.wend = S.windows().end_of(b) end
 redis.call('HSET', key, 'tc', ARGV[2], 'nc', ARGV[3], 'th', th, 'wlen', ARGV[5], 'wid', wid, 'mc', ARGV[9])
@@ -660,9 +672,10 @@ return S.finish(0)
 
 /**
  * A drainer's next batch of a tree's ledger outbox (lua/ledger.ts), read
- * through the consumer group `drain` (made on first use): entries another
- * drainer took and has not finished for `idleMillis` (it died, or its sink
- * hangs) first, else new ones. Answers the outbox's length, then each
+ * through the consumer group `drain` (made on first use): entries this
+ * consumer took and did not finish (a reply lost) first; then those
+ * another drainer took and has not finished for `idleMillis` (it died, or
+ * its sink hangs); else new ones. Answers the outbox's length, then each
  * entry's stream id and its eleven values in the order written: kind, id
  * base, budget, tokens, nanos, overage of each, estimated, labels, time,
  * window end.
@@ -676,16 +689,23 @@ local key, consumer, n, idle = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
 local length = redis.call('XLEN', key)
 if length == 0 then return { '0' } end
 redis.pcall('XGROUP', 'CREATE', key, 'drain', '0')
-local entries = redis.call('XAUTOCLAIM', key, 'drain', consumer, idle, '0-0', 'COUNT', n)[2]
-if #entries == 0 then
-  local read = redis.call('XREADGROUP', 'GROUP', 'drain', consumer, 'COUNT', n, 'STREAMS', key, '>')
-  entries = read and read[1][2] or {}
+local function read(from)
+  local answer = redis.call('XREADGROUP', 'GROUP', 'drain', consumer, 'COUNT', n, 'STREAMS', key, from)
+  return answer and answer[1][2] or {}
 end
+local entries = read('0')
+if #entries == 0 then entries = redis.call('XAUTOCLAIM', key, 'drain', consumer, idle, '0-0', 'COUNT', n)[2] end
+if #entries == 0 then entries = read('>') end
 local out = { tostring(length) }
 for _, e in ipairs(entries) do
-  out[#out + 1] = e[1]
   local f = e[2]
-  for i = 2, #f, 2 do out[#out + 1] = f[i] end
+  if type(f) == 'table' then
+    out[#out + 1] = e[1]
+    for i = 2, #f, 2 do out[#out + 1] = f[i] end
+  else
+    -- Deleted (its batch finished by another drainer): nothing left to do.
+    redis.call('XACK', key, 'drain', e[1])
+  end
 end
 return out
 `
@@ -700,6 +720,36 @@ export const ledgerDone = Redis.script(
     lua: `
 redis.call('XACK', KEYS[1], 'drain', unpack(ARGV))
 return redis.call('XDEL', KEYS[1], unpack(ARGV))
+`
+  }
+).withReturnType<number>()
+
+/**
+ * Deletes the consumers of a ledger outbox's group that hold nothing and
+ * were idle longer than `idleMillis` (drainers of processes that ended),
+ * and `consumer` itself if it holds nothing (`idleMillis` -1: this one is
+ * closing). Answers how many it deleted.
+ */
+export const ledgerTidy = Redis.script(
+  (outbox: string, consumer: string, idleMillis: number) => [outbox, consumer, idleMillis],
+  {
+    numberOfKeys: () => 1,
+    lua: `
+local key, me, idle = KEYS[1], ARGV[1], tonumber(ARGV[2])
+if redis.call('EXISTS', key) == 0 then return 0 end
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', key, 'drain')
+if not ok then return 0 end
+local deleted = 0
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  local mine = f['name'] == me
+  if f['pending'] == 0 and ((mine and idle < 0) or (not mine and idle >= 0 and f['idle'] > idle)) then
+    redis.call('XGROUP', 'DELCONSUMER', key, 'drain', f['name'])
+    deleted = deleted + 1
+  end
+end
+return deleted
 `
   }
 ).withReturnType<number>()

@@ -8,12 +8,14 @@ import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../..
 import type { Labels, Sink } from "../../Ledger.ts"
 import { LedgerBacklogFull } from "../../BudgetError.ts"
 import { type Drainer, makeDrainer } from "./drain.ts"
+import { registerBacklog } from "../outbox.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
 import { committed, Hold, released, warnLateCommit } from "../reservation.ts"
+import { noLabels } from "../labels.ts"
 import { warnLimitsChanged } from "../reconfigured.ts"
 import { reportFailure } from "../report.ts"
 import { deadline } from "./deadline.ts"
-import * as HostTime from "./hostTime.ts"
+import * as HostTime from "../hostTime.ts"
 import { events } from "./events.ts"
 import * as Batch from "./batch.ts"
 import { onLost, remakeThen } from "./lost.ts"
@@ -129,7 +131,8 @@ const countersOf = (answer: ReadonlyArray<string>, at: number): Counters => {
 }
 
 /** A charge's labels as the scripts keep them: JSON text, "" for none. */
-const labelsText = (labels: Labels | undefined): string => labels === undefined ? "" : JSON.stringify(labels)
+const labelsText = (labels: Labels | undefined): string =>
+  labels === undefined || labels === noLabels ? "" : JSON.stringify(labels)
 
 /** New charges are refused while the tree's ledger outbox is at its bound. */
 const backlogged = (tree: Tree, path: string, result: Scripts.Backlogged): BudgetUnavailable =>
@@ -216,7 +219,7 @@ class RedisHold extends Hold {
       }
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
-        : { _tag: "Commit", chain: this.keys, id: this.id, ...charge }
+        : { _tag: "Commit", chain: this.keys, id: this.id, ...charge, labels: labelsText(this.labels) }
       const sent = late
         ? Effect.tapError(send(this.tree, this.chain[0]!, operation), () => Effect.sync(() => this.stopRenewing()))
         : send(this.tree, this.chain[0]!, operation)
@@ -382,11 +385,21 @@ const open = (redis: Redis.Redis["Service"], settings: Settings, options: RedisO
       outage,
       open: new Map(),
       subscribers: new Subscribers(),
-      drainer: options.sink === undefined ? undefined : makeDrainer(redis, key, process, options.sink, options.leaseMillis)
+      drainer: options.sink === undefined ? undefined : makeDrainer(redis, key, process, options.sink, options.leaseMillis, options.timeoutMillis)
     }
     yield* Effect.addFinalizer(() => Effect.sync(() => tree.subscribers.end()))
     const root = yield* ensure(tree, [], settings)
-    if (tree.drainer !== undefined) yield* Effect.forkScoped(tree.drainer.run)
+    if (tree.drainer !== undefined) {
+      const unregister = registerBacklog(
+        yield* Effect.context<never>(),
+        { tree: key, sink: options.sink!.name },
+        tree.drainer.backlog
+      )
+      const drainer = tree.drainer
+      yield* Effect.addFinalizer(() => Effect.andThen(drainer.tidy(true), Effect.sync(unregister)))
+      yield* Effect.forkScoped(drainer.run)
+      yield* Effect.forkScoped(HostTime.every(tidyEveryMillis, drainer.tidy(false)))
+    }
 
     // One round trip renews every lease of this process, three times a lease.
     yield* Effect.forkScoped(HostTime.every(
@@ -447,6 +460,9 @@ const turn = (tree: Tree, ticket: string, millis: number): Effect.Effect<void> =
       tree.tickets.set(ticket, undefined)
     })
   })
+
+/** How often a drainer deletes the consumers of ended drainers. */
+const tidyEveryMillis = 600_000
 
 /** Leases and registrations are renewed three times a lease. */
 const renewMillis = (tree: Tree) => Math.max(1, Math.floor(tree.options.leaseMillis / 3))

@@ -28,7 +28,12 @@ function S.record(keys, t, n, base, labels)
       E.cross(b, tu, nu)
     end
   end
-  if S.ledger() then S.entry('record', base, keys[1], S.int(t), S.int(n), '0', '0', '0', labels) end
+  -- A record without a key: its id starts with the tree and the root's life,
+  -- so a Stream lost and begun again never repeats one.
+  if S.ledger() then
+    if base == '' then base = S.tree .. '#' .. S.int(S.level(S.root).life) end
+    S.entry('record', base, keys[1], S.int(t), S.int(n), '0', '0', '0', labels)
+  end
   return 'ok'
 end
 

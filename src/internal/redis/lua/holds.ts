@@ -140,14 +140,15 @@ function S.holds()
   end
 
   -- Settles the hold id of the chain: a commit of t, n (ts, ns as they
-  -- came; e '1' if they were estimated), or a release (no t). A commit of a
+  -- came; e '1' if they were estimated; given, its labels as the client
+  -- knows them), or a release (no t). A commit of a
   -- hold nobody holds (released, lapsed, unknown) still charges, as excess:
   -- usage that happened is never dropped. Returns the settlement; a hold
   -- committed before keeps its first, and a release returns any. A lost
   -- level is skipped: a commit charges the levels kept, and its settlement
   -- lists the places it skipped, charged when it is sent again once they
   -- are made again; until then it answers 'l <highest skipped>'.
-  function H.settle(keys, id, t, n, ts, ns, e)
+  function H.settle(keys, id, t, n, ts, ns, e, given)
     local live = false
     local v = H.values[id]
     if v == nil then v = H.held(id) end
@@ -200,7 +201,7 @@ function S.holds()
     end
     H.values[id] = s
     H.changed[#H.changed + 1] = id
-    local labels = (S.ledger() or listens) and S.hold_labels(id)
+    local labels = (S.ledger() or listens) and (given and given ~= '' and given or S.hold_labels(id))
     if labels then
       -- Its entry, in this run; its labels kept as long as its settlement,
       -- for a commit that comes after a release.

@@ -4,7 +4,8 @@ import { Effect } from "effect"
  * Time another party keeps: Redis's clock decides when a lease or a
  * listener's registration runs out, so what renews them waits on the
  * host's timers, not on `Clock`. A `TestClock` that stands still must not
- * stop a lease's renewal while its scope is open.
+ * stop a lease's renewal while its scope is open, nor a store's close wait
+ * for ever on a ledger sink that does not answer.
  */
 
 /** Waits `millis` of the host's time. */
