@@ -7,16 +7,29 @@
  * notes when on Redis's clock each was admitted. Prints one JSON line: what
  * it charged, that it holds, or its admissions.
  *
+ * `ledger`: the budget's store has the PostgreSQL ledger sink
+ * (LEDGER_TABLE, made beforehand, on 127.0.0.1:LEDGER_PG_PORT: the test's
+ * proxy), so this process drains the tree's outbox too; many fibers make
+ * labelled charges of every kind (support/ledgerMix.ts) on the budget and
+ * its child `team` until SIGUSR2. Prints `{"charging":true}` once each
+ * fiber could have charged once, then, after SIGUSR2 and once every charge
+ * is settled, what it charged, the entries its sink took, and the warnings
+ * it logged (kept, not printed: the sink's outages are expected); then
+ * keeps draining until it is killed. Errors go to stderr.
+ *
  * Redis is REDIS_URL (or 127.0.0.1:6379); with WORKER_REDIS_CLUSTER_NODES
  * (`host:port,...`) it is that Redis Cluster, through `NodeRedisCluster`.
  */
 import { NodeRedis } from "@effect/platform-node"
-import { Effect, Layer, Random } from "effect"
+import { PgClient } from "@effect/sql-pg"
+import { Effect, Layer, Logger, Random } from "effect"
 import type { Duration, Scope } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { Budget, usdFromNanos, usdToNanos } from "../../src/index.ts"
+import { Budget, Ledger, usdFromNanos, usdToNanos } from "../../src/index.ts"
 import type { BudgetOptions } from "../../src/index.ts"
 import { NodeRedisCluster, RedisBudget } from "../../src/redis.ts"
+import { PgLedger } from "../../src/sql-pg.ts"
+import { chargeAtRandom, nothingCharged } from "./ledgerMix.ts"
 
 const [mode, prefix, name, fibersArg, roundsArg, leaseTtl, tokenCap, usdCap] = process.argv.slice(2)
 const fibers = Number(fibersArg)
@@ -79,6 +92,72 @@ const rated = Effect.gen(function*() {
   console.log(JSON.stringify(admissions))
 })
 
+// What the ledger mode's sink took, and what it logged at Warn.
+const handed = { entries: 0, batches: 0 }
+const warnings: Array<string> = []
+
+const ledger = Effect.gen(function*() {
+  const budget = yield* Budget
+  const team = yield* budget.child("team")
+  const worker = process.env["WORKER_LABEL"] ?? String(process.pid)
+  const charged = { ...nothingCharged(), refused: 0 }
+  let stopping = false
+  process.on("SIGUSR2", () => {
+    stopping = true
+  })
+  let charges = 0
+  yield* Effect.forEach(Array.from({ length: fibers }, (_, fiber) => fiber), (fiber) =>
+    Effect.gen(function*() {
+      for (let request = 0; !stopping; request++) {
+        const labels = { worker, fiber: String(fiber), request: `${worker}-${fiber}-${request}` }
+        const result = yield* chargeAtRandom([budget, team], labels, 20).pipe(
+          Effect.catchTag("BudgetExceeded", () => Effect.sync(() => (charged.refused++, nothingCharged())))
+        )
+        charged.tokens += result.tokens
+        charged.nanos += result.nanos
+        charged.entries += result.entries
+        if (++charges === fibers) console.log(JSON.stringify({ charging: true }))
+        yield* Effect.sleep(yield* Random.nextIntBetween(0, 5))
+      }
+    }), { concurrency: "unbounded", discard: true })
+  console.log(JSON.stringify({ worker, ...charged, handed, warnings }))
+  return yield* Effect.never
+})
+
+/** The PostgreSQL sink through the test's proxy, counting what it took. */
+const PgSinkLive: Layer.Layer<Ledger.Sink> = Layer.effect(
+  Ledger.Sink,
+  Effect.map(Effect.service(Ledger.Sink), (sink) =>
+    Ledger.Sink.of({
+      ...sink,
+      write: (entries) =>
+        Effect.tap(sink.write(entries), () =>
+          Effect.sync(() => {
+            handed.entries += entries.length
+            handed.batches++
+          }))
+    }))
+).pipe(
+  Layer.provide(PgLedger.layer({ table: process.env["LEDGER_TABLE"] })),
+  Layer.provide(PgClient.layer({
+    host: "127.0.0.1",
+    port: Number(process.env["LEDGER_PG_PORT"] ?? 5432),
+    username: "postgres",
+    database: "test",
+    connectTimeout: "2 seconds"
+  })),
+  Layer.orDie
+)
+
+/** Warnings kept for the result line, errors to stderr, the rest dropped: stdout carries the results. */
+const QuietLogger = Logger.layer([
+  Logger.make(({ logLevel, message }) => {
+    const text = (Array.isArray(message) ? message : [message]).join(" ")
+    if (logLevel === "Warn") warnings.push(text)
+    else if (logLevel === "Error" || logLevel === "Fatal") console.error(`worker ${process.pid}: ${logLevel} ${text}`)
+  })
+])
+
 const clusterNodes = process.env["WORKER_REDIS_CLUSTER_NODES"]
 const RedisLive: Layer.Layer<Redis.Redis, Redis.RedisError> = clusterNodes
   ? NodeRedisCluster.layer({ rootNodes: clusterNodes.split(",").map((node) => ({ url: `redis://${node}` })) })
@@ -89,7 +168,8 @@ const options: BudgetOptions = mode === "rated"
   : { name: name!, tokenCap: Number(tokenCap ?? 200_000), usdCap: Number(usdCap ?? 0.2) }
 const RedisOrDie = Layer.orDie(RedisLive)
 const BudgetLive = RedisBudget.layer(options, { prefix: prefix!, leaseTtl: (leaseTtl ?? "30 seconds") as Duration.Input }).pipe(
-  Layer.provide(RedisOrDie)
+  Layer.provide(RedisOrDie),
+  Layer.provide(mode === "ledger" ? PgSinkLive : Layer.empty)
 )
 const program: Effect.Effect<void, unknown, Budget | Redis.Redis | Scope.Scope> = mode === "hold"
   ? hold
@@ -97,9 +177,15 @@ const program: Effect.Effect<void, unknown, Budget | Redis.Redis | Scope.Scope> 
   ? wait
   : mode === "rated"
   ? rated
+  : mode === "ledger"
+  ? ledger
   : cycles
 
-Effect.runPromise(Effect.scoped(Effect.provide(program, Layer.merge(BudgetLive, RedisOrDie)))).catch((error) => {
+Effect.runPromise(
+  Effect.scoped(Effect.provide(program, Layer.merge(BudgetLive, RedisOrDie))).pipe(
+    Effect.provide(mode === "ledger" ? QuietLogger : Layer.empty)
+  )
+).catch((error) => {
   console.error(error)
   process.exit(1)
 })

@@ -8,7 +8,10 @@ import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import { type BudgetService, usdToNanos } from "../../src/index.ts"
 
-/** Starts a worker: its process, and its first line of output. */
+/**
+ * Starts a worker: its process, its first line of output, and `line(n)`,
+ * its line `n` (from 0) once printed.
+ */
 export const worker = (args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}) => {
   // Node itself, with tsx as a loader: a SIGKILL then reaches the process
   // that holds the leases, not a wrapper around it.
@@ -18,11 +21,20 @@ export const worker = (args: ReadonlyArray<string>, env: Readonly<Record<string,
   })
   let output = ""
   child.stdout.on("data", (chunk) => (output += chunk))
-  const firstLine = new Promise<string>((resolve, reject) => {
-    child.stdout.on("data", () => output.includes("\n") && resolve(output.split("\n")[0]!))
-    child.on("exit", (code) => reject(new Error(`worker exited with ${code} before printing`)))
-  })
-  return { child, firstLine }
+  const line = (n: number) =>
+    new Promise<string>((resolve, reject) => {
+      const printed = () => {
+        const lines = output.split("\n")
+        if (lines.length > n + 1) resolve(lines[n]!)
+      }
+      printed()
+      child.stdout.on("data", printed)
+      child.on("exit", (code, signal) => reject(new Error(`worker exited (${signal ?? code}) before printing line ${n}`)))
+    })
+  const firstLine = line(0)
+  // Awaited or not: a worker killed on purpose rejects it.
+  firstLine.catch(() => {})
+  return { child, firstLine, line }
 }
 
 /**
