@@ -27,6 +27,10 @@ const everything = (redis: Redis.Redis["Service"], tree: string) =>
         ? yield* redis.send("HGETALL", key)
         : type === "zset"
         ? yield* redis.send("ZRANGE", key, "0", "-1", "WITHSCORES")
+        : type === "set"
+        ? yield* Effect.map(redis.send<Array<string>>("SMEMBERS", key), (members) => members.sort())
+        : type === "stream"
+        ? yield* redis.send("XRANGE", key, "-", "+")
         : yield* redis.send("GET", key)
     }
     return values
