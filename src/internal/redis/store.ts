@@ -172,6 +172,13 @@ class RedisHold extends Hold {
   private pending: Charge | undefined = undefined
   /** Its lease is renewed by this process, for this holder. */
   private renewing: boolean
+  /**
+   * The id its settlement is kept under: its own, but for a commit after
+   * its release under an idempotency key, which another hold may have
+   * taken since: then an id of this commit's own, so it charges as a hold
+   * that holds nothing, once, and never settles that other hold.
+   */
+  private settledAs: string
   constructor(
     readonly tree: Tree,
     /** The budget it was taken on, and those above it. */
@@ -190,12 +197,13 @@ class RedisHold extends Hold {
     super(tokens, nanos, labels)
     this.settlement = settlement
     this.renewing = settlement === undefined
+    this.settledAs = id
   }
 
   private stopRenewing(): void {
     if (!this.renewing) return
     this.renewing = false
-    this.tree.live.remove(this.id)
+    this.tree.live.remove(this.settledAs)
   }
 
   // Remembered when it runs, not when it is built: only a commit sent for
@@ -211,15 +219,18 @@ class RedisHold extends Hold {
       const late = charge !== undefined && this.settlement?._tag === "Released"
       if (this.settlement !== undefined && !late) return Effect.succeed(this.settlement)
       if (charge !== undefined) this.pending ??= charge
+      if (late && this.settledAs === this.id && this.id.startsWith("k:")) {
+        this.settledAs = `${this.id}#late:${this.tree.nextId()}`
+      }
       // Renewed again until answered, so its settlement is kept for a retry;
       // not past a failure, with no scope left to end it.
       if (late && !this.renewing) {
         this.renewing = true
-        this.tree.live.add(this.id)
+        this.tree.live.add(this.settledAs)
       }
       const operation: Extract<Batch.Operation, { readonly _tag: "Commit" | "Release" }> = charge === undefined
         ? { _tag: "Release", chain: this.keys, id: this.id }
-        : { _tag: "Commit", chain: this.keys, id: this.id, ...charge, labels: labelsText(this.labels) }
+        : { _tag: "Commit", chain: this.keys, id: this.settledAs, ...charge, labels: labelsText(this.labels) }
       const sent = late
         ? Effect.tapError(send(this.tree, this.chain[0]!, operation), () => Effect.sync(() => this.stopRenewing()))
         : send(this.tree, this.chain[0]!, operation)

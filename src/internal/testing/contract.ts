@@ -258,6 +258,24 @@ export const contract = (store: StoreUnderTest) =>
           assert.strictEqual((yield* budget.snapshot).tokensUsed, 60)
         }))
 
+      it.effect("a key taken again after its hold was released: the first hold's late commit and the second's commit each charge their own", () =>
+        capturingLogs(() =>
+          Effect.gen(function*() {
+            const budget = yield* make({ tokenCap: 10_000 })
+            const first = yield* Effect.scoped(budget.reserve({ tokens: 100 }, { id: "job-1" }))
+            const settled = yield* Effect.scoped(Effect.gen(function*() {
+              const second = yield* budget.reserve({ tokens: 100 }, { id: "job-1" })
+              const late = yield* first.commit({ tokens: 30 })
+              const again = yield* first.commit({ tokens: 30 })
+              const own = yield* second.commit({ tokens: 50 })
+              return [late.tokens, again.tokens, own.tokens]
+            }))
+            assert.deepStrictEqual(settled, [30, 30, 50])
+            const snap = yield* budget.snapshot
+            assert.deepStrictEqual([snap.tokensUsed, snap.tokensReserved], [80, 0])
+          })
+        ))
+
       it.effect("one id on a budget and on its child names two charges", () =>
         Effect.gen(function*() {
           const parent = yield* make({ tokenCap: 1_000 })
