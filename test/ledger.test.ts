@@ -209,6 +209,17 @@ describe("ledger (memory store)", () => {
       assert.strictEqual((yield* budget.snapshot).tokensUsed, 50_000)
     }))
 
+  it.effect("a charge does not run the hand-over in its own step: the drain takes its entry in a turn of its own", () =>
+    Effect.gen(function*() {
+      const { budget, state } = yield* withLedger({ name: "org" })
+      yield* settle
+      yield* budget.record({ tokens: 1 })
+      yield* budget.record({ tokens: 2 })
+      assert.strictEqual(state.batches, 0)
+      yield* until(() => state.written.size === 2)
+      assert.strictEqual(state.batches, 1)
+    }))
+
   it.effect("the store's close hands over what is left; with the sink down, it logs the entries as an error", () =>
     capturingLogs((lines) =>
       Effect.gen(function*() {

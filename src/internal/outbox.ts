@@ -97,12 +97,15 @@ export class Outbox {
   })
 
   /**
-   * Hands the backlog to the sink for ever, a batch at a time. Without a
-   * yield between batches (`disableYield`): a fiber charging back to back
-   * pushes about a thousand entries between two of its yields, and a drain
-   * that took one batch a turn would fall behind it until the bound
-   * refused charges. It still yields as every fiber does, after its share
-   * of operations, and waits when the outbox is empty.
+   * Hands the backlog to the sink for ever, a batch at a time. Woken by a
+   * charge's push, which resumes it inline, it first yields: the charge's
+   * step does not run a hand-over, and the drain takes, in its next turn,
+   * every entry pushed meanwhile. Then it hands over batches until the
+   * outbox is empty, with no yield between them: a fiber charging back to
+   * back pushes about a thousand entries between two of its yields, and a
+   * drain that took one batch a turn would fall behind it until the bound
+   * refused charges (it still yields as every fiber does, after its share
+   * of operations).
    */
   readonly drain: Effect.Effect<never> = Effect.suspend(() => {
     const next = Effect.suspend(() => {
@@ -112,7 +115,8 @@ export class Outbox {
         return reportBacklog(this.backlog)
       })
     })
-    return Effect.forever(Effect.andThen(this.nonEmpty, next), { disableYield: true })
+    const all = Effect.whileLoop({ while: () => this.backlog > 0, body: () => next, step: () => {} })
+    return Effect.forever(Effect.andThen(this.nonEmpty, Effect.andThen(Effect.yieldNow, all)), { disableYield: true })
   })
 
   /**
