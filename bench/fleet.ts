@@ -33,40 +33,43 @@ const started = "60 seconds"
 const stuckAfter = "30 seconds"
 const workerPath = fileURLToPath(new URL("./fleetWorker.ts", import.meta.url))
 
-interface Worker {
+export interface Worker {
   readonly child: ChildProcess
   /** The next line the worker prints. */
   readonly line: Effect.Effect<string, Error>
 }
 
-/** One worker process, killed (and waited for) when the scope closes, whatever ended it. */
-const worker = Effect.acquireRelease(
-  Effect.sync((): Worker => {
-    // Node itself, with tsx as a loader, as test/redisProcesses.test.ts does:
-    // a kill reaches the process that runs the budget, not a wrapper.
-    const child = spawn(process.execPath, ["--import", "tsx", workerPath, url, prefix, "fleet", String(inFlight)], {
-      stdio: ["pipe", "pipe", "inherit"]
-    })
-    const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-    const line = Effect.flatMap(
-      Effect.tryPromise({ try: () => lines.next(), catch: (cause) => new Error("reading a worker", { cause }) }),
-      (next) =>
-        next.done === true
-          ? Effect.fail(new Error(`a worker exited (${child.exitCode ?? child.signalCode ?? "closed its output"})`))
-          : Effect.succeed(next.value as string)
-    )
-    return { child, line }
-  }),
-  ({ child }) =>
-    Effect.callback<void>((resume) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
-      child.once("exit", () => resume(Effect.void))
-      child.kill("SIGKILL")
-    })
-)
+/** A worker process running `path` with `args`, killed (and waited for) when the scope closes, whatever ended it. */
+export const spawnWorker = (path: string, args: ReadonlyArray<string>) =>
+  Effect.acquireRelease(
+    Effect.sync((): Worker => {
+      // Node itself, with tsx as a loader, as test/redisProcesses.test.ts does:
+      // a kill reaches the process that runs the budget, not a wrapper.
+      const child = spawn(process.execPath, ["--import", "tsx", path, ...args], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+      const line = Effect.flatMap(
+        Effect.tryPromise({ try: () => lines.next(), catch: (cause) => new Error("reading a worker", { cause }) }),
+        (next) =>
+          next.done === true
+            ? Effect.fail(new Error(`a worker exited (${child.exitCode ?? child.signalCode ?? "closed its output"})`))
+            : Effect.succeed(next.value as string)
+      )
+      return { child, line }
+    }),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("exit", () => resume(Effect.void))
+        child.kill("SIGKILL")
+      })
+  )
+
+const worker = spawnWorker(workerPath, [url, prefix, "fleet", String(inFlight)])
 
 /** One line from every worker, or a failure that names the wait. */
-const answers = (workers: ReadonlyArray<Worker>, within: Duration.Input, waitingFor: string) =>
+export const answers = (workers: ReadonlyArray<Worker>, within: Duration.Input, waitingFor: string) =>
   Effect.forEach(workers, (w) => w.line, { concurrency: "unbounded" }).pipe(
     Effect.timeoutOrElse({
       duration: within,

@@ -9,6 +9,7 @@ import { contentionCases } from "./contention.ts"
 import { drainCases } from "./drain.ts"
 import { fleetReport } from "./fleet.ts"
 import { floors } from "./floors.ts"
+import { ledgerCases, ledgerScriptTimeReport, ledgerSinkReport } from "./ledger.ts"
 import { memoryReport } from "./memory.ts"
 import { nestingCases } from "./nesting.ts"
 import { peerCases } from "./peers.ts"
@@ -25,7 +26,16 @@ const program = Effect.gen(function*() {
   // The budgets live in a scope of their own: cases run with no Scope in
   // their context, as the floors' do, so neither pays for a deeper one.
   const budgets = yield* Scope.make()
-  const groups = yield* Effect.all([floors, budgetCases, peerCases, rateCases, contentionCases, drainCases, nestingCases]).pipe(
+  const groups = yield* Effect.all([
+    floors,
+    budgetCases,
+    ledgerCases,
+    peerCases,
+    rateCases,
+    contentionCases,
+    drainCases,
+    nestingCases
+  ]).pipe(
     Scope.provide(budgets)
   )
   const inMemoryRows = yield* run(groups.flat(), plan)
@@ -41,7 +51,9 @@ const program = Effect.gen(function*() {
   console.log(`\n${yield* redisCpuReport}`)
   console.log(`\n${yield* redisAloneReport}`)
   console.log(`\n${yield* scriptTimeReport}`)
+  console.log(`\n${yield* ledgerScriptTimeReport}`)
   console.log(`\n${yield* fleetReport}`)
+  console.log(`\n${yield* ledgerSinkReport}`)
   console.log(
     `\nnode ${process.version}; ns/op is the median of ${plan.rounds} rounds (Redis: ${redisPlan.rounds}), ` +
       `ratio the median per-round ratio to "vs".`

@@ -256,6 +256,29 @@ describe("ledger (memory store)", () => {
       })
     ))
 
+  it.effect("a sink that takes every batch keeps up with records made back to back: the outbox never reaches its bound", () =>
+    Effect.gen(function*() {
+      // The charging fiber makes about a thousand records each time it
+      // yields; the drain must hand over all of them in its turn, not one
+      // batch, or the outbox grows until charges are refused.
+      const { budget, state } = yield* withLedger({ name: "org" }, { batchSize: 100, maxBacklog: 5_000 })
+      let left = 50_000
+      yield* Effect.whileLoop({ while: () => left-- > 0, body: () => budget.record({ tokens: 1 }), step: () => {} })
+      yield* until(() => state.written.size === 50_000)
+      assert.strictEqual((yield* budget.snapshot).tokensUsed, 50_000)
+    }))
+
+  it.effect("a charge does not run the hand-over in its own step: the drain takes its entry in a turn of its own", () =>
+    Effect.gen(function*() {
+      const { budget, state } = yield* withLedger({ name: "org" })
+      yield* settle
+      yield* budget.record({ tokens: 1 })
+      yield* budget.record({ tokens: 2 })
+      assert.strictEqual(state.batches, 0)
+      yield* until(() => state.written.size === 2)
+      assert.strictEqual(state.batches, 1)
+    }))
+
   it.effect("the store's close hands over what is left; with the sink down, it logs the entries as an error", () =>
     capturingLogs((lines) =>
       Effect.gen(function*() {
