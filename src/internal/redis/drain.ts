@@ -22,15 +22,14 @@ import * as Scripts from "./scripts.ts"
 const idleMillis = 1_000
 /** A consumer idle this long with nothing pending was a drainer of an ended process. */
 const tidyIdleMillis = 3_600_000
-/** Values an entry has in the outbox, after its stream id. */
-const valuesPerEntry = 11
 
 const entriesOf = (answer: ReadonlyArray<string>): ReadonlyArray<readonly [string, Entry]> => {
   const entries: Array<readonly [string, Entry]> = []
-  for (let at = 1; at + valuesPerEntry < answer.length + 1; at += valuesPerEntry + 1) {
+  for (let at = 1; at + 1 < answer.length; at += 2) {
     const streamId = answer[at]!
-    const [kind, base, budget, tokens, nanos, tokensOverage, nanosOverage, estimated, labels, time, windowEnd] = answer
-      .slice(at + 1, at + 1 + valuesPerEntry)
+    const [kind, base, budget, tokens, nanos, tokensOverage, nanosOverage, estimated, labels, time, windowEnd] = answer[
+      at + 1
+    ]!.split("\0")
     entries.push([streamId, {
       // Unique to the entry: its stream id in its tree's outbox, after the
       // charge's hold id or idempotency key (for neither, the tree's key

@@ -676,9 +676,9 @@ return S.finish(0)
  * consumer took and did not finish (a reply lost) first; then those
  * another drainer took and has not finished for `idleMillis` (it died, or
  * its sink hangs); else new ones. Answers the outbox's length, then each
- * entry's stream id and its eleven values in the order written: kind, id
- * base, budget, tokens, nanos, overage of each, estimated, labels, time,
- * window end.
+ * entry's stream id and its value (lua/ledger.ts: kind, id base, budget,
+ * tokens, nanos, overage of each, estimated, labels, time, window end,
+ * joined by NUL).
  */
 export const ledgerTake = Redis.script(
   (outbox: string, consumer: string, count: number, idleMillis: number) => [outbox, consumer, count, idleMillis],
@@ -701,7 +701,7 @@ for _, e in ipairs(entries) do
   local f = e[2]
   if type(f) == 'table' then
     out[#out + 1] = e[1]
-    for i = 2, #f, 2 do out[#out + 1] = f[i] end
+    out[#out + 1] = f[2]
   else
     -- Deleted (its batch finished by another drainer): nothing left to do.
     redis.call('XACK', key, 'drain', e[1])
