@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Redis from "effect/persistence/Redis"
-import { Budget } from "../src/index.ts"
+import { Budget, LedgerUnavailable } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { capturingLogs } from "./support/logs.ts"
 
@@ -102,4 +102,16 @@ describe("error messages name the budget, the axis or field, and the numbers", (
         )
       })
     ))
+
+  it("a sink's error says what the server said, and a cause with no prototype does not throw", () => {
+    const server = Object.assign(new Error("invalid byte sequence for encoding \"UTF8\": 0x00"), { code: "22021" })
+    const failed = new Error("PgConnection: Query failed", { cause: server })
+    assert.strictEqual(
+      new LedgerUnavailable({ sink: "postgresql:budget_ledger", cause: failed }).message,
+      "Ledger sink \"postgresql:budget_ledger\" did not take a batch: PgConnection: Query failed: invalid byte sequence " +
+        "for encoding \"UTF8\": 0x00. Its entries wait in the outbox and are written when it answers"
+    )
+    const bare = Object.assign(Object.create(null), { reason: "down" })
+    assert.include(new LedgerUnavailable({ sink: "s", cause: bare }).message, "{\"reason\":\"down\"}")
+  })
 })
