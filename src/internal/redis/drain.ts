@@ -54,9 +54,9 @@ export interface Drainer {
   /** Runs for ever; fork it in the tree's scope. */
   readonly run: Effect.Effect<never>
   /**
-   * Deletes this drainer's consumer from the outbox's group if it holds
-   * nothing, and those of ended processes (idle an hour, holding nothing);
-   * `closing`: this one's too. The group stays as small as the fleet.
+   * Deletes from the outbox's group the consumers of ended processes (idle
+   * an hour, holding nothing), or, `closing`, this drainer's own if it
+   * holds nothing: the group stays as small as the fleet.
    */
   readonly tidy: (closing: boolean) => Effect.Effect<void>
   /** Tells the drainer this process wrote entries. */
