@@ -136,7 +136,7 @@ export const ledgerScriptTimeReport: Effect.Effect<string> = Effect.scoped(Effec
   const measure = (c: ScriptCase, ledger: boolean) =>
     Effect.scoped(Effect.gen(function*() {
       yield* redis.send("FLUSHALL")
-      yield* redis.eval(ensure)(chain, tree, Number.MAX_SAFE_INTEGER, usdToNanos(maxUsd), "", 0, "", true, "", -1, ledger ? bound : -1, [])
+      yield* redis.eval(ensure)(chain, tree, Number.MAX_SAFE_INTEGER, usdToNanos(maxUsd), "", 0, "", true, "", -1, ledger ? bound : -1, 0, [])
       yield* redis.send("CONFIG", "RESETSTAT")
       const drainer = ledger ? makeDrainer(viaEval(redis), tree, "bench", sink, options.leaseMillis, 5_000) : undefined
       if (drainer !== undefined) yield* Effect.forkScoped(drainer.run)

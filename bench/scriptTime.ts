@@ -59,7 +59,7 @@ export const scriptTimeReport: Effect.Effect<string> = Effect.scoped(Effect.gen(
   const measure = (c: Case) =>
     Effect.gen(function*() {
       yield* redis.send("FLUSHALL")
-      yield* redis.eval(ensure)(chain, tree, Number.MAX_SAFE_INTEGER, usdToNanos(maxUsd), "", 0, "", true, "", -1, -1, [])
+      yield* redis.eval(ensure)(chain, tree, Number.MAX_SAFE_INTEGER, usdToNanos(maxUsd), "", 0, "", true, "", -1, -1, 0, [])
       yield* redis.send("CONFIG", "RESETSTAT")
       yield* requestsPerSecond(c.args, { clients: 1, requests: c.calls }, server.url)
       const stats = yield* redis.send<string>("INFO", "commandstats")

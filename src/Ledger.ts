@@ -105,6 +105,26 @@ export class Sink extends Context.Service<Sink, {
 }>()("effect-token-budget/Ledger/Sink") {}
 
 /**
+ * What the ledger says a budget spent: the sums of the entries of
+ * `budget` and of the budgets below it, at or after `from` and before `to`
+ * (epoch milliseconds), but those whose ids are in `excluding` (entries a
+ * Redis outbox still holds, counted from there). A Redis store opened with
+ * `onStateLost: "restore"` rebuilds a lost budget from it; `PgLedger.layer`
+ * provides it.
+ *
+ * @since 0.3.0
+ * @category services
+ */
+export class Totals extends Context.Service<Totals, {
+  readonly spent: (query: {
+    readonly budget: string
+    readonly from: number
+    readonly to: number
+    readonly excluding: ReadonlyArray<string>
+  }) => Effect.Effect<{ readonly tokens: number; readonly nanos: number }, LedgerUnavailable>
+}>()("effect-token-budget/Ledger/Totals") {}
+
+/**
  * How a sink is made: its batch size (default 500) and its outbox's bound
  * (default 100,000 entries).
  *

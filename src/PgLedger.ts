@@ -354,6 +354,36 @@ interface SumRow {
   readonly entries: string
 }
 
+/**
+ * Entries of the budget at `path` or one below it: a byte-wise range ("/"
+ * is 0x2F, "0" the byte after it), so no character of a name (% and _
+ * included) is a pattern, and the text_pattern_ops index serves it.
+ */
+const withinPath = (sql: SqlClient, path: string) =>
+  sql`(budget = ${path} OR (budget ~>=~ ${`${path}/`} AND budget ~<~ ${`${path}0`}))`
+
+/** `Ledger.Totals` over the table: what a Redis store rebuilds a lost budget from. */
+const makeTotals = (sql: SqlClient, table: Table): Ledger.Totals["Service"] => {
+  const unavailable = (cause: unknown) => new Ledger.LedgerUnavailable({ sink: `postgresql:${table.name}`, cause })
+  return Ledger.Totals.of({
+    spent: ({ budget, excluding, from, to }) =>
+      sql<Pick<SumRow, "tokens" | "nanos">>`SELECT coalesce(sum(tokens), 0)::text AS tokens,
+  coalesce(sum(nanos), 0)::text AS nanos
+FROM ${sql(table.name)}
+WHERE ${withinPath(sql, budget)} AND at >= ${new Date(from)} AND at < ${new Date(to)}
+  AND id <> ALL (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(excluding)}::jsonb)))`.pipe(
+        Effect.mapError(unavailable),
+        Effect.flatMap(([row]) => {
+          const tokens = exact(row!.tokens)
+          const nanos = exact(row!.nanos)
+          return tokens === undefined || nanos === undefined
+            ? Effect.fail(unavailable(new Error(`the entries of "${budget}" sum past ${Number.MAX_SAFE_INTEGER}`)))
+            : Effect.succeed({ tokens, nanos })
+        })
+      )
+  })
+}
+
 const makeSpend = (sql: SqlClient, table: Table) =>
   Effect.fn("PgLedger.spend")(function*(query: SpendQuery) {
     if (typeof query !== "object" || query === null) {
@@ -374,12 +404,8 @@ const makeSpend = (sql: SqlClient, table: Table) =>
     const invalidGroupBy = groupByError(query.groupBy)
     if (invalidGroupBy !== undefined) return yield* invalidGroupBy
 
-    const path = query.budget
-    // The path itself, or one below it: a byte-wise range ("/" is 0x2F, "0"
-    // the byte after it), so no character of a name (% and _ included) is a
-    // pattern, and the text_pattern_ops index serves it.
     const conditions = [
-      sql`(budget = ${path} OR (budget ~>=~ ${`${path}/`} AND budget ~<~ ${`${path}0`}))`,
+      withinPath(sql, query.budget),
       ...(query.labels === undefined ? [] : [sql`labels @> ${JSON.stringify(query.labels)}::jsonb`]),
       ...(from === undefined ? [] : [sql`at >= ${from}`]),
       ...(to === undefined ? [] : [sql`at < ${to}`])
@@ -455,7 +481,9 @@ export const make: (
 
 /**
  * The ledger in PostgreSQL: the `Ledger.Sink` a budget's store writes its
- * entries to, and `PgLedger`, their queries. Building it runs `migrate`
+ * entries to, `PgLedger`, their queries, and the `Ledger.Totals` a Redis
+ * store opened with `onStateLost: "restore"` rebuilds a lost budget from.
+ * Building it runs `migrate`
  * (the table is made once). Needs a PostgreSQL `SqlClient`, such as
  * `PgClient.layer` from `@effect/sql-pg`; fails with `InvalidUsage` naming
  * an option that is not usable.
@@ -479,10 +507,13 @@ export const make: (
  */
 export const layer = (
   options: Options = {}
-): Layer.Layer<Ledger.Sink | PgLedger, InvalidUsage | Migrator.MigrationError | SqlError, SqlClient> =>
+): Layer.Layer<Ledger.Sink | Ledger.Totals | PgLedger, InvalidUsage | Migrator.MigrationError | SqlError, SqlClient> =>
   Layer.effectContext(Effect.gen(function*() {
+    const table = tableOf(options.table)
+    if (table instanceof InvalidUsage) return yield* table
     yield* migrate(options)
     const sink = yield* makeSink(options)
     const ledger = yield* make(options)
-    return Context.make(Ledger.Sink, sink).pipe(Context.add(PgLedger, ledger))
+    const totals = makeTotals(yield* clientOf, table)
+    return Context.make(Ledger.Sink, sink).pipe(Context.add(PgLedger, ledger), Context.add(Ledger.Totals, totals))
   }))

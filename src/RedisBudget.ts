@@ -46,11 +46,15 @@ export interface StoreOptions {
    * failover): `"fail"` (the default) refuses it, and every operation on
    * the budget, with `BudgetUnavailable` (cause `BudgetStateLost`) until
    * `reset` makes the budget again; `"recreate"` makes it again at once,
-   * with nothing used, and runs the operation. Either way an error log, a
-   * `StateLost` event and the `budget_state_lost_total` metric say so.
-   * See docs/distributed.md#lost-state.
+   * with nothing used, and runs the operation; `"restore"` makes it again
+   * with what the ledger says it spent in its current window, then runs the
+   * operation (the store needs a `Ledger.Sink` and `Ledger.Totals` in its
+   * context: `PgLedger.layer` provides both; see docs/ledger.md#restore).
+   * Either way an error log, a `StateLost` event and the
+   * `budget_state_lost_total` metric say so. See
+   * docs/distributed.md#lost-state.
    */
-  readonly onStateLost?: "fail" | "recreate" | undefined
+  readonly onStateLost?: "fail" | "recreate" | "restore" | undefined
   /**
    * How long an idempotency key (`{ id }` on `record` and `reserve`) is
    * kept, from its last use: a retry within it charges once. Defaults to
@@ -87,11 +91,33 @@ export const makeStore = (
       )
     }
     const onStateLost = options.onStateLost ?? "fail"
-    if (onStateLost !== "fail" && onStateLost !== "recreate") {
-      return Effect.fail(new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\" or \"recreate\"" }))
+    if (onStateLost !== "fail" && onStateLost !== "recreate" && onStateLost !== "restore") {
+      return Effect.fail(
+        new InvalidUsage({ field: "onStateLost", value: onStateLost, reason: "must be \"fail\", \"recreate\" or \"restore\"" })
+      )
     }
-    return Effect.flatMap(Effect.serviceOption(Ledger.Sink), (sink) =>
-      RedisStore.make({ prefix, leaseMillis, timeoutMillis, onStateLost, idTtlMillis, sink: Option.getOrUndefined(sink) }))
+    return Effect.gen(function*() {
+      const sink = Option.getOrUndefined(yield* Effect.serviceOption(Ledger.Sink))
+      const totals = Option.getOrUndefined(yield* Effect.serviceOption(Ledger.Totals))
+      // Rebuilt from a ledger the store does not write, a budget would miss every charge since.
+      if (onStateLost === "restore" && (sink === undefined || totals === undefined)) {
+        return yield* new InvalidUsage({
+          field: "onStateLost",
+          value: onStateLost,
+          reason: `rebuilds a lost budget from the ledger, so the store needs a Ledger.Sink and Ledger.Totals in its ` +
+            `context (PgLedger.layer provides both); it has ${sink === undefined ? "no Ledger.Sink" : "no Ledger.Totals"}`
+        })
+      }
+      return yield* RedisStore.make({
+        prefix,
+        leaseMillis,
+        timeoutMillis,
+        onStateLost,
+        idTtlMillis,
+        sink,
+        totals: onStateLost === "restore" ? totals : undefined
+      })
+    })
   })
 
 /**
@@ -175,11 +201,11 @@ const storeOptionsFromConfig: Effect.Effect<StoreOptions, InvalidUsage | Config.
   }),
   leaseTtl: read(durationKey("BUDGET_REDIS_LEASE_TTL", "\"30 seconds\" or \"2 minutes\"", "30 seconds")),
   timeout: read(durationKey("BUDGET_REDIS_TIMEOUT", "\"5 seconds\" or \"500 millis\"", "5 seconds")),
-  onStateLost: read<"fail" | "recreate">({
+  onStateLost: read<"fail" | "recreate" | "restore">({
     key: "BUDGET_REDIS_ON_STATE_LOST",
-    rule: "must be \"fail\" or \"recreate\"",
+    rule: "must be \"fail\", \"recreate\" or \"restore\"",
     unset: "\"fail\"",
-    parse: (input) => input === "fail" || input === "recreate" ? input : undefined
+    parse: (input) => input === "fail" || input === "recreate" || input === "restore" ? input : undefined
   }),
   idTtl: read(durationKey("BUDGET_REDIS_ID_TTL", "\"1 day\" or \"6 hours\"", "1 day"))
 })

@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { TestClock } from "effect/testing"
-import { Budget, type BudgetEvent, type BudgetOptions, Ledger, usdToNanos } from "../src/index.ts"
+import { Budget, type BudgetEvent, type BudgetOptions, Ledger, LedgerUnavailable, usdToNanos } from "../src/index.ts"
 import { yields as settle } from "../src/BudgetStoreContract.ts"
 import { capturingLogs } from "../src/internal/testing/logs.ts"
 import { collectingSink } from "./support/ledgerSink.ts"
@@ -193,6 +193,27 @@ describe("ledger (memory store)", () => {
         assert.strictEqual(state.again, 0)
         assert.deepStrictEqual(sums(), { tokens: 45, nanos: 0 })
         assert.isTrue(lines.some((l) => l.level === "Info" && l.text.includes("takes entries again")))
+      })
+    ))
+
+  it.effect("a sink whose write decides when it is called (not when run) is called again for each attempt", () =>
+    capturingLogs(() =>
+      Effect.gen(function*() {
+        let down = true
+        const taken: Array<Ledger.Entry> = []
+        const sink = yield* Ledger.makeSink("decides", (entries) =>
+          down
+            ? Effect.fail(new LedgerUnavailable({ sink: "decides", cause: new Error("down") }))
+            : Effect.sync(() => taken.push(...entries)))
+        const budget = yield* Budget.make({ name: "org" }).pipe(Effect.provideService(Ledger.Sink, sink))
+        yield* budget.record({ tokens: 1 })
+        yield* settle
+        down = false
+        for (let i = 0; i < 20 && taken.length === 0; i++) {
+          yield* TestClock.adjust("10 seconds")
+          yield* settle
+        }
+        assert.strictEqual(taken.length, 1)
       })
     ))
 

@@ -129,7 +129,7 @@ describe.runIf(available)("Redis", () => {
       const key = `${tree}:n:t`
       const soon = Date.now() + 300
       const record = runBatch(redis, tree, [{ _tag: "Record", chain: [key], tokens: 5, nanos: 0 }])
-      yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", true, "", -1, -1, [soon])
+      yield* redis.eval(Scripts.ensure)([key], tree, -1, -1, "", -1, "cron test", true, "", -1, -1, 0, [soon])
       yield* record
       yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 400)))
       // Past its last end: the window restarts, and its end is unknown.

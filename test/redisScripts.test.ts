@@ -42,8 +42,8 @@ const makeTree = Effect.gen(function*() {
   const tree = `${testPrefix("scripts")}{root}`
   const root = `${tree}:n:root`
   const child = [`${tree}:n:root/c`, root]
-  yield* redis.eval(Scripts.ensure)([root], tree, 10, -1, "", 0, "", true, "", -1, -1, [])
-  yield* redis.eval(Scripts.ensure)(child, tree, -1, -1, "", 0, "", true, "", -1, -1, [])
+  yield* redis.eval(Scripts.ensure)([root], tree, 10, -1, "", 0, "", true, "", -1, -1, 0, [])
+  yield* redis.eval(Scripts.ensure)(child, tree, -1, -1, "", 0, "", true, "", -1, -1, 0, [])
   yield* runBatch(redis, tree, [{ _tag: "Reserve", chain: child, id: "held", tokens: 2, nanos: 0 }])
   return { redis, tree, root: [root], child }
 })
@@ -94,11 +94,11 @@ describe.runIf(available)("Redis scripts", () => {
       const failures: ReadonlyArray<Effect.Effect<unknown, Redis.RedisError>> = [
         redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", Number.NaN, "t", ""),
         redis.eval(Scripts.reserveWaiting)(child, tree, 1, 0, "w", 1_000, "", ""),
-        redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", true, "", -1, -1, []),
-        redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", true, "", -1, -1, []),
-        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "x:1:1000:1", -1, -1, []),
-        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "t:1:1000:many", -1, -1, []),
-        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "", -2, -1, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -2, "", 0, "", true, "", -1, -1, 0, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "half", 0, "", true, "", -1, -1, 0, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "x:1:1000:1", -1, -1, 0, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "t:1:1000:many", -1, -1, 0, []),
+        redis.eval(Scripts.ensure)(child, tree, 5, -1, "", 0, "", true, "", -2, -1, 0, []),
         redis.eval(Scripts.extend)(child, tree, [1.5]),
         redis.eval(Scripts.leave)(child, tree, "", "", 1_000)
       ]

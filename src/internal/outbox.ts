@@ -51,7 +51,8 @@ export const handOver = (
 ): Effect.Effect<void> =>
   Effect.suspend(() => {
     let failures = 0
-    const attempt: Effect.Effect<void> = Effect.catch(sink.write(batch), (error) => {
+    // `write` called for each attempt: a sink may decide when it is called.
+    const attempt: Effect.Effect<void> = Effect.catch(Effect.suspend(() => sink.write(batch)), (error) => {
       failures++
       const log = failures === 1 ? Effect.logWarning(`${error.message} (${batch.length} entries in this batch)`) : Effect.void
       return Effect.andThen(log, Effect.andThen(sleep(backoffMillis(failures - 1)), attempt))
@@ -122,7 +123,7 @@ export class Outbox {
    */
   private lastWrite(batch: ReadonlyArray<Entry>): Effect.Effect<void, LedgerUnavailable> {
     const attempt = (n: number): Effect.Effect<void, LedgerUnavailable> =>
-      Effect.catch(this.sink.write(batch), (error) =>
+      Effect.catch(Effect.suspend(() => this.sink.write(batch)), (error) =>
         n >= closeAttempts - 1 ? Effect.fail(error) : Effect.andThen(HostTime.sleep(100 * 2 ** n), attempt(n + 1)))
     return Effect.raceFirst(attempt(0), this.noAnswer)
   }

@@ -21,7 +21,7 @@ import type { Watching } from "./metrics.ts"
 export interface Losing {
   readonly key: string
   readonly redis: Redis.Redis["Service"]
-  readonly options: { readonly onStateLost: "fail" | "recreate" }
+  readonly options: { readonly onStateLost: "fail" | "recreate" | "restore" }
   readonly watching: Watching
   /** When this process last said a budget was lost, by path (host time, ms). */
   readonly lost: Map<string, number>
@@ -46,7 +46,9 @@ export const say = (tree: Losing, path: string, recreated: boolean): Effect.Effe
     const event = Schema.encodeSync(Message)({ _tag: "StateLost", budget: path, recreated })
     return Effect.logError(
       recreated
-        ? `Budget "${path}": its state was gone from Redis; made again with nothing used (onStateLost: "recreate")`
+        ? tree.options.onStateLost === "restore"
+          ? `Budget "${path}": its state was gone from Redis; made again with what the ledger says it spent in its window (onStateLost: "restore")`
+          : `Budget "${path}": its state was gone from Redis; made again with nothing used (onStateLost: "recreate")`
         : `Budget "${path}": ${lost.message}`
     ).pipe(
       Effect.andThen(tree.redis.send("PUBLISH", `${tree.key}:events`, event)),

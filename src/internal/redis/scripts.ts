@@ -525,6 +525,7 @@ export const ensure = Redis.script(
     rate: string,
     maxConcurrent: number,
     ledgerBound: number,
+    restoreMillis: number,
     ends: ReadonlyArray<number>
   ) => [
     ...chain,
@@ -538,6 +539,7 @@ export const ensure = Redis.script(
     rate,
     maxConcurrent,
     ledgerBound,
+    restoreMillis,
     ...ends
   ],
   {
@@ -555,7 +557,8 @@ for bucket in string.gmatch(rt, '[^;]+') do
   if not (capacity and tonumber(capacity)) then bad(8) end
 end
 local lg = count(10, -1)
-for i = 11, #ARGV do count(i) end
+local rebuild = count(11)
+for i = 12, #ARGV do count(i) end
 for i = #KEYS, 2, -1 do
   if S.level(KEYS[i]).lost then return { 'l', tostring(i) } end
 end
@@ -563,6 +566,9 @@ local key = KEYS[1]
 local b = S.level(key)
 -- One the opener had open already: lost, not new, and not to be made.
 if b.lost and ARGV[7] == '0' then return { 'l', '1' } end
+-- Being rebuilt from the ledger by a process that may still finish (within
+-- rebuild ms, a lease): not made again; past that, made afresh.
+if b.restoring and b.restoring + rebuild > S.now_ms() then return { 'l', '1' } end
 -- Other limits than a budget that exists had: those given last apply, and
 -- the opener is told the previous ones (never silent): its caps, rate and
 -- most in flight.
@@ -578,6 +584,18 @@ if made then
   b.lost = false
   redis.call('HSET', key, 'lf', b.gen)
   b.life = tonumber(b.gen)
+  if b.restoring then
+    -- A rebuild that did not finish left counters (nothing was charged on
+    -- them): made with nothing used, as any lost budget.
+    b.tu, b.nu, b.tr, b.nr, b.inf, b.du, b.dh, b.restoring = 0, 0, 0, 0, 0, true, true, nil
+  end
+  if rebuild > 0 then
+    -- onStateLost "restore": lost to every operation until the store that
+    -- made it has added what the ledger says it spent (restore).
+    redis.call('HSET', key, 'rb', 'r' .. b.gen)
+  else
+    redis.call('HDEL', key, 'rb')
+  end
   if key == S.root then
     -- Lines can outlive a root: their tickets are counted again, and the
     -- tickets handed from now on come after theirs.
@@ -591,7 +609,7 @@ if redis.call('HGET', key, 'wid') ~= wid then
   redis.call('DEL', ends)
   b.wlen, b.wend = wlen, 0
 end
-for i = 11, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
+for i = 12, #ARGV do redis.call('ZADD', ends, ARGV[i], ARGV[i]) end
 -- A child is listed under its parent (the tenants view: children).
 if #KEYS > 1 then
   local path = S.path_of(key)
@@ -750,6 +768,59 @@ for _, c in ipairs(consumers) do
   end
 end
 return deleted
+`
+  }
+).withReturnType<number>()
+
+/**
+ * What a budget being rebuilt from the ledger (onStateLost "restore")
+ * still has in its tree's outbox: KEYS its hash and the outbox. Answers
+ * `["ok", made]` and, for each entry of the budget or one below it made
+ * before `made` (when it was made again), its id's base and Stream id, its
+ * time, tokens and nanos; `["x"]` if it is not being rebuilt (another
+ * process made it again, or finished).
+ */
+export const restoreScan = Redis.script(
+  (budget: string, outbox: string, tree: string) => [budget, outbox, tree],
+  {
+    numberOfKeys: () => 2,
+    lua: `
+local rb = redis.call('HGET', KEYS[1], 'rb')
+if not rb or string.byte(rb) ~= 114 then return { 'x' } end
+local made = tonumber(string.sub(rb, 2))
+local path = string.sub(KEYS[1], #ARGV[1] + 4)
+local below = path .. '/'
+local out = { 'ok', string.sub(rb, 2) }
+for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+  -- kind, base, budget, tokens, nanos, ... time (lua/ledger.ts)
+  local v, f = e[2][2], {}
+  for field in string.gmatch(v .. '\\0', '([^%z]*)%z') do f[#f + 1] = field end
+  local budget, at = f[3], tonumber(f[10])
+  if (budget == path or string.sub(budget, 1, #below) == below) and at < made then
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = f[2] .. '@' .. e[1], f[10], f[4], f[5]
+  end
+end
+return out
+`
+  }
+).withReturnType<ReadonlyArray<string>>()
+
+/**
+ * Ends a budget's rebuild from the ledger: adds what the ledger says it
+ * spent in its window before it was made again (`made`), and opens it to
+ * operations. Answers 1, or 0 if it is not the rebuild of `made` (another
+ * process made it again since).
+ */
+export const restore = Redis.script(
+  (budget: string, made: string, tokens: number, nanos: number) => [budget, made, tokens, nanos],
+  {
+    numberOfKeys: () => 1,
+    lua: `
+if redis.call('HGET', KEYS[1], 'rb') ~= 'r' .. ARGV[1] then return 0 end
+redis.call('HINCRBY', KEYS[1], 'tu', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'nu', ARGV[3])
+redis.call('HSET', KEYS[1], 'rb', 'd' .. ARGV[1])
+return 1
 `
   }
 ).withReturnType<number>()

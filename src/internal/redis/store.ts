@@ -5,7 +5,7 @@ import { BudgetUnavailable } from "../../BudgetError.ts"
 import type { BudgetExceeded, InvalidUsage, LimitAxis } from "../../BudgetError.ts"
 import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
-import type { Labels, Sink } from "../../Ledger.ts"
+import type { Labels, Sink, Totals } from "../../Ledger.ts"
 import { LedgerBacklogFull } from "../../BudgetError.ts"
 import { type Drainer, makeDrainer } from "./drain.ts"
 import { registerBacklog } from "../outbox.ts"
@@ -43,11 +43,13 @@ export interface RedisOptions {
   /** How long one round trip may take before it fails with `BudgetUnavailable`. */
   readonly timeoutMillis: number
   /** What an operation that finds its budget's state lost does (lost.ts). */
-  readonly onStateLost: "fail" | "recreate"
+  readonly onStateLost: "fail" | "recreate" | "restore"
   /** How long an idempotency key is kept. */
   readonly idTtlMillis: number
   /** Where the ledger goes: a tree opened with one keeps an outbox in Redis, drained to it (drain.ts). */
   readonly sink: Sink["Service"] | undefined
+  /** What the ledger says a budget spent: a lost budget is rebuilt from it (onStateLost "restore"). */
+  readonly totals: Totals["Service"] | undefined
 }
 
 /** What the budgets of one tree share in this process. */
@@ -507,9 +509,11 @@ const ensureLevel = (
         rateArg(settings.rates),
         settings.maxConcurrent === Infinity ? -1 : settings.maxConcurrent,
         tree.options.sink?.maxBacklog ?? -1,
+        tree.options.totals === undefined ? 0 : tree.options.leaseMillis,
         Cron.isCron(window) ? cronEnds(window) : []
       )
     )
+    if (answer === "m" && tree.options.totals !== undefined) yield* restore(tree, chain[0]!, tree.options.totals)
     if (answer === 0 || answer === "m") return answer === "m"
     if (Scripts.isLost(answer)) return answer
     const [tokenCap, nanoCap, rate, maxConcurrent] = answer
@@ -520,6 +524,39 @@ const ensureLevel = (
       maxConcurrent: capOf(maxConcurrent)
     }, settings)
     return false
+  })
+
+/**
+ * Rebuilds `level`, just made again (onStateLost "restore"), from the
+ * ledger: what its entries made before then, in its current window, sum
+ * to; those still in the tree's outbox counted from there, the others from
+ * `totals` (which leaves the outbox's out, so an entry drained meanwhile is
+ * counted once). Until it is done the level refuses every operation as
+ * lost; a rebuild that fails is made again by the next operation after a
+ * lease.
+ */
+const restore = (tree: Tree, level: Level, totals: Totals["Service"]): Effect.Effect<void, BudgetUnavailable> =>
+  Effect.gen(function*() {
+    const scanned = yield* reach(tree, level.path, tree.redis.eval(Scripts.restoreScan)(level.key, `${tree.key}:ledger`, tree.key))
+    if (scanned[0] !== "ok") return
+    const made = Number(scanned[1])
+    const window = level.settings.window
+    const from = window === undefined ? 0 : typeof window === "number"
+      ? Math.floor(made / window) * window
+      : Cron.prev(window, made).getTime()
+    let tokens = 0
+    let nanos = 0
+    const excluding: Array<string> = []
+    for (let at = 2; at + 3 < scanned.length; at += 4) {
+      excluding.push(scanned[at]!)
+      if (Number(scanned[at + 1]) < from) continue
+      tokens += Number(scanned[at + 2])
+      nanos += Number(scanned[at + 3])
+    }
+    const spent = yield* totals.spent({ budget: level.path, from, to: made, excluding }).pipe(
+      Effect.mapError((cause) => new BudgetUnavailable({ budget: level.path, cause }))
+    )
+    yield* reach(tree, level.path, tree.redis.eval(Scripts.restore)(level.key, String(made), tokens + spent.tokens, nanos + spent.nanos))
   })
 
 /**

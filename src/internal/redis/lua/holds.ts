@@ -152,17 +152,21 @@ function S.holds()
     local live = false
     local v = H.values[id]
     if v == nil then v = H.held(id) end
-    local ht, hn, gens, path, only = nil, nil, nil, nil, nil
+    local ht, hn, gens, path, only, first = nil, nil, nil, nil, nil, nil
     if v then
       ht, hn, gens, path = H.hold_of(v)
       live = ht ~= nil
       if not ht then
         if not t then return v end
-        local cts, cns, cto, cno, skipped = string.match(v, '^c (%d+) (%d+) (%d+) (%d+) ([%d,]+)$')
+        local cts, cns, cto, cno, skipped, at = string.match(v, '^c (%d+) (%d+) (%d+) (%d+) ([%d,]+) (%d+)$')
         if skipped then
-          -- Its first charge again, where it was skipped.
-          ts, ns, t, n, e, only = cts, cns, tonumber(cts), tonumber(cns), nil, {}
-          for i in string.gmatch(skipped, '%d+') do only[tonumber(i)] = true end
+          -- Its first charge again, where it was skipped; but not at a level
+          -- rebuilt from the ledger since, which counted its entry.
+          ts, ns, t, n, e, only, first = cts, cns, tonumber(cts), tonumber(cns), nil, {}, at
+          for i in string.gmatch(skipped, '%d+') do
+            local b = S.levels[keys[tonumber(i)]] or S.level(keys[tonumber(i)])
+            if not (b.restored and b.restored > tonumber(at)) then only[tonumber(i)] = true end
+          end
           ht, hn = 0, 0
         elseif v ~= 'r' then
           return v
@@ -193,7 +197,8 @@ function S.holds()
       to, no = S.int(tover), S.int(nover)
       s = 'c ' .. ts .. ' ' .. ns .. ' ' .. to .. ' ' .. no
       if skipped then
-        s = s .. ' ' .. table.concat(skipped, ',')
+        -- When it was first settled (its entry's time), kept through completions.
+        s = s .. ' ' .. table.concat(skipped, ',') .. ' ' .. (first or S.int(S.now_ms()))
         answer = 'l ' .. skipped[#skipped]
       end
     elseif ht then
@@ -249,7 +254,7 @@ function S.holds()
         -- One that still owes lost levels their charge is kept as an id is:
         -- the commit that completes it may come late (after a reset).
         local keep = S.keep_of(id)
-        if S.id_keep and string.find(v, '^c %d+ %d+ %d+ %d+ [%d,]+$') then keep = math.max(keep, S.id_keep) end
+        if S.id_keep and string.find(v, '^c %d+ %d+ %d+ %d+ [%d,]+ %d+$') then keep = math.max(keep, S.id_keep) end
         redis.call('SET', key, v, 'PX', keep)
         remove[#remove + 1] = id
       end

@@ -16,7 +16,7 @@ S.levels = {}
 function S.level(key)
   local b = S.levels[key]
   if b then return b end
-  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if', 'lf', 'lg')
+  local v = redis.call('HMGET', key, 'tu', 'nu', 'tr', 'nr', 'tc', 'nc', 'gen', 'wlen', 'wend', 'lq', 'wq', 'rt', 'mc', 'bk', 'if', 'lf', 'lg', 'rb')
   b = {
     key = key, tu = tonumber(v[1]) or 0, nu = tonumber(v[2]) or 0, tr = tonumber(v[3]) or 0, nr = tonumber(v[4]) or 0,
     tc = tonumber(v[5]) or -1, nc = tonumber(v[6]) or -1, gen = v[7] or '0', wlen = tonumber(v[8]) or 0,
@@ -28,6 +28,13 @@ function S.level(key)
     -- on the root: the ledger's outbox bound, false without a ledger (ledger.ts)
     lg = tonumber(v[17]) or false
   }
+  -- Rebuilt from the ledger (onStateLost "restore"): 'r<made>' while it is,
+  -- and lost until then; 'd<made>' once it was (scripts.ts, restore).
+  local rb = v[18]
+  if rb then
+    local at = tonumber(string.sub(rb, 2))
+    if string.byte(rb) == 114 then b.restoring, b.lost = at, true else b.restored = at end
+  end
   local levels = S.levels
   levels[key] = b
   levels[#levels + 1] = b
