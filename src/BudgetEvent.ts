@@ -78,7 +78,8 @@ export class Released extends Schema.Opaque<Released>()(Schema.TaggedStruct("Rel
  * A request refused; `budget` is the budget whose limit refused it, and
  * `limit` which (its cap, its rate or its concurrency, as in
  * `BudgetExceeded`). The figures are tokens, dollars or requests, as `axis`
- * says.
+ * says. A rate's refusal says when to retry (`retryAfter`), as the error
+ * does.
  *
  * @since 0.1.0
  * @category models
@@ -89,7 +90,8 @@ export class Exceeded extends Schema.Opaque<Exceeded>()(Schema.TaggedStruct("Exc
   axis: LimitAxis,
   requested: Schema.Number,
   attempted: Schema.Number,
-  cap: Schema.Number
+  cap: Schema.Number,
+  retryAfter: Schema.optional(Schema.Duration)
 })) {}
 
 /**

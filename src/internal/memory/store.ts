@@ -136,7 +136,8 @@ const exceeded = (node: Node, tokens: number, nanos: number, now: number, holdin
     axis: error.axis,
     requested: error.requested,
     attempted: error.attempted,
-    cap: error.cap
+    cap: error.cap,
+    ...(error.retryAfter === undefined ? {} : { retryAfter: error.retryAfter })
   }))
   return error
 }

@@ -5,7 +5,7 @@
  * an unknown tag, a missing or malformed field) is logged and dropped,
  * never misread.
  */
-import { Cause, Effect, Option, Queue, Result, Schema, SchemaTransformation, Stream } from "effect"
+import { Cause, Duration, Effect, Option, Queue, Result, Schema, SchemaTransformation, Stream } from "effect"
 import type * as Redis from "effect/persistence/Redis"
 import { Axis, Limit, LimitAxis } from "../../BudgetError.ts"
 import type { BudgetEvent } from "../../BudgetEvent.ts"
@@ -78,11 +78,13 @@ const Exceeded = Schema.Struct({
   k: Level,
   c: Level,
   tk: Count,
-  n: Count
+  n: Count,
+  // a rate's retry, in milliseconds
+  r: Schema.optionalKey(Count)
 }).pipe(Schema.decodeTo(
   ExceededEvent,
   SchemaTransformation.transform({
-    decode: ({ a, b, c, k, l, n, tk }) => {
+    decode: ({ a, b, c, k, l, n, r, tk }): typeof ExceededEvent.Encoded => {
       const requested = a === "usd" ? n : tk
       return {
         _tag: "Exceeded" as const,
@@ -91,10 +93,11 @@ const Exceeded = Schema.Struct({
         axis: a,
         requested: onAxis(a, requested),
         attempted: onAxis(a, k + requested),
-        cap: onAxis(a, c)
+        cap: onAxis(a, c),
+        ...(r === undefined ? {} : { retryAfter: Duration.millis(r) })
       }
     },
-    encode: ({ attempted, axis, budget, cap, limit, requested }) => {
+    encode: ({ attempted, axis, budget, cap, limit, requested, retryAfter }) => {
       const request = toAxis(axis, requested)
       return {
         t: "Exceeded" as const,
@@ -104,7 +107,8 @@ const Exceeded = Schema.Struct({
         k: toAxis(axis, attempted) - request,
         c: toAxis(axis, cap),
         tk: axis === "usd" ? 0 : request,
-        n: axis === "usd" ? request : 0
+        n: axis === "usd" ? request : 0,
+        ...(retryAfter === undefined ? {} : { r: Math.ceil(Duration.toMillis(retryAfter)) })
       }
     }
   })

@@ -885,6 +885,10 @@ export const contract = (store: StoreUnderTest) =>
         Effect.gen(function*() {
           const org = yield* make({ name: "org", rate: { tokens: 100, per: "1 hour" } })
           const agent = yield* org.child("agent", { tokenCap: 1_000 })
+          const seen: Array<BudgetEvent> = []
+          yield* Effect.forkScoped(Stream.runForEach(org.events, (event) => Effect.sync(() => seen.push(event))))
+          yield* settle
+          yield* settle
           yield* agent.record({ tokens: 100 })
           const refused = flipExit(yield* Effect.exit(agent.record({ tokens: 1 })))
           assert.strictEqual(refused._tag, "BudgetExceeded")
@@ -892,6 +896,13 @@ export const contract = (store: StoreUnderTest) =>
           assert.deepStrictEqual([refused.budget, refused.limit, refused.axis, refused.cap], [org.path, "rate", "tokens", 100])
           assert.isAbove(Duration.toMillis(refused.retryAfter!), 0)
           assert.strictEqual((yield* agent.snapshot).tokensUsed, 100, "nothing applied at any level")
+          // its event says when too
+          yield* settle
+          const event = seen.find((e) => e._tag === "Exceeded")
+          assert.isTrue(event?._tag === "Exceeded" && event.retryAfter !== undefined)
+          if (event?._tag === "Exceeded") {
+            assert.approximately(Duration.toMillis(event.retryAfter!), Duration.toMillis(refused.retryAfter!), 1)
+          }
         }))
 
       it.effect("every record and reserve is a request; a release gives its tokens back, not its request", () =>

@@ -29,7 +29,8 @@ function S.events()
       E.announce({
         t = 'Exceeded', b = S.path_of(keys[r[4]]), l = r[5] ~= 'cap' and r[5] or nil, a = r[1],
         k = r[2], c = r[3],
-        tk = r[1] == 'requests' and '1' or S.int(t), n = S.int(n)
+        tk = r[1] == 'requests' and '1' or S.int(t), n = S.int(n),
+        r = r[6] ~= '-' and r[6] or nil
       })
     end
     return { 'x', r[1], r[2], r[3], r[4], r[5], r[6] }
