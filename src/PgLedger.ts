@@ -371,7 +371,7 @@ const makeTotals = (sql: SqlClient, table: Table): Ledger.Totals["Service"] => {
   coalesce(sum(nanos), 0)::text AS nanos
 FROM ${sql(table.name)}
 WHERE ${withinPath(sql, budget)} AND at >= ${new Date(from)} AND at < ${new Date(to)}
-  AND id <> ALL (ARRAY(SELECT jsonb_array_elements_text(${JSON.stringify(excluding)}::jsonb)))`.pipe(
+  AND id NOT IN (SELECT jsonb_array_elements_text(${JSON.stringify(excluding)}::jsonb))`.pipe(
         Effect.mapError(unavailable),
         Effect.flatMap(([row]) => {
           const tokens = exact(row!.tokens)

@@ -8,7 +8,7 @@
  */
 import { NodeRedis } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Fiber, Layer } from "effect"
 import * as Redis from "effect/persistence/Redis"
 import { type BudgetOptions, Ledger, LedgerUnavailable } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
@@ -128,4 +128,100 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
       assert.strictEqual(error._tag, "InvalidUsage")
       assert.include(error.message, "needs a Ledger.Sink and Ledger.Totals")
     }))
+
+  describe("two processes, and Redis lost whole", () => {
+    /** Two stores on one private Redis and one table, standing for two processes; the first's Totals slowed. */
+    const twoProcesses = (options: BudgetOptions, slowMillis: number) =>
+      Effect.gen(function*() {
+        const server = yield* ownRedis()
+        const ledger = yield* Layer.build(PgLedger.layer({ table: testTable() }).pipe(Layer.provide(PgLive())))
+        const totals = Context.get(ledger, Ledger.Totals)
+        const slow = Ledger.Totals.of({ spent: (query) => Effect.andThen(Effect.sleep(slowMillis), totals.spent(query)) })
+        const open = (withTotals: Ledger.Totals["Service"]) =>
+          Effect.gen(function*() {
+            const client = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
+            return yield* RedisBudget.make(options, { onStateLost: "restore", leaseTtl: "5 seconds" }).pipe(
+              Effect.provide(client),
+              Effect.provideService(Ledger.Sink, Context.get(ledger, Ledger.Sink)),
+              Effect.provideService(Ledger.Totals, withTotals),
+              Effect.orDie
+            )
+          })
+        const a = yield* open(slow)
+        const b = yield* open(totals)
+        const redis = Context.get(yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url }))), Redis.Redis)
+        const queries = Context.get(ledger, PgLedger.PgLedger)
+        const inTable = (path: string) => Effect.map(queries.spend({ budget: path }), ([row]) => row!.tokens)
+        const rebuilding = (key: string) =>
+          eventually("a rebuild began", Effect.map(redis.send<string | null>("HGET", key, "rb"), (rb) => rb?.startsWith("r") ?? false))
+        return { a, b, redis, inTable, rebuilding }
+      })
+
+    it.live("a commit after Redis lost everything (a restart) is charged, and written, once", () =>
+      capturingLogs(() =>
+        Effect.gen(function*() {
+          const { a, inTable, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 0)
+          const team = yield* a.child("team")
+          yield* team.record({ tokens: 10 })
+          yield* eventually("drained", Effect.map(inTable("org"), (tokens) => tokens === 10))
+          yield* Effect.scoped(Effect.gen(function*() {
+            const hold = yield* team.reserve({ tokens: 100 })
+            yield* redis.send("FLUSHALL") // the test's own server: a restart without persistence
+            yield* Effect.exit(hold.commit({ tokens: 60 }))
+          }))
+          yield* eventually("charged where it was rebuilt", Effect.map(team.snapshot, (s) => s.tokensUsed === 70))
+          yield* eventually("written", Effect.map(inTable("org"), (tokens) => tokens === 70))
+          assert.strictEqual((yield* a.snapshot).tokensUsed, 70)
+        })
+      ))
+
+    it.live("a commit while another process rebuilds the level is charged to it once", () =>
+      capturingLogs(() =>
+        Effect.gen(function*() {
+          const { a, b, inTable, rebuilding, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 1_000)
+          const teamA = yield* a.child("team")
+          const teamB = yield* b.child("team")
+          yield* teamB.record({ tokens: 10 })
+          yield* eventually("drained", Effect.map(inTable("org"), (tokens) => tokens === 10))
+          const rebuilt = yield* Effect.scoped(Effect.gen(function*() {
+            const hold = yield* teamB.reserve({ tokens: 100 })
+            yield* redis.send("DEL", "budget:{org}:n:org/team")
+            const rebuild = yield* Effect.forkChild(teamA.snapshot, { startImmediately: true })
+            yield* rebuilding("budget:{org}:n:org/team")
+            yield* hold.commit({ tokens: 60 })
+            return rebuild
+          }))
+          yield* Fiber.join(rebuilt)
+          assert.deepStrictEqual([(yield* teamA.snapshot).tokensUsed, (yield* a.snapshot).tokensUsed], [70, 70])
+          yield* eventually("written", Effect.map(inTable("org"), (tokens) => tokens === 70))
+        })
+      ))
+
+    it.live("a reset before the loss is kept: the rebuild counts from it", () =>
+      capturingLogs(() =>
+        Effect.gen(function*() {
+          const { a, inTable, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 0)
+          yield* a.record({ tokens: 100 })
+          yield* a.reset
+          yield* a.record({ tokens: 10 })
+          yield* eventually("drained", Effect.map(inTable("org"), (tokens) => tokens === 110))
+          yield* redis.send("DEL", "budget:{org}:n:org")
+          assert.strictEqual((yield* a.snapshot).tokensUsed, 10)
+        })
+      ))
+
+    it.live("a new child opened by two processes at once: the second waits for the first's rebuild, not refused", () =>
+      capturingLogs(() =>
+        Effect.gen(function*() {
+          const { a, b, rebuilding } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 500)
+          const first = yield* Effect.forkChild(Effect.flatMap(a.child("new"), (c) => c.record({ tokens: 1 })), {
+            startImmediately: true
+          })
+          yield* rebuilding("budget:{org}:n:org/new")
+          yield* Effect.flatMap(b.child("new"), (c) => c.record({ tokens: 1 }))
+          yield* Fiber.join(first)
+          assert.strictEqual((yield* a.snapshot).tokensUsed, 2)
+        })
+      ))
+  })
 })

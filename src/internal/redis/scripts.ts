@@ -490,6 +490,8 @@ local lost = S.lost(KEYS)
 if lost then return { 'l', tostring(lost) } end
 local b = S.level(KEYS[1])
 S.windows().afresh(b)
+-- When, outside its hash: a budget rebuilt from the ledger counts from then.
+redis.call('SET', S.tree .. ':rs:' .. S.path_of(b.key), S.int(S.now_ms()))
 if S.listens() then
   local event = { t = 'Reset', b = S.path_of(b.key) }
   if b.wlen ~= 0 then event.we = S.int(b.wend) end
@@ -774,14 +776,17 @@ return deleted
 
 /**
  * What a budget being rebuilt from the ledger (onStateLost "restore")
- * still has in its tree's outbox: KEYS its hash and the outbox. Answers
- * `["ok", made]` and, for each entry of the budget or one below it made
- * before `made` (when it was made again), its id's base and Stream id, its
- * time, tokens and nanos; `["x"]` if it is not being rebuilt (another
- * process made it again, or finished).
+ * still has in its tree's outbox, `count` entries of it after the Stream
+ * id `after` ("-" from the start): KEYS its hash and the outbox. Answers
+ * `["ok", made, reset, next]` (when it was made again; when it was last
+ * reset, "0" if never; the Stream id to go on after, "" at the end) and,
+ * for each entry of the budget or one below it made before `made`, its
+ * id's base and Stream id, its time, tokens and nanos; `["x"]` if it is
+ * not being rebuilt (another process made it again, or finished). In
+ * chunks, so a long outbox never holds Redis for long.
  */
 export const restoreScan = Redis.script(
-  (budget: string, outbox: string, tree: string) => [budget, outbox, tree],
+  (budget: string, outbox: string, tree: string, after: string, count: number) => [budget, outbox, tree, after, count],
   {
     numberOfKeys: () => 2,
     lua: `
@@ -790,11 +795,14 @@ if not rb or string.byte(rb) ~= 114 then return { 'x' } end
 local made = tonumber(string.sub(rb, 2))
 local path = string.sub(KEYS[1], #ARGV[1] + 4)
 local below = path .. '/'
-local out = { 'ok', string.sub(rb, 2) }
-for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do
+local from = ARGV[2] == '-' and '-' or '(' .. ARGV[2]
+local entries = redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[3])
+local out = { 'ok', string.sub(rb, 2), redis.call('GET', ARGV[1] .. ':rs:' .. path) or '0',
+  #entries == tonumber(ARGV[3]) and entries[#entries][1] or '' }
+for _, e in ipairs(entries) do
   -- kind, base, budget, tokens, nanos, ... time (lua/ledger.ts)
-  local v, f = e[2][2], {}
-  for field in string.gmatch(v .. '\\0', '([^%z]*)%z') do f[#f + 1] = field end
+  local f = {}
+  for field in string.gmatch(e[2][2] .. '\\0', '([^%z]*)%z') do f[#f + 1] = field end
   local budget, at = f[3], tonumber(f[10])
   if (budget == path or string.sub(budget, 1, #below) == below) and at < made then
     out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = f[2] .. '@' .. e[1], f[10], f[4], f[5]

@@ -7,6 +7,7 @@ import type { RateSetting } from "../rate.ts"
 import type { BudgetStore, Charge, Counters, Settings, StoreBudget } from "../../BudgetStore.ts"
 import type { Labels, Sink, Totals } from "../../Ledger.ts"
 import { LedgerBacklogFull } from "../../BudgetError.ts"
+import { LedgerUnavailable } from "../../Ledger.ts"
 import { type Drainer, makeDrainer } from "./drain.ts"
 import { registerBacklog } from "../outbox.ts"
 import { exceeded as refused, inexact } from "../refusal.ts"
@@ -526,36 +527,58 @@ const ensureLevel = (
     return false
   })
 
+/** Entries of an outbox a rebuild reads in one script. */
+const scanCount = 1_000
+
 /**
  * Rebuilds `level`, just made again (onStateLost "restore"), from the
- * ledger: what its entries made before then, in its current window, sum
- * to; those still in the tree's outbox counted from there, the others from
- * `totals` (which leaves the outbox's out, so an entry drained meanwhile is
- * counted once). Until it is done the level refuses every operation as
- * lost; a rebuild that fails is made again by the next operation after a
- * lease.
+ * ledger: what its entries made before then, since its current window
+ * began or it was last reset, sum to; those still in the tree's outbox
+ * counted from there, the others from `totals` (which leaves the
+ * outbox's out, so an entry drained meanwhile is counted once). Until it
+ * is done the level refuses records and reserves as lost (commits charge
+ * it: their entries come after); a rebuild that fails is made again by
+ * the next operation after a lease.
  */
 const restore = (tree: Tree, level: Level, totals: Totals["Service"]): Effect.Effect<void, BudgetUnavailable> =>
   Effect.gen(function*() {
-    const scanned = yield* reach(tree, level.path, tree.redis.eval(Scripts.restoreScan)(level.key, `${tree.key}:ledger`, tree.key))
-    if (scanned[0] !== "ok") return
-    const made = Number(scanned[1])
-    const window = level.settings.window
-    const from = window === undefined ? 0 : typeof window === "number"
-      ? Math.floor(made / window) * window
-      : Cron.prev(window, made).getTime()
+    let made = 0
+    let reset = 0
+    let after = "-"
     let tokens = 0
     let nanos = 0
-    const excluding: Array<string> = []
-    for (let at = 2; at + 3 < scanned.length; at += 4) {
-      excluding.push(scanned[at]!)
-      if (Number(scanned[at + 1]) < from) continue
-      tokens += Number(scanned[at + 2])
-      nanos += Number(scanned[at + 3])
+    const inOutbox: Array<readonly [id: string, at: number, tokens: number, nanos: number]> = []
+    do {
+      const scanned = yield* reach(
+        tree,
+        level.path,
+        tree.redis.eval(Scripts.restoreScan)(level.key, `${tree.key}:ledger`, tree.key, after, scanCount)
+      )
+      // Made again by another process since: its rebuild, not this one.
+      if (scanned[0] !== "ok") return
+      made = Number(scanned[1])
+      reset = Number(scanned[2])
+      after = scanned[3]!
+      for (let at = 4; at + 3 < scanned.length; at += 4) {
+        inOutbox.push([scanned[at]!, Number(scanned[at + 1]), Number(scanned[at + 2]), Number(scanned[at + 3])])
+      }
+    } while (after !== "")
+    const window = level.settings.window
+    const windowStart = window === undefined ? 0 : typeof window === "number"
+      ? Math.floor(made / window) * window
+      // the window that holds `made`: one that begins at `made` exactly included
+      : Cron.prev(window, made + 1).getTime()
+    const from = Math.max(windowStart, reset)
+    for (const [, at, entryTokens, entryNanos] of inOutbox) {
+      if (at < from) continue
+      tokens += entryTokens
+      nanos += entryNanos
     }
-    const spent = yield* totals.spent({ budget: level.path, from, to: made, excluding }).pipe(
-      Effect.mapError((cause) => new BudgetUnavailable({ budget: level.path, cause }))
-    )
+    const spent = yield* deadline(
+      totals.spent({ budget: level.path, from, to: made, excluding: inOutbox.map(([id]) => id) }),
+      tree.options.timeoutMillis,
+      () => new LedgerUnavailable({ sink: "Ledger.Totals", cause: new Error(`no answer within ${tree.options.timeoutMillis} ms`) })
+    ).pipe(Effect.mapError((cause) => new BudgetUnavailable({ budget: level.path, cause })))
     yield* reach(tree, level.path, tree.redis.eval(Scripts.restore)(level.key, String(made), tokens + spent.tokens, nanos + spent.nanos))
   })
 
@@ -568,7 +591,15 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
   Effect.gen(function*() {
     let made = false
     for (let i = levels - 1; i >= 0; i--) {
-      const answer = yield* ensureLevel(tree, chain.slice(i), true)
+      let answer = yield* ensureLevel(tree, chain.slice(i), true)
+      // Being rebuilt from the ledger by another process: awaited (it
+      // takes a query), for a lease at most; then it is made again here.
+      const until = Date.now() + tree.options.leaseMillis
+      for (let pause = 10; typeof answer !== "boolean" && answer[1] === "1" && Date.now() < until; pause *= 2) {
+        if (tree.options.totals === undefined) break
+        yield* HostTime.sleep(Math.min(pause, 200))
+        answer = yield* ensureLevel(tree, chain.slice(i), true)
+      }
       // A level above lost meanwhile: left to the next operation to find.
       if (typeof answer !== "boolean") return made
       made ||= answer

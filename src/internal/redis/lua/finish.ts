@@ -13,7 +13,8 @@ function S.finish(result)
   local levels, int = S.levels, S.int
   for i = 1, #levels do
     local b = levels[i]
-    if not b.lost then
+    -- (A level being rebuilt from the ledger has its hash: commits charge it.)
+    if not b.lost or b.restoring then
       if b.dr then
         -- A rate's buckets in the same call as what the run charged or held.
         local f = { 'bk', S.rates().levels(b) }

@@ -90,7 +90,7 @@ function S.holds()
       if gen and b.gen ~= gen then et, en = 0, 0 end
       if only and not only[i] then
         -- charged before
-      elseif b.lost then
+      elseif b.lost and not b.restoring then
         if t then
           skipped = skipped or {}
           skipped[#skipped + 1] = i
@@ -161,11 +161,13 @@ function S.holds()
         local cts, cns, cto, cno, skipped, at = string.match(v, '^c (%d+) (%d+) (%d+) (%d+) ([%d,]+) (%d+)$')
         if skipped then
           -- Its first charge again, where it was skipped; but not at a level
-          -- rebuilt from the ledger since, which counted its entry.
+          -- rebuilt from the ledger since, which counted its entry (at 0:
+          -- none was written, with the ledger's switch lost: it is written
+          -- now, and counted at every level).
           ts, ns, t, n, e, only, first = cts, cns, tonumber(cts), tonumber(cns), nil, {}, at
           for i in string.gmatch(skipped, '%d+') do
             local b = S.levels[keys[tonumber(i)]] or S.level(keys[tonumber(i)])
-            if not (b.restored and b.restored > tonumber(at)) then only[tonumber(i)] = true end
+            if at == '0' or not (b.restored and b.restored > tonumber(at)) then only[tonumber(i)] = true end
           end
           ht, hn = 0, 0
         elseif v ~= 'r' then
@@ -188,6 +190,10 @@ function S.holds()
     local listens = S.listening
     local before = t and listens and {}
     local s, answer, to, no = 'r', nil, nil, nil
+    -- Its ledger entry is written in this run, unless an earlier run of it
+    -- wrote it; first: when that was ('0': not yet).
+    local entry = t and (not only or first == '0') and S.ledger()
+    if entry then first = S.int(S.now_ms()) elseif not only then first = '0' end
     if t then
       local tover, nover, skipped = H.give_back(keys, ht or 0, hn or 0, gens, t, n, before, only, live)
       if only then
@@ -197,8 +203,8 @@ function S.holds()
       to, no = S.int(tover), S.int(nover)
       s = 'c ' .. ts .. ' ' .. ns .. ' ' .. to .. ' ' .. no
       if skipped then
-        -- When it was first settled (its entry's time), kept through completions.
-        s = s .. ' ' .. table.concat(skipped, ',') .. ' ' .. (first or S.int(S.now_ms()))
+        -- When its entry was written, kept through completions.
+        s = s .. ' ' .. table.concat(skipped, ',') .. ' ' .. first
         answer = 'l ' .. skipped[#skipped]
       end
     elseif ht then
@@ -210,7 +216,7 @@ function S.holds()
     if labels then
       -- Its entry, in this run; its labels kept as long as its settlement,
       -- for a commit that comes after a release.
-      if t and not only and S.ledger() then S.entry('commit', id, keys[1], ts, ns, to, no, e or '0', labels) end
+      if entry then S.entry('commit', id, keys[1], ts, ns, to, no, e or '0', labels) end
       if labels ~= '' then redis.call('PEXPIRE', S.tree .. ':hl:' .. id, S.keep_of(id)) end
     end
     if listens then
