@@ -214,6 +214,10 @@ export class BudgetUnavailable extends Schema.TaggedError<BudgetUnavailable>()("
   override get message(): string {
     const text = `Budget "${this.budget}" is unavailable: ${causeText(this.cause)}`
     if (this.cause instanceof BudgetStateLost || this.cause instanceof LedgerBacklogFull) return text
+    if (this.cause instanceof LedgerUnavailable) {
+      return `${text}. It is being rebuilt from the ledger (onStateLost: "restore"), which did not answer: ` +
+        `retried by the next operation`
+    }
     return `${text}. Check that its store (Redis) is up and reachable; BudgetUnavailable's documentation says what a retry charges`
   }
 }
@@ -258,5 +262,22 @@ export class LedgerBacklogFull extends Schema.TaggedError<LedgerBacklogFull>()("
     return `its ledger outbox holds ${this.backlog} entries that sink "${this.sink}" has not taken (its maxBacklog), ` +
       `so new charges are refused until the sink takes them; commits are still charged and written. Check the ` +
       `sink (the budget_ledger_backlog gauge shows the outbox), or give it a larger maxBacklog`
+  }
+}
+
+/**
+ * A sink that did not take a batch: its entries stay in the outbox and are
+ * handed over again, with a backoff, until it does.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class LedgerUnavailable extends Schema.TaggedError<LedgerUnavailable>()("LedgerUnavailable", {
+  sink: Schema.String,
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `Ledger sink "${this.sink}" did not take a batch: ${causeText(this.cause)}. Its entries wait in the outbox and are ` +
+      `written when it answers`
   }
 }

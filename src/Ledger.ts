@@ -9,8 +9,17 @@
  * @since 0.3.0
  */
 import { Context, Effect, Schema } from "effect"
-import { InvalidUsage } from "./BudgetError.ts"
-import { causeText } from "./internal/causeText.ts"
+import { InvalidUsage, LedgerUnavailable } from "./BudgetError.ts"
+
+export {
+  /**
+   * A sink that did not take a batch, or a ledger that could not be read.
+   *
+   * @since 0.3.0
+   * @category errors
+   */
+  LedgerUnavailable
+} from "./BudgetError.ts"
 
 /**
  * Labels of a charge: strings by name (model, provider, user, feature,
@@ -69,22 +78,6 @@ export class Entry extends Schema.Opaque<Entry>()(Schema.Struct({
   windowEndsAt: Schema.optional(Schema.Number)
 })) {}
 
-/**
- * A sink that did not take a batch: its entries stay in the outbox and are
- * handed over again, with a backoff, until it does.
- *
- * @since 0.3.0
- * @category errors
- */
-export class LedgerUnavailable extends Schema.TaggedError<LedgerUnavailable>()("LedgerUnavailable", {
-  sink: Schema.String,
-  cause: Schema.Defect()
-}) {
-  override get message(): string {
-    return `Ledger sink "${this.sink}" did not take a batch: ${causeText(this.cause)}. Its entries wait in the outbox and are ` +
-      `written when it answers`
-  }
-}
 
 /**
  * Where entries go. `write` must be idempotent by `Entry.id` (a batch may

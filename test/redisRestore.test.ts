@@ -13,6 +13,7 @@ import * as Redis from "effect/persistence/Redis"
 import { type BudgetOptions, Ledger, LedgerUnavailable } from "../src/index.ts"
 import { RedisBudget } from "../src/redis.ts"
 import { PgLedger } from "../src/sql-pg.ts"
+import * as Scripts from "../src/internal/redis/scripts.ts"
 import { capturingLogs } from "./support/logs.ts"
 import { ownRedis } from "./support/ownRedis.ts"
 import { eventually } from "./support/poll.ts"
@@ -136,11 +137,18 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
         const server = yield* ownRedis()
         const ledger = yield* Layer.build(PgLedger.layer({ table: testTable() }).pipe(Layer.provide(PgLive())))
         const totals = Context.get(ledger, Ledger.Totals)
-        const slow = Ledger.Totals.of({ spent: (query) => Effect.andThen(Effect.sleep(slowMillis), totals.spent(query)) })
+        const control = { slowMillis, down: false }
+        // the first process's Totals: slowed, or down, as the test says
+        const slow = Ledger.Totals.of({
+          spent: (query) =>
+            control.down
+              ? Effect.fail(new LedgerUnavailable({ sink: "test", cause: new Error("down") }))
+              : Effect.andThen(Effect.sleep(control.slowMillis), totals.spent(query))
+        })
         const open = (withTotals: Ledger.Totals["Service"]) =>
           Effect.gen(function*() {
             const client = yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url })))
-            return yield* RedisBudget.make(options, { onStateLost: "restore", leaseTtl: "5 seconds" }).pipe(
+            return yield* RedisBudget.make(options, { onStateLost: "restore", leaseTtl: "1 second", timeout: "600 millis" }).pipe(
               Effect.provide(client),
               Effect.provideService(Ledger.Sink, Context.get(ledger, Ledger.Sink)),
               Effect.provideService(Ledger.Totals, withTotals),
@@ -154,7 +162,7 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
         const inTable = (path: string) => Effect.map(queries.spend({ budget: path }), ([row]) => row!.tokens)
         const rebuilding = (key: string) =>
           eventually("a rebuild began", Effect.map(redis.send<string | null>("HGET", key, "rb"), (rb) => rb?.startsWith("r") ?? false))
-        return { a, b, redis, inTable, rebuilding }
+        return { a, b, control, redis, inTable, rebuilding }
       })
 
     it.live("a commit after Redis lost everything (a restart) is charged, and written, once", () =>
@@ -178,7 +186,7 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
     it.live("a commit while another process rebuilds the level is charged to it once", () =>
       capturingLogs(() =>
         Effect.gen(function*() {
-          const { a, b, inTable, rebuilding, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 1_000)
+          const { a, b, inTable, rebuilding, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 400)
           const teamA = yield* a.child("team")
           const teamB = yield* b.child("team")
           yield* teamB.record({ tokens: 10 })
@@ -213,7 +221,7 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
     it.live("a new child opened by two processes at once: the second waits for the first's rebuild, not refused", () =>
       capturingLogs(() =>
         Effect.gen(function*() {
-          const { a, b, rebuilding } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 500)
+          const { a, b, rebuilding } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 400)
           const first = yield* Effect.forkChild(Effect.flatMap(a.child("new"), (c) => c.record({ tokens: 1 })), {
             startImmediately: true
           })
@@ -223,5 +231,51 @@ describe.runIf(redisAvailable && pgAvailable)("onStateLost: restore", () => {
           assert.strictEqual((yield* a.snapshot).tokensUsed, 2)
         })
       ))
+
+    it.live("a commit sent again while its level is being rebuilt is charged to it once", () =>
+      capturingLogs(() =>
+        Effect.gen(function*() {
+          const { a, control, inTable, redis } = yield* twoProcesses({ name: "org", tokenCap: 10_000 }, 0)
+          const team = yield* a.child("team")
+          yield* team.record({ tokens: 10 })
+          yield* eventually("drained", Effect.map(inTable("org"), (tokens) => tokens === 10))
+          const key = "budget:{org}:n:org/team"
+          yield* Effect.scoped(Effect.gen(function*() {
+            const hold = yield* team.reserve({ tokens: 100 })
+            yield* redis.send("DEL", key)
+            // its first settle skips the lost level; the rebuild it asks for fails
+            control.down = true
+            assert.strictEqual((yield* Effect.flip(hold.commit({ tokens: 60 })))._tag, "BudgetUnavailable")
+            control.down = false
+            const abandoned = yield* redis.send<string>("HGET", key, "rb")
+            // once that rebuild's time ran out, the level is made again and rebuilt, slowly
+            control.slowMillis = 400
+            const rebuild = yield* Effect.forkChild(team.snapshot, { startImmediately: true })
+            yield* eventually(
+              "rebuilt again",
+              Effect.map(redis.send<string | null>("HGET", key, "rb"), (rb) => rb !== abandoned && rb!.startsWith("r"))
+            )
+            // sent again meanwhile (a retry, or its closing scope)
+            yield* hold.commit({ tokens: 60 })
+            yield* Fiber.join(rebuild)
+          }))
+          assert.strictEqual((yield* team.snapshot).tokensUsed, 70)
+          yield* eventually("written once", Effect.map(inTable("org"), (tokens) => tokens === 70))
+        })
+      ))
   })
+
+  it.effect("a rebuild's sum is not added once its window ended (its generation moved on)", () =>
+    Effect.gen(function*() {
+      const server = yield* ownRedis()
+      const redis = Context.get(yield* Layer.build(Layer.orDie(NodeRedis.layer({ url: server.url }))), Redis.Redis)
+      yield* redis.send("HSET", "t:n:a", "rb", "r123", "gen", "123", "tu", "5")
+      yield* redis.send("HSET", "t:n:b", "rb", "r123", "gen", "124", "tu", "5")
+      assert.strictEqual(yield* redis.eval(Scripts.restore)("t:n:a", "123", 100, 0), 1)
+      assert.strictEqual(yield* redis.eval(Scripts.restore)("t:n:b", "123", 100, 0), 1)
+      assert.deepStrictEqual(yield* redis.send("HMGET", "t:n:a", "tu", "rb"), ["105", "d123"])
+      assert.deepStrictEqual(yield* redis.send("HMGET", "t:n:b", "tu", "rb"), ["5", "d123"])
+      // another making's rebuild: nothing
+      assert.strictEqual(yield* redis.eval(Scripts.restore)("t:n:a", "99", 100, 0), 0)
+    }))
 })

@@ -777,7 +777,8 @@ return deleted
 /**
  * What a budget being rebuilt from the ledger (onStateLost "restore")
  * still has in its tree's outbox, `count` entries of it after the Stream
- * id `after` ("-" from the start): KEYS its hash and the outbox. Answers
+ * id `after` ("-" from the start), for its making at `made` ("" for the
+ * first chunk): KEYS its hash and the outbox. Answers
  * `["ok", made, reset, next]` (when it was made again; when it was last
  * reset, "0" if never; the Stream id to go on after, "" at the end) and,
  * for each entry of the budget or one below it made before `made`, its
@@ -786,12 +787,21 @@ return deleted
  * chunks, so a long outbox never holds Redis for long.
  */
 export const restoreScan = Redis.script(
-  (budget: string, outbox: string, tree: string, after: string, count: number) => [budget, outbox, tree, after, count],
+  (budget: string, outbox: string, tree: string, after: string, count: number, made: string) => [
+    budget,
+    outbox,
+    tree,
+    after,
+    count,
+    made
+  ],
   {
     numberOfKeys: () => 2,
     lua: `
 local rb = redis.call('HGET', KEYS[1], 'rb')
 if not rb or string.byte(rb) ~= 114 then return { 'x' } end
+-- After the first chunk, the rebuild of the same making only.
+if ARGV[4] ~= '' and rb ~= 'r' .. ARGV[4] then return { 'x' } end
 local made = tonumber(string.sub(rb, 2))
 local path = string.sub(KEYS[1], #ARGV[1] + 4)
 local below = path .. '/'
@@ -815,7 +825,8 @@ return out
 
 /**
  * Ends a budget's rebuild from the ledger: adds what the ledger says it
- * spent in its window before it was made again (`made`), and opens it to
+ * spent in its window before it was made again (`made`), unless that
+ * window has ended since (its generation moved on), and opens it to
  * operations. Answers 1, or 0 if it is not the rebuild of `made` (another
  * process made it again since).
  */
@@ -825,8 +836,11 @@ export const restore = Redis.script(
     numberOfKeys: () => 1,
     lua: `
 if redis.call('HGET', KEYS[1], 'rb') ~= 'r' .. ARGV[1] then return 0 end
-redis.call('HINCRBY', KEYS[1], 'tu', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'nu', ARGV[3])
+-- A window that ended since it was made (a run restarted it): the sum was the old window's.
+if redis.call('HGET', KEYS[1], 'gen') == ARGV[1] then
+  redis.call('HINCRBY', KEYS[1], 'tu', ARGV[2])
+  redis.call('HINCRBY', KEYS[1], 'nu', ARGV[3])
+end
 redis.call('HSET', KEYS[1], 'rb', 'd' .. ARGV[1])
 return 1
 `

@@ -510,7 +510,7 @@ const ensureLevel = (
         rateArg(settings.rates),
         settings.maxConcurrent === Infinity ? -1 : settings.maxConcurrent,
         tree.options.sink?.maxBacklog ?? -1,
-        tree.options.totals === undefined ? 0 : tree.options.leaseMillis,
+        tree.options.totals === undefined ? 0 : rebuildMillis(tree),
         Cron.isCron(window) ? cronEnds(window) : []
       )
     )
@@ -531,6 +531,13 @@ const ensureLevel = (
 const scanCount = 1_000
 
 /**
+ * How long a rebuild may take before another process makes the budget
+ * again: a lease, or three round trips' timeouts (its outbox's chunks and
+ * its query) if longer.
+ */
+const rebuildMillis = (tree: Tree) => Math.max(tree.options.leaseMillis, 3 * tree.options.timeoutMillis)
+
+/**
  * Rebuilds `level`, just made again (onStateLost "restore"), from the
  * ledger: what its entries made before then, since its current window
  * began or it was last reset, sum to; those still in the tree's outbox
@@ -538,7 +545,7 @@ const scanCount = 1_000
  * outbox's out, so an entry drained meanwhile is counted once). Until it
  * is done the level refuses records and reserves as lost (commits charge
  * it: their entries come after); a rebuild that fails is made again by
- * the next operation after a lease.
+ * the next operation after `rebuildMillis`.
  */
 const restore = (tree: Tree, level: Level, totals: Totals["Service"]): Effect.Effect<void, BudgetUnavailable> =>
   Effect.gen(function*() {
@@ -552,7 +559,14 @@ const restore = (tree: Tree, level: Level, totals: Totals["Service"]): Effect.Ef
       const scanned = yield* reach(
         tree,
         level.path,
-        tree.redis.eval(Scripts.restoreScan)(level.key, `${tree.key}:ledger`, tree.key, after, scanCount)
+        tree.redis.eval(Scripts.restoreScan)(
+          level.key,
+          `${tree.key}:ledger`,
+          tree.key,
+          after,
+          scanCount,
+          made === 0 ? "" : String(made)
+        )
       )
       // Made again by another process since: its rebuild, not this one.
       if (scanned[0] !== "ok") return
@@ -594,7 +608,7 @@ const remake = (tree: Tree, chain: ReadonlyArray<Level>) => (levels: number): Ef
       let answer = yield* ensureLevel(tree, chain.slice(i), true)
       // Being rebuilt from the ledger by another process: awaited (it
       // takes a query), for a lease at most; then it is made again here.
-      const until = Date.now() + tree.options.leaseMillis
+      const until = Date.now() + rebuildMillis(tree)
       for (let pause = 10; typeof answer !== "boolean" && answer[1] === "1" && Date.now() < until; pause *= 2) {
         if (tree.options.totals === undefined) break
         yield* HostTime.sleep(Math.min(pause, 200))

@@ -167,7 +167,8 @@ function S.holds()
           ts, ns, t, n, e, only, first = cts, cns, tonumber(cts), tonumber(cns), nil, {}, at
           for i in string.gmatch(skipped, '%d+') do
             local b = S.levels[keys[tonumber(i)]] or S.level(keys[tonumber(i)])
-            if at == '0' or not (b.restored and b.restored > tonumber(at)) then only[tonumber(i)] = true end
+            local since = b.restored or b.restoring
+            if at == '0' or not (since and since > tonumber(at)) then only[tonumber(i)] = true end
           end
           ht, hn = 0, 0
         elseif v ~= 'r' then
