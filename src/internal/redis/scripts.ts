@@ -444,9 +444,8 @@ export const snapshot = Redis.script(
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local lost = S.lost(KEYS)
-if lost then return { 'l', tostring(lost) } end
-if S.leases().reap_all().more then return S.finish(S.again) end
+local refused = S.unreadable(KEYS)
+if refused then return refused end
 return S.finish(S.counters(S.level(KEYS[1]), {}))
 `
   }
@@ -463,9 +462,8 @@ export const children = Redis.script(
   {
     numberOfKeys: (chain) => chain.length,
     lua: `${prelude}
-local lost = S.lost(KEYS)
-if lost then return { 'l', tostring(lost) } end
-if S.leases().reap_all().more then return S.finish(S.again) end
+local refused = S.unreadable(KEYS)
+if refused then return refused end
 local path = S.path_of(KEYS[1])
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', S.tree .. ':k:' .. path)) do

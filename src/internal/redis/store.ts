@@ -808,29 +808,37 @@ const storeOf = (tree: Tree, chain: ReadonlyArray<Level>): StoreBudget => {
       return Effect.onExit(attempt, (exit) => Exit.isSuccess(exit) ? Effect.void : Effect.sync(undo))
     })
 
-  const snapshot: Effect.Effect<Counters, BudgetUnavailable> = Effect.suspend(() => snapshotOnce(true))
-  const snapshotOnce = (firstTry: boolean): Effect.Effect<Counters, BudgetUnavailable> =>
-    Effect.flatMap(call(redis.eval(Scripts.snapshot)(keys, tree.key)), (answer) => {
-      if (Scripts.isAgain(answer)) return snapshotOnce(firstTry)
-      if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? snapshotOnce(false) : undefined)
-      const counters = countersOf(answer, 0)
-      observed(tree.watching, path, counters)
-      return Effect.succeed(counters)
-    })
+  /**
+   * A read of counters by `script`: run again while expired holds are left
+   * to give back; a lost level handled as the store was told, and the read
+   * run once more if it made the level again.
+   */
+  const look = <A>(
+    script: Effect.Effect<ReadonlyArray<string> | Scripts.Lost | Scripts.Again, Redis.RedisError>,
+    read: (answer: ReadonlyArray<string>) => A
+  ): Effect.Effect<A, BudgetUnavailable> => {
+    const once = (firstTry: boolean): Effect.Effect<A, BudgetUnavailable> =>
+      Effect.flatMap(call(script), (answer) => {
+        if (Scripts.isAgain(answer)) return once(firstTry)
+        if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? once(false) : undefined)
+        return Effect.succeed(read(answer))
+      })
+    return Effect.suspend(() => once(true))
+  }
 
-  const children: Effect.Effect<ReadonlyArray<readonly [string, Counters]>, BudgetUnavailable> = Effect.suspend(() =>
-    childrenOnce(true)
-  )
-  const childrenOnce = (firstTry: boolean): Effect.Effect<ReadonlyArray<readonly [string, Counters]>, BudgetUnavailable> =>
-    Effect.flatMap(call(redis.eval(Scripts.children)(keys, tree.key)), (answer) => {
-      if (Scripts.isAgain(answer)) return childrenOnce(firstTry)
-      if (Scripts.isLost(answer)) return whenLost(answer[1], firstTry ? childrenOnce(false) : undefined)
-      const listed: Array<readonly [string, Counters]> = []
-      for (let at = 0; at < answer.length; at += 1 + countersLength) {
-        listed.push([answer[at]!, countersOf(answer, at + 1)])
-      }
-      return Effect.succeed(listed)
-    })
+  const snapshot = look(redis.eval(Scripts.snapshot)(keys, tree.key), (answer) => {
+    const counters = countersOf(answer, 0)
+    observed(tree.watching, path, counters)
+    return counters
+  })
+
+  const children = look(redis.eval(Scripts.children)(keys, tree.key), (answer) => {
+    const listed: Array<readonly [string, Counters]> = []
+    for (let at = 0; at < answer.length; at += 1 + countersLength) {
+      listed.push([answer[at]!, countersOf(answer, at + 1)])
+    }
+    return listed
+  })
 
   // Reset is how a lost budget is made again on purpose: its lost levels
   // are made (with nothing used), then it is reset.

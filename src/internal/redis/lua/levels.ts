@@ -46,6 +46,16 @@ function S.level(key)
   return b
 end
 
+-- What a read of a chain's counters answers instead of them: its highest
+-- lost level, or 'again' while expired holds are left to give back (they
+-- would count as held); nil when they can be read.
+function S.unreadable(keys)
+  local lost = S.lost(keys)
+  if lost then return { 'l', tostring(lost) } end
+  if S.leases().reap_all().more then return S.finish(S.again) end
+  return nil
+end
+
 -- A budget's counters as snapshots read them, appended to out: used,
 -- held, caps, window, most in flight, in flight, and its rate's buckets as
 -- of now, "<axis>:<level>:<capacity>" joined by ";".
