@@ -117,36 +117,28 @@ echo "check-package: type-checking the consumer (strict, NodeNext, skipLibCheck 
 
 node out/main.js memory
 
-redis_url="${REDIS_URL:-redis://127.0.0.1:6379}"
-redis_hostport="${redis_url#*://}"
-redis_hostport="${redis_hostport##*@}"
-redis_hostport="${redis_hostport%%/*}"
-redis_host="${redis_hostport%%:*}"
-redis_port="${redis_hostport##*:}"
-[ "$redis_port" != "$redis_hostport" ] || redis_port=6379
-if (exec 3<>"/dev/tcp/$redis_host/$redis_port") 2>/dev/null; then
-  node out/main.js redis
-elif [ -n "${CI:-}" ]; then
-  echo "check-package: Redis does not answer at $redis_url: the Redis run cannot run" >&2
-  exit 1
-else
-  echo "check-package: Redis does not answer at $redis_url: skipping the Redis run (start one to run it)"
-fi
+# Runs the consumer's `mode` if `name`'s server at `url` answers (port
+# `default_port` if the url gives none); one that does not fails the check
+# in CI and is skipped, with a notice, elsewhere.
+run_against() {
+  local name="$1" url="$2" default_port="$3" mode="$4"
+  local hostport="${url#*://}"
+  hostport="${hostport##*@}"
+  hostport="${hostport%%/*}"
+  local host="${hostport%%:*}" port="${hostport##*:}"
+  [ "$port" != "$hostport" ] || port="$default_port"
+  if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+    node out/main.js "$mode"
+  elif [ -n "${CI:-}" ]; then
+    echo "check-package: $name does not answer at $host:$port: the $name run cannot run" >&2
+    exit 1
+  else
+    echo "check-package: $name does not answer at $host:$port: skipping the $name run (start one to run it)"
+  fi
+}
 
-database_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-pg_hostport="${database_url#*://}"
-pg_hostport="${pg_hostport##*@}"
-pg_hostport="${pg_hostport%%/*}"
-pg_host="${pg_hostport%%:*}"
-pg_port="${pg_hostport##*:}"
-[ "$pg_port" != "$pg_hostport" ] || pg_port=5432
-if (exec 3<>"/dev/tcp/$pg_host/$pg_port") 2>/dev/null; then
-  DATABASE_URL="$database_url" node out/main.js postgres
-elif [ -n "${CI:-}" ]; then
-  echo "check-package: PostgreSQL does not answer at $pg_host:$pg_port: the PostgreSQL run cannot run" >&2
-  exit 1
-else
-  echo "check-package: PostgreSQL does not answer at $pg_host:$pg_port: skipping the PostgreSQL run (start one to run it)"
-fi
+run_against Redis "${REDIS_URL:-redis://127.0.0.1:6379}" 6379 redis
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+run_against PostgreSQL "$DATABASE_URL" 5432 postgres
 
 echo "check-package: ok ($((SECONDS - started))s)"

@@ -13,13 +13,12 @@ import { type BudgetEvent, type BudgetOptions, type BudgetService, Ledger, usdTo
 import { RedisBudget } from "../src/redis.ts"
 import type { RedisStoreOptions } from "../src/redis.ts"
 import { BudgetStoreContract } from "../src/testing.ts"
-import * as Batch from "../src/internal/redis/batch.ts"
 import * as Scripts from "../src/internal/redis/scripts.ts"
 import { capturingLogs } from "./support/logs.ts"
 import { collectingSink } from "./support/ledgerSink.ts"
 import { ownRedis } from "./support/ownRedis.ts"
 import { eventually } from "./support/poll.ts"
-import { available, RedisLive, testPrefix } from "./support/redis.ts"
+import { available, RedisLive, runBatch, testPrefix } from "./support/redis.ts"
 
 /** A budget of a Redis store under `prefix`, with the sink if one is given. */
 const openOn = (
@@ -103,11 +102,9 @@ describe.runIf(available)("ledger on Redis", () => {
       // A hold as a process takes it, leased 100 ms, that nobody renews.
       const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
       const tree = `${prefix}{org}`
-      yield* redis.eval(Scripts.batch)(
-        ...Batch.batchArguments({ tree, leaseMillis: 100, keepMillis: 60_000, idKeepMillis: 86_400_000 }, [
-          { _tag: "Reserve", chain: [`${tree}:n:org`], id: "dead-process-hold", tokens: 60, nanos: 0, labels: "{\"user\":\"ghost\"}" }
-        ])
-      )
+      yield* runBatch(redis, tree, [
+        { _tag: "Reserve", chain: [`${tree}:n:org`], id: "dead-process-hold", tokens: 60, nanos: 0, labels: "{\"user\":\"ghost\"}" }
+      ], 100)
       assert.strictEqual((yield* org.snapshot).tokensReserved, 60)
       // Its lease runs out; the next look gives it back.
       yield* eventually("the hold was given back", Effect.map(org.snapshot, (s) => s.tokensReserved === 0))
@@ -223,15 +220,14 @@ describe.runIf(available)("ledger on Redis", () => {
       const org = yield* openOn(RedisLive, prefix, { name: "org", tokenCap: 100 }, sink)
       const redis = Context.get(yield* Layer.build(RedisLive), Redis.Redis)
       const tree = `${prefix}{org}`
-      const options = { tree, leaseMillis: 100, keepMillis: 60_000, idKeepMillis: 86_400_000 }
       const chain = [`${tree}:n:org`]
-      yield* redis.eval(Scripts.batch)(...Batch.batchArguments(options, [
+      yield* runBatch(redis, tree, [
         { _tag: "Reserve", chain, id: "paused-hold", tokens: 60, nanos: 0, labels: "{\"user\":\"ada\"}" }
-      ]))
+      ], 100)
       yield* eventually("the lease ran out", Effect.map(org.snapshot, (s) => s.tokensReserved === 0))
-      yield* redis.eval(Scripts.batch)(...Batch.batchArguments(options, [
+      yield* runBatch(redis, tree, [
         { _tag: "Commit", chain, id: "paused-hold", tokens: 40, nanos: 0, estimated: false, labels: "{\"user\":\"ada\"}" }
-      ]))
+      ], 100)
       yield* eventually("two entries", Effect.sync(() => state.written.size === 2))
       assert.deepStrictEqual(
         [...state.written.values()].map((e) => [e.kind, e.tokens, e.labels]).sort(),

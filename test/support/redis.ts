@@ -96,11 +96,17 @@ export const makeRedisBudget = (
 
 /**
  * Runs `operations` on the tree `tree` as one batch script, straight to
- * Redis, as a process's store sends them: its replies, in order.
+ * Redis, as a process's store sends them (its holds leased `leaseMillis`):
+ * its replies, in order.
  */
-export const runBatch = (redis: Redis.Redis["Service"], tree: string, operations: ReadonlyArray<Batch.Operation>) =>
+export const runBatch = (
+  redis: Redis.Redis["Service"],
+  tree: string,
+  operations: ReadonlyArray<Batch.Operation>,
+  leaseMillis = 30_000
+) =>
   redis.eval(Scripts.batch)(
-    ...Batch.batchArguments({ tree, leaseMillis: 30_000, keepMillis: 60_000, idKeepMillis: 86_400_000 }, operations)
+    ...Batch.batchArguments({ tree, leaseMillis, keepMillis: 60_000, idKeepMillis: 86_400_000 }, operations)
   )
 
 /** A marker through pub/sub: published, then awaited on a subscription of this process's own. */
